@@ -1,0 +1,1 @@
+"""Social-xLSTM: traffic forecasting from detector networks, assembled from plugins by TOML recipes."""

@@ -1,0 +1,15 @@
+"""Traffic data: the HDF5 schema, projection to metres, the synthetic default network, importers, windows."""
+
+from core.data.dataset import TrafficData
+from core.data.hdf5 import read_hdf5, write_hdf5
+
+__all__ = ["TrafficData", "load_source", "read_hdf5", "write_hdf5"]
+
+
+def load_source(source: str, synthetic_seed: int = 0) -> TrafficData:
+    """``"default"`` → the embedded synthetic network; anything else → an HDF5 file of the schema."""
+    if source == "default":
+        from core.data.synthetic import generate
+
+        return generate(synthetic_seed)
+    return read_hdf5(source)

@@ -1,0 +1,76 @@
+"""``python -m core.data``: import real data to the project's HDF5 schema, write the synthetic default, inspect."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+from core.data import importers, read_hdf5, write_hdf5
+from core.data.synthetic import generate
+from core.errors import SocialXLSTMError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core.data", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    wide = commands.add_parser("import-wide", help="time x detectors CSV (header = ids) + locations CSV")
+    wide.add_argument("values")
+    wide.add_argument("--start", required=True, help="time of the first row, ISO 8601, e.g. 2012-03-01T00:00")
+    wide.add_argument("--interval", type=int, default=300, help="seconds between rows (default 300)")
+
+    per = commands.add_parser("import-per-detector", help="one Stamp,value CSV per detector + locations CSV")
+    per.add_argument("files", nargs="+")
+    per.add_argument("--id-pattern", default=r"(\d+)", help="regex whose first group is the id in a file name")
+
+    pandas = commands.add_parser("import-pandas", help="metr-la.h5 / pems-bay.h5 (pandas store, key df) + locations CSV")
+    pandas.add_argument("h5")
+    for sub in (wide, per, pandas):
+        sub.add_argument("--locations", required=True, help="[index,]sensor_id,latitude,longitude CSV")
+        sub.add_argument("--feature", default="speed", help="name of the imported feature (zeros are missing for speed)")
+        sub.add_argument("--out", required=True, help="HDF5 file to write")
+
+    synthetic = commands.add_parser("synthetic", help="write the embedded default network")
+    synthetic.add_argument("--seed", type=int, default=0)
+    synthetic.add_argument("--days", type=int, default=21)
+    synthetic.add_argument("--out", required=True)
+
+    info = commands.add_parser("info", help="summarise an HDF5 file of the schema")
+    info.add_argument("h5")
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "info":
+            print(summary(read_hdf5(args.h5)))
+            return 0
+        if args.command == "synthetic":
+            data = generate(args.seed, args.days)
+        elif args.command == "import-wide":
+            data = importers.import_wide_csv(args.values, args.locations, args.start, args.interval, args.feature)
+        elif args.command == "import-per-detector":
+            data = importers.import_per_detector(args.files, args.locations, args.feature, args.id_pattern)
+        else:
+            data = importers.import_pandas_h5(args.h5, args.locations, args.feature)
+        write_hdf5(data, args.out)
+        print(f"wrote {args.out}\n{summary(data)}")
+    except SocialXLSTMError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def summary(data) -> str:
+    start, end = (np.datetime64(int(t), "s") for t in data.timestamps[[0, -1]])
+    missing = np.isnan(data.features).mean(axis=(0, 1))
+    positions = "none" if data.latlon is None else f"{int(np.isfinite(data.latlon).all(1).sum())} of {len(data.vd_ids)} VDs"
+    lines = [
+        f"{data.num_steps} steps from {start} to {end} every {data.interval} s; {len(data.vd_ids)} VDs; positions: {positions}",
+        *(f"  {name}: {100 * m:.1f}% missing" for name, m in zip(data.feature_names, missing)),
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""The HDF5 schema, read and written::
+
+    data/features               float32 [T, N, F]   NaN = missing
+    metadata/vdids              str [N]
+    metadata/feature_names      str [F]
+    metadata/timestamps         str [T]   ISO 8601 local time
+    metadata/timestamps_epoch   int64 [T] seconds (local wall-clock time as if UTC)
+    metadata/vd_info/<vdid>     group, attrs position_lat, position_lon (degrees)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from core.data.dataset import TrafficData
+from core.errors import DataError
+
+
+def read_hdf5(path: str | Path) -> TrafficData:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: data file not found")
+    try:
+        with h5py.File(path, "r") as f:
+            features = np.asarray(_require(f, path, "data/features", "float32 [T, N, F]"), dtype=np.float32)
+            vd_ids = _strings(_require(f, path, "metadata/vdids", "str [N]"))
+            names = _strings(f["metadata/feature_names"]) if "metadata/feature_names" in f else _default_names(features)
+            timestamps = _timestamps(f, path, features.shape[0])
+            latlon = _positions(f, vd_ids)
+    except OSError as error:
+        raise DataError(f"{path}: not a readable HDF5 file: {error}") from None
+    return TrafficData(features, vd_ids, names, timestamps, latlon, source=str(path))
+
+
+def write_hdf5(data: TrafficData, path: str | Path) -> Path:
+    """Write atomically: a temporary file in the same folder, renamed over ``path`` when complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("data/features", data=data.features.astype(np.float32), compression="gzip", compression_opts=4)
+            text = h5py.string_dtype()
+            f.create_dataset("metadata/vdids", data=np.array(data.vd_ids, dtype=object), dtype=text)
+            f.create_dataset("metadata/feature_names", data=np.array(data.feature_names, dtype=object), dtype=text)
+            iso = np.datetime_as_string(data.timestamps.astype("datetime64[s]"), unit="s")
+            f.create_dataset("metadata/timestamps", data=iso.astype(object), dtype=text)
+            f.create_dataset("metadata/timestamps_epoch", data=data.timestamps.astype(np.int64))
+            info = f.create_group("metadata/vd_info")
+            for i, vd in enumerate(data.vd_ids):
+                group = info.create_group(vd)
+                if data.latlon is not None and np.isfinite(data.latlon[i]).all():
+                    group.attrs["position_lat"], group.attrs["position_lon"] = data.latlon[i]
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _require(f: h5py.File, path: Path, key: str, expected: str) -> h5py.Dataset:
+    if key not in f or not isinstance(f[key], h5py.Dataset):
+        raise DataError(f"{path}: missing dataset '{key}' (expected {expected})")
+    return f[key]
+
+
+def _strings(dataset: h5py.Dataset) -> tuple[str, ...]:
+    return tuple(v.decode() if isinstance(v, bytes) else str(v) for v in dataset[()].tolist())
+
+
+def _default_names(features: np.ndarray) -> tuple[str, ...]:
+    return ("speed",) if features.shape[-1] == 1 else tuple(f"feature_{i}" for i in range(features.shape[-1]))
+
+
+def _timestamps(f: h5py.File, path: Path, steps: int) -> np.ndarray:
+    if "metadata/timestamps_epoch" in f:
+        return np.asarray(f["metadata/timestamps_epoch"][()], dtype=np.int64)
+    if "metadata/timestamps" in f:
+        strings = _strings(f["metadata/timestamps"])
+        try:
+            return np.array(strings, dtype="datetime64[s]").astype(np.int64)
+        except ValueError as error:
+            raise DataError(f"{path}: metadata/timestamps are not ISO 8601 times: {error}") from None
+    raise DataError(f"{path}: missing dataset 'metadata/timestamps_epoch' or 'metadata/timestamps' ({steps} times)")
+
+
+def _positions(f: h5py.File, vd_ids: tuple[str, ...]) -> np.ndarray | None:
+    if "metadata/vd_info" not in f:
+        return None
+    info = f["metadata/vd_info"]
+    latlon = np.full((len(vd_ids), 2), np.nan)
+    for i, vd in enumerate(vd_ids):
+        attrs = info[vd].attrs if vd in info else {}
+        if "position_lat" in attrs and "position_lon" in attrs:
+            latlon[i] = float(attrs["position_lat"]), float(attrs["position_lon"])
+    return latlon

@@ -1,0 +1,166 @@
+"""Chronological splits, z-scoring from the training part, and windows cut by index arithmetic.
+
+The whole series is normalised once (``Series``); each split is only an array of window start indices into
+it, and a batch of windows is one gather, ``series[starts[:, None] + arange(L)]``.
+"""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+import torch
+
+from core.data.dataset import TrafficData
+from core.errors import DataError
+
+SPLITS = ("train", "val", "test")
+
+
+@attrs.frozen
+class Normaliser:
+    """Per-feature z-scoring with statistics from the training part only."""
+
+    mean: np.ndarray  # [F]
+    std: np.ndarray  # [F]
+
+    @classmethod
+    def fit(cls, features: np.ndarray, names: tuple[str, ...], source: str) -> Normaliser:
+        observed = np.isfinite(features).reshape(-1, features.shape[-1]).any(0)
+        if not observed.all():
+            missing = [n for n, ok in zip(names, observed) if not ok]
+            raise DataError(f"{source}: feature(s) {', '.join(missing)} are NaN everywhere in the training part")
+        mean = np.nanmean(features, axis=(0, 1))
+        std = np.nanstd(features, axis=(0, 1))
+        return cls(mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32))
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_dict(cls, table: dict[str, list[float]]) -> Normaliser:
+        return cls(np.asarray(table["mean"], np.float32), np.asarray(table["std"], np.float32))
+
+
+@attrs.frozen
+class Windows:
+    """A batch of windows as cut from the series: the collators' input."""
+
+    values: torch.Tensor  # [B, T, N, F] z-scored, 0 where missing
+    observed: torch.Tensor  # [B, T, N, F] bool
+    covariates: torch.Tensor  # [B, T, K]
+    target: torch.Tensor  # [B, H, N] z-scored, 0 where missing
+    target_mask: torch.Tensor  # [B, H, N] bool
+    start: torch.Tensor  # [B]
+
+
+@attrs.frozen(eq=False)
+class Series:
+    """The whole series, normalised once and shared by every split."""
+
+    values: torch.Tensor  # [T, N, F]
+    observed: torch.Tensor  # [T, N, F]
+    covariates: torch.Tensor  # [T, K]
+    target: torch.Tensor  # [T, N]
+    target_mask: torch.Tensor  # [T, N]
+    target_raw: torch.Tensor  # [T, N] original units, NaN where missing
+    history: int
+    horizon: int
+
+    def cut(self, starts: torch.Tensor) -> Windows:
+        past = starts[:, None] + torch.arange(self.history)
+        future = starts[:, None] + self.history + torch.arange(self.horizon)
+        return Windows(
+            values=self.values[past],
+            observed=self.observed[past],
+            covariates=self.covariates[past],
+            target=self.target[future],
+            target_mask=self.target_mask[future],
+            start=starts,
+        )
+
+
+class WindowDataset(torch.utils.data.Dataset):
+    """Windows of one split; ``__getitems__`` cuts a whole batch at once (the DataLoader calls it)."""
+
+    def __init__(self, series: Series, starts: np.ndarray):
+        self.series = series
+        self.starts = torch.as_tensor(starts, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitems__(self, indices: list[int]) -> Windows:
+        return self.series.cut(self.starts[torch.as_tensor(indices, dtype=torch.long)])
+
+    def __getitem__(self, index: int) -> Windows:
+        return self.__getitems__([index])
+
+
+@attrs.frozen(eq=False)
+class Prepared:
+    """Everything the trainer needs from the data."""
+
+    data: TrafficData
+    series: Series
+    normaliser: Normaliser
+    input_features: tuple[str, ...]
+    target_index: int  # of the target among the data's features
+    splits: dict[str, WindowDataset]
+    boundaries: tuple[int, int]  # first step of val and of test
+
+
+def prepare(
+    data: TrafficData,
+    target: str,
+    features: tuple[str, ...] = (),
+    history: int = 12,
+    horizon: int = 12,
+    split: tuple[float, ...] = (0.7, 0.1, 0.2),
+    time_of_day: bool = True,
+    train_stride: int = 1,
+) -> Prepared:
+    """Split chronologically, fit the normaliser on train, and index the windows of each part."""
+    target_index = data.feature_index(target)
+    features = features or data.feature_names
+    inputs = [data.feature_index(name, "data.features") for name in features]
+    steps = data.num_steps
+    val_start, test_start = (int(round(steps * split[0])), int(round(steps * (split[0] + split[1]))))
+    bounds = {"train": (0, val_start), "val": (val_start, test_start), "test": (test_start, steps)}
+    window = history + horizon
+    for part, (lo, hi) in bounds.items():
+        if hi - lo < window:
+            raise DataError(
+                f"{data.source}: fewer time steps than one window: the {part} part has {hi - lo} of {steps} steps, "
+                f"a window needs {window} (history {history} + horizon {horizon})"
+            )
+
+    raw = data.features[:, :, inputs]
+    normaliser = Normaliser.fit(data.features[:val_start], data.feature_names, data.source)
+    observed = np.isfinite(raw)
+    values = np.where(observed, (raw - normaliser.mean[inputs]) / normaliser.std[inputs], 0.0).astype(np.float32)
+    target_raw = data.features[:, :, target_index]
+    target_mask = np.isfinite(target_raw)
+    if not target_mask[:val_start].any():
+        raise DataError(f"{data.source}: the target '{target}' is NaN everywhere in the training part")
+    mean, std = normaliser.mean[target_index], normaliser.std[target_index]
+    target_z = np.where(target_mask, (target_raw - mean) / std, 0.0).astype(np.float32)
+
+    series = Series(
+        values=torch.from_numpy(values),
+        observed=torch.from_numpy(observed),
+        covariates=torch.from_numpy(time_of_day_features(data.timestamps) if time_of_day else np.zeros((steps, 0), np.float32)),
+        target=torch.from_numpy(target_z),
+        target_mask=torch.from_numpy(target_mask),
+        target_raw=torch.from_numpy(target_raw.astype(np.float32)),
+        history=history,
+        horizon=horizon,
+    )
+    strides = {"train": train_stride, "val": 1, "test": 1}
+    splits = {part: WindowDataset(series, np.arange(lo, hi - window + 1, strides[part])) for part, (lo, hi) in bounds.items()}
+    return Prepared(data, series, normaliser, tuple(features), target_index, splits, (val_start, test_start))
+
+
+def time_of_day_features(timestamps: np.ndarray) -> np.ndarray:
+    """[T, 2]: sine and cosine of the time of day."""
+    angle = 2 * np.pi * (timestamps % 86400) / 86400.0
+    return np.stack([np.sin(angle), np.cos(angle)], 1).astype(np.float32)

@@ -1,0 +1,51 @@
+"""The forecaster: encoder → last step → social pooling → fusion head → ``[B, H, N]``."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from core.api import Batch, DatasetSpec, Encoder, EncoderInput, Pooling, require_positions
+from core.errors import PluginError, SocialXLSTMError
+from core.recipe import HeadConfig, Recipe
+from core.registry import Registry
+
+
+class Forecaster(nn.Module):
+    def __init__(self, encoder: Encoder, pooling: Pooling, head: HeadConfig, horizon: int):
+        super().__init__()
+        self.encoder = encoder
+        self.pooling = pooling
+        e = encoder.out_dim
+        self.head = nn.Sequential(
+            nn.Linear(2 * e, head.hidden_dim), nn.GELU(), nn.Dropout(head.dropout), nn.Linear(head.hidden_dim, horizon)
+        )
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        hidden = self.encoder(EncoderInput.from_batch(batch))  # [B, N, T, E] (left padding: last step aligned)
+        last = hidden[:, :, -1] if hidden.dim() == 4 else hidden
+        context = self.pooling(last, batch.node_mask)  # [B, N, E]
+        return self.head(torch.cat([last, context], -1)).transpose(1, 2)  # [B, H, N]
+
+
+def build_model(recipe: Recipe, registry: Registry, spec: DatasetSpec) -> Forecaster:
+    """Instantiate the recipe's encoder and pooling for the dataset described by ``spec``."""
+    encoder = _construct(registry, "encoder", recipe.encoder, spec)
+    pooling = _construct(registry, "pooling", recipe.pooling, spec, encoder.out_dim)
+    return Forecaster(encoder, pooling, recipe.model, spec.horizon)
+
+
+def _construct(registry: Registry, kind: str, choice, *args):
+    info = registry.get(kind, choice.name)
+    try:
+        return info.cls(choice.config, *args)
+    except SocialXLSTMError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a third-party plugin may raise anything
+        raise PluginError(f"{kind} '{choice.name}' ({info.source}) failed to build: {type(error).__name__}: {error}") from error
+
+
+def check_batch_positions(model: Forecaster, batch: Batch, spec: DatasetSpec) -> None:
+    """Strict mode at the first batch: pooling that uses positions needs them in the batch, finite, ``[N, 2]``."""
+    if model.pooling.uses_positions:
+        require_positions(batch.positions_xy, spec.vd_ids)

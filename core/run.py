@@ -1,0 +1,155 @@
+"""``python -m core.run RECIPE [--set TABLE.KEY=VALUE ...] [--resume RUN_DIR]``: train, validate, test, log.
+
+Everything a run produces lands in one run directory: ``recipe.toml`` (resolved), ``best_model.pt``,
+``last.pt`` (resumable), ``training_history.json``, ``metrics.json`` and the TensorBoard events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.api import DatasetSpec
+from core.data import load_source
+from core.data.windows import prepare
+from core.errors import SocialXLSTMError, TrainingError
+from core.io import save_text
+from core.metrics import HORIZONS, METRICS
+from core.model import build_model, check_batch_positions
+from core.recipe import Recipe, load_recipe
+from core.registry import Registry
+from core.tensorboard import RunLogger
+from core.trainer import Trainer
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core.run", description="Train and test a forecaster from a TOML recipe.")
+    parser.add_argument("recipe", nargs="?", help="the recipe, e.g. recipes/shared_radius.toml")
+    parser.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE", help="override a recipe value (repeatable)")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt")
+    parser.add_argument("--list-plugins", action="store_true", help="list the registered plugins and exit")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    args = parser.parse_args(argv)
+    try:
+        if args.list_plugins:
+            from core.plugins import describe
+
+            print(describe(Registry.default()))
+            return 0
+        if args.resume:
+            run_dir = Path(args.resume)
+            if not (run_dir / "recipe.toml").is_file():
+                raise TrainingError(f"--resume {run_dir}: not a run directory (no recipe.toml)")
+            return run(run_dir / "recipe.toml", args.set, resume_dir=run_dir)
+        if not args.recipe:
+            parser.error("a recipe is required (or --resume RUN_DIR, or --list-plugins)")
+        return run(Path(args.recipe), args.set)
+    except SocialXLSTMError as error:
+        if args.debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def run(recipe_path: Path, overrides: list[str], resume_dir: Path | None = None) -> int:
+    recipe, registry = load_recipe(recipe_path, overrides)
+    torch.manual_seed(recipe.run.seed)
+    np.random.seed(recipe.run.seed)
+
+    cfg = recipe.data
+    data = load_source(cfg.source, cfg.synthetic_seed)
+    prepared = prepare(data, cfg.target, cfg.features, cfg.history, cfg.horizon, cfg.split, cfg.time_of_day, cfg.train_stride)
+    positions = data.positions_xy()
+    spec = DatasetSpec(
+        vd_ids=data.vd_ids,
+        feature_names=prepared.input_features,
+        num_covariates=prepared.series.covariates.shape[1],
+        history=cfg.history,
+        horizon=cfg.horizon,
+        positions_xy=None if positions is None else torch.as_tensor(positions, dtype=torch.float32),
+    )
+    collator_info = registry.get("collator", recipe.collator.name)
+    collator = collator_info.cls(recipe.collator.config, spec)
+    model = build_model(recipe, registry, spec)
+    check_batch_positions(model, collator(prepared.splits["train"].__getitems__([0])), spec)
+
+    run_dir = resume_dir or create_run_dir(recipe)
+    trainer = Trainer(recipe, model, collator, prepared, spec, run_dir)
+    if resume_dir:
+        trainer.restore(load_last(resume_dir, spec))
+        save_text(recipe.to_toml(), run_dir / "recipe.toml")
+    logger = RunLogger(run_dir, purge_step=trainer.state.global_step + 1 if resume_dir else None)
+    logger.recipe(recipe.to_toml())
+
+    parameters = sum(p.numel() for p in model.parameters())
+    sizes = ", ".join(f"{part} {len(ds)}" for part, ds in prepared.splits.items())
+    print(
+        f"{recipe.encoder.name} + {recipe.pooling.name} pooling ({parameters:,} parameters) on {trainer.device}, "
+        f"precision {recipe.trainer.precision}\n"
+        f"data {data.source}: {data.num_steps} steps x {len(data.vd_ids)} VDs x {len(prepared.input_features)} features; "
+        f"windows {sizes}\nrun directory {run_dir}"
+        + (f" (resuming after epoch {trainer.state.epoch})" if resume_dir else "")
+    )
+    trainer.fit(logger)
+    metrics = trainer.test()
+    logger.hparams(recipe.flat(), {f"test/{k}": v for k, v in metrics["test"].items()} | {"best_val_mae": metrics["best_val_mae"]})
+    logger.close()
+
+    print(format_table(metrics, recipe.data.target))
+    print(f"best epoch {metrics['best_epoch']} (val MAE {metrics['best_val_mae']:.4f}), {metrics['train_seconds']:.0f} s of training")
+    print(f"run directory: {run_dir}\nTensorBoard:   tensorboard --logdir {run_dir.parent}")
+    return 0
+
+
+def create_run_dir(recipe: Recipe) -> Path:
+    """A new, never-shared directory ``<output_dir>/<name>-<date>-<time>[-k]`` with the resolved recipe."""
+    root = Path(recipe.run.output_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    stem = f"{recipe.run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for k in range(1, 10_000):
+        run_dir = root / (stem if k == 1 else f"{stem}-{k}")
+        try:
+            run_dir.mkdir()  # atomic: two runs can never get the same directory
+        except FileExistsError:
+            continue
+        save_text(recipe.to_toml(), run_dir / "recipe.toml")
+        return run_dir
+    raise TrainingError(f"{root}: cannot create a run directory for '{stem}'")
+
+
+def load_last(run_dir: Path, spec: DatasetSpec) -> dict:
+    path = run_dir / "last.pt"
+    if not path.is_file():
+        raise TrainingError(f"--resume {run_dir}: no last.pt (the run ended before its first epoch)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # noqa: BLE001 - a truncated or corrupt file
+        raise TrainingError(f"{path}: unreadable checkpoint ({type(error).__name__}: {error})") from None
+    saved = checkpoint.get("vd_ids", [])
+    if list(saved) != list(spec.vd_ids):
+        only_ckpt = sorted(set(saved) - set(spec.vd_ids))[:5]
+        only_data = sorted(set(spec.vd_ids) - set(saved))[:5]
+        raise TrainingError(f"{path}: the checkpoint's VDs differ from the data's: only in checkpoint {only_ckpt}, only in data {only_data}")
+    return checkpoint
+
+
+def format_table(metrics: dict, target: str) -> str:
+    """Test MAE/RMSE/MAPE per horizon for the model beside the baselines."""
+    methods = {"model": metrics["test"], **metrics["baselines"]}
+    labels = [f"@{h}" for h in HORIZONS if f"mae@{h}" in metrics["test"]] + ["@avg"]
+    header = f"{'test (' + target + ')':<22}" + "".join(f"{name:>26}" for name in methods)
+    sub = f"{'horizon':<22}" + "".join(f"{'MAE':>10}{'RMSE':>8}{'MAPE%':>8}" for _ in methods)
+    rows = [
+        f"{label:<22}" + "".join("".join(f"{m[f'{k}{label}']:>{w}.2f}" for k, w in zip(METRICS, (10, 8, 8))) for m in methods.values())
+        for label in labels
+    ]
+    return "\n".join([header, sub, *rows])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""Encoder ``xlstm_shared``: ONE xLSTM block stack over ``[B·N, T, E]``, so every VD keeps its own states.
+
+(Never the seeds' ``multi_vd_mode``, which flattens N·F into one vector and mixes VDs.)
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+import attrs
+import torch
+from attrs.validators import ge, gt, lt
+from torch import nn
+from xlstm import (
+    FeedForwardConfig,
+    mLSTMBlockConfig,
+    mLSTMLayerConfig,
+    sLSTMBlockConfig,
+    sLSTMLayerConfig,
+    xLSTMBlockStack,
+    xLSTMBlockStackConfig,
+)
+
+from core.api import Encoder, EncoderInput
+from core.hookspecs import hookimpl
+
+log = logging.getLogger(__name__)
+
+
+def _heads_divide(instance, attribute, value) -> None:
+    if instance.embedding_dim % value:
+        raise ValueError(f"'num_heads' ({value}) must divide 'embedding_dim' ({instance.embedding_dim})")
+
+
+def _blocks_exist(instance, attribute, value) -> None:
+    outside = [i for i in value if not 0 <= i < instance.num_blocks]
+    if outside:
+        raise ValueError(f"'slstm_at' has block indices {outside} outside 0..{instance.num_blocks - 1} (num_blocks = {instance.num_blocks})")
+
+
+@attrs.frozen
+class XLSTMConfig:
+    embedding_dim: int = attrs.field(default=64, validator=gt(0))
+    num_blocks: int = attrs.field(default=4, validator=gt(0))
+    slstm_at: tuple[int, ...] = attrs.field(default=(1,), validator=_blocks_exist)  # sLSTM block indices; others mLSTM
+    num_heads: int = attrs.field(default=4, validator=[gt(0), _heads_divide])
+    conv1d_kernel_size: int = attrs.field(default=4, validator=gt(0))
+    qkv_proj_blocksize: int = attrs.field(default=4, validator=gt(0))
+    ff_proj_factor: float = attrs.field(default=1.3, validator=gt(0.0))
+    dropout: float = attrs.field(default=0.0, validator=[ge(0.0), lt(1.0)])
+    slstm_backend: Literal["auto", "vanilla", "cuda"] = "auto"  # auto: cuda where the kernel builds
+
+
+def resolve_backend(requested: str) -> str:
+    """``auto`` → ``cuda`` on a GPU of compute capability ≥ 8.0, else ``vanilla`` (pure PyTorch)."""
+    if requested != "auto":
+        return requested
+    return "cuda" if torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8 else "vanilla"
+
+
+def build_stack(config: XLSTMConfig, context_length: int, backend: str) -> xLSTMBlockStack:
+    """The xlstm package's block stack for ``config``; falls back to ``vanilla`` if the CUDA kernel fails to build."""
+    stack_config = xLSTMBlockStackConfig(
+        mlstm_block=mLSTMBlockConfig(
+            mlstm=mLSTMLayerConfig(
+                conv1d_kernel_size=config.conv1d_kernel_size,
+                qkv_proj_blocksize=config.qkv_proj_blocksize,
+                num_heads=config.num_heads,
+            )
+        ),
+        slstm_block=sLSTMBlockConfig(
+            slstm=sLSTMLayerConfig(
+                backend=backend,
+                num_heads=config.num_heads,
+                conv1d_kernel_size=config.conv1d_kernel_size,
+                bias_init="powerlaw_blockdependent",
+            ),
+            feedforward=FeedForwardConfig(proj_factor=config.ff_proj_factor, act_fn="gelu"),
+        ),
+        context_length=context_length,
+        num_blocks=config.num_blocks,
+        embedding_dim=config.embedding_dim,
+        slstm_at=list(config.slstm_at),
+        dropout=config.dropout,
+    )
+    try:
+        return xLSTMBlockStack(stack_config)
+    except Exception as error:  # noqa: BLE001 - the CUDA kernel is compiled here and may not build
+        if backend != "cuda" or config.slstm_backend == "cuda":
+            raise
+        log.warning("sLSTM cuda backend failed to build (%s); using vanilla", error)
+        return build_stack(config, context_length, "vanilla")
+
+
+class SharedXLSTMEncoder(Encoder):
+    name = "xlstm_shared"
+    Config = XLSTMConfig
+
+    def __init__(self, config: XLSTMConfig, spec):
+        super().__init__(config, spec)
+        self.out_dim = config.embedding_dim
+        self.embed = nn.Linear(EncoderInput.num_features(spec), config.embedding_dim)
+        self.stack = build_stack(config, spec.history, resolve_backend(config.slstm_backend))
+
+    def forward(self, inputs: EncoderInput) -> torch.Tensor:
+        x = self.embed(inputs.features())
+        b, n, t, e = x.shape
+        return self.stack(x.reshape(b * n, t, e)).reshape(b, n, t, e)
+
+
+@hookimpl
+def register_plugins(register):
+    register(SharedXLSTMEncoder)

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from core.api import DatasetSpec
+from core.data import write_hdf5
+from core.data.synthetic import generate
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def small_data():
+    """Four days of the synthetic network (36 VDs, 3 features)."""
+    return generate(seed=0, days=4)
+
+
+@pytest.fixture(scope="session")
+def small_h5(small_data, tmp_path_factory) -> Path:
+    return write_hdf5(small_data, tmp_path_factory.mktemp("data") / "small.h5")
+
+
+@pytest.fixture
+def write_recipe(tmp_path):
+    """Write a recipe from TOML text (dedented) and return its path."""
+
+    def write(text: str, name: str = "recipe.toml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    return write
+
+
+def make_spec(n: int = 5, features: int = 1, positions: torch.Tensor | None = None, history: int = 6, horizon: int = 3) -> DatasetSpec:
+    return DatasetSpec(
+        vd_ids=tuple(f"vd{i}" for i in range(n)),
+        feature_names=("speed",) + tuple(f"f{i}" for i in range(features - 1)),
+        num_covariates=2,
+        history=history,
+        horizon=horizon,
+        positions_xy=positions,
+    )

@@ -1,0 +1,185 @@
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from pyproj import Geod
+
+from core.data import TrafficData, read_hdf5, write_hdf5
+from core.data.geo import project_to_metres
+from core.data.importers import import_pandas_h5, import_per_detector, import_wide_csv
+from core.data.synthetic import generate
+from core.data.windows import prepare
+from core.errors import DataError
+from tests.conftest import SHARED_DATA
+
+METR = SHARED_DATA / "metr-la-week"
+PEMS = SHARED_DATA / "pems-bay-16"
+needs_metr = pytest.mark.skipif(not METR.is_dir(), reason="../shared/data/metr-la-week is absent")
+needs_pems = pytest.mark.skipif(not PEMS.is_dir(), reason="../shared/data/pems-bay-16 is absent")
+
+
+def test_hdf5_round_trip(small_data, tmp_path):
+    path = write_hdf5(small_data, tmp_path / "x.h5")
+    back = read_hdf5(path)
+    np.testing.assert_array_equal(back.features, small_data.features)  # NaN positions included
+    assert back.vd_ids == small_data.vd_ids and back.feature_names == small_data.feature_names
+    np.testing.assert_array_equal(back.timestamps, small_data.timestamps)
+    np.testing.assert_allclose(back.latlon, small_data.latlon)
+    with h5py.File(path) as f:  # the seeds' schema, as documented
+        assert f["data/features"].dtype == np.float32
+        assert f["metadata/timestamps"][0].decode() == "2024-01-01T00:00:00"
+        assert set(f["metadata/vd_info"][small_data.vd_ids[0]].attrs) == {"position_lat", "position_lon"}
+
+
+@pytest.mark.parametrize(("missing", "message"), [("data/features", "missing dataset 'data/features'"), ("metadata/vdids", "missing dataset 'metadata/vdids'")])
+def test_hdf5_missing_dataset_is_named(small_h5, tmp_path, missing, message):
+    broken = tmp_path / "broken.h5"
+    broken.write_bytes(small_h5.read_bytes())
+    with h5py.File(broken, "a") as f:
+        del f[missing]
+    with pytest.raises(DataError, match=f"{broken}: {message}"):
+        read_hdf5(broken)
+
+
+def test_missing_and_non_hdf5_files(tmp_path):
+    with pytest.raises(DataError, match="data file not found"):
+        read_hdf5(tmp_path / "none.h5")
+    (tmp_path / "text.h5").write_text("not hdf5")
+    with pytest.raises(DataError, match="not a readable HDF5 file"):
+        read_hdf5(tmp_path / "text.h5")
+
+
+def test_vds_without_positions_read_as_nan(small_h5, tmp_path):
+    path = tmp_path / "nopos.h5"
+    path.write_bytes(small_h5.read_bytes())
+    with h5py.File(path, "a") as f:
+        del f["metadata/vd_info/VD-N1-03"]
+    data = read_hdf5(path)
+    assert np.isnan(data.latlon[3]).all() and np.isfinite(np.delete(data.latlon, 3, 0)).all()
+
+
+def test_data_checks_name_the_problem(small_data):
+    f, ids, names, ts = small_data.features, small_data.vd_ids, small_data.feature_names, small_data.timestamps
+    with pytest.raises(DataError, match="duplicate VD id"):
+        TrafficData(f, (ids[0],) + ids[1:-1] + (ids[0],), names, ts)
+    with pytest.raises(DataError, match="timestamps are not increasing at step 5"):
+        TrafficData(f, ids, names, np.concatenate([ts[:5], ts[3:4], ts[6:]]))
+
+
+@pytest.mark.parametrize("lat", [0.0, 25.0, 37.4, 60.0])
+def test_projection_distances_are_true_metres(lat):
+    rng = np.random.default_rng(1)
+    latlon = np.stack([lat + rng.uniform(-0.2, 0.2, 50), -120 + rng.uniform(-0.3, 0.3, 50)], 1)
+    xy = project_to_metres(latlon)
+    i, j = np.triu_indices(50, 1)
+    _, _, geod = Geod(ellps="WGS84").inv(latlon[i, 1], latlon[i, 0], latlon[j, 1], latlon[j, 0])
+    planar = np.linalg.norm(xy[i] - xy[j], axis=1)
+    assert np.max(np.abs(planar / geod - 1)) < 0.005
+
+
+def test_windows_are_the_series_cut_by_index(small_data):
+    prepared = prepare(small_data, "speed", history=12, horizon=12)
+    raw = small_data.features
+    mean, std = prepared.normaliser.mean, prepared.normaliser.std
+    test = prepared.splits["test"]
+    windows = test.__getitems__([0, 5, len(test) - 1])
+    for b, i in enumerate([0, 5, len(test) - 1]):
+        s = int(test.starts[i])
+        past = raw[s : s + 12]
+        expected = np.where(np.isnan(past), 0.0, (past - mean) / std)
+        np.testing.assert_allclose(windows.values[b].numpy(), expected, rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(windows.observed[b].numpy(), ~np.isnan(past))
+        future = raw[s + 12 : s + 24, :, 0]
+        np.testing.assert_array_equal(windows.target_mask[b].numpy(), ~np.isnan(future))
+        np.testing.assert_allclose(windows.target[b].numpy(), np.nan_to_num((future - mean[0]) / std[0]), atol=1e-5)
+    assert windows.values.shape == (3, 12, 36, 3) and windows.covariates.shape == (3, 12, 2)
+
+
+def test_splits_are_chronological_and_normaliser_uses_train_only(small_data):
+    prepared = prepare(small_data, "speed", split=(0.7, 0.1, 0.2))
+    steps = small_data.num_steps
+    val_start, test_start = prepared.boundaries
+    assert (val_start, test_start) == (round(0.7 * steps), round(0.8 * steps))
+    for part, (lo, hi) in {"train": (0, val_start), "val": (val_start, test_start), "test": (test_start, steps)}.items():
+        starts = prepared.splits[part].starts
+        assert starts.min() == lo and starts.max() + 24 == hi  # every window lies inside its part
+    np.testing.assert_allclose(prepared.normaliser.mean, np.nanmean(small_data.features[:val_start], (0, 1)), rtol=1e-5)
+    # the windows share one normalised series: no copy per split
+    assert prepared.splits["train"].series is prepared.splits["test"].series
+
+
+def test_too_short_and_all_nan_target_are_errors(small_data):
+    short = TrafficData(small_data.features[:100], small_data.vd_ids, small_data.feature_names, small_data.timestamps[:100], source="short.h5")
+    with pytest.raises(DataError, match="short.h5: fewer time steps than one window: the val part has 10 of 100 steps, a window needs 24"):
+        prepare(short, "speed")
+    features = small_data.features.copy()
+    features[..., 0] = np.nan
+    blank = TrafficData(features, small_data.vd_ids, small_data.feature_names, small_data.timestamps, source="blank.h5")
+    with pytest.raises(DataError, match="blank.h5: feature.*speed are NaN everywhere in the training part"):
+        prepare(blank, "speed")
+    with pytest.raises(DataError, match="data.target 'flow' is not a feature of the data; features: speed, occupancy, volume"):
+        prepare(small_data, "flow")
+
+
+def test_synthetic_is_deterministic_and_congestion_travels_upstream():
+    a, b = generate(seed=3, days=7), generate(seed=3, days=7)
+    np.testing.assert_array_equal(a.features, b.features)
+    assert not np.array_equal(a.features, generate(seed=4, days=7).features)
+    speed = np.nan_to_num(a.features[..., 0], nan=np.nanmean(a.features[..., 0]))
+    change = np.diff(speed, axis=0)  # step changes, free of the shared daily profile's level
+    up, down = change[:, 4], change[:, 5]  # VD-N1-04 is just upstream of VD-N1-05
+    lags = list(range(-6, 7))
+    corr = [np.corrcoef(up[6:-6], np.roll(down, lag)[6:-6])[0, 1] for lag in lags]
+    assert lags[int(np.argmax(corr))] == 3  # the queue reaches the upstream VD 3 steps (15 min) later
+
+
+@needs_metr
+def test_import_wide_csv_metr_la_week(tmp_path):
+    data = import_wide_csv(METR / "los_speed.csv", METR / "graph_sensor_locations.csv", start="2012-03-01T00:00")
+    assert data.features.shape == (2016, 207, 1)
+    assert data.vd_ids[:2] == ("773869", "767541")
+    assert np.datetime64(int(data.timestamps[-1]), "s") == np.datetime64("2012-03-07T23:55")
+    np.testing.assert_allclose(data.latlon[0], (34.15497, -118.31829))
+    assert np.nanmin(data.features) >= 1.0 and np.nanmax(data.features) <= 70.0
+    back = read_hdf5(write_hdf5(data, tmp_path / "metr.h5"))
+    np.testing.assert_array_equal(back.features, data.features)
+
+
+@needs_pems
+def test_import_per_detector_pems_bay_16():
+    files = sorted(PEMS.glob("speed-*.csv"))
+    data = import_per_detector(files, PEMS / "graph_sensor_locations_bay.csv")
+    assert len(data.vd_ids) == 16 and data.vd_ids[0] == "400001"
+    assert data.interval == 300 and data.num_steps == 43488  # Jan 1 to May 31 on a regular grid
+    dst_gap = np.isnan(data.features[:, 0, 0]).sum()
+    assert dst_gap >= 12  # the hour lost at the March DST change (and zeros) are missing
+    np.testing.assert_allclose(data.latlon[0], (37.364085, -121.901149))
+
+
+def test_import_errors_name_the_culprit(tmp_path):
+    values, locations = tmp_path / "v.csv", tmp_path / "loc.csv"
+    locations.write_text("sensor_id,latitude,longitude\n1,34.0,-118.0\n2,34.1,-118.1\n")
+    values.write_text("1,2\n50,60\n55\n")
+    with pytest.raises(DataError, match="v.csv: line 3 has 1 values, the header has 2 detector ids"):
+        import_wide_csv(values, locations, start="2012-03-01T00:00")
+    values.write_text("1,3\n50,60\n")
+    with pytest.raises(DataError, match="loc.csv: no location for 1 sensor id.*: 3"):
+        import_wide_csv(values, locations, start="2012-03-01T00:00")
+
+
+def test_import_pandas_h5_layout(tmp_path):
+    """metr-la.h5 as pandas writes it (fixed format): axis0 ids, axis1 datetime64[ns], block0_values."""
+    path, locations = tmp_path / "metr-la.h5", tmp_path / "loc.csv"
+    locations.write_text("index,sensor_id,latitude,longitude\n0,773869,34.15,-118.31\n1,767541,34.11,-118.23\n")
+    times = (np.datetime64("2012-03-01T00:00", "ns") + np.arange(4) * np.timedelta64(5, "m")).astype(np.int64)
+    with h5py.File(path, "w") as f:
+        f["df/axis0"] = np.array([b"773869", b"767541"])
+        f["df/axis1"] = times
+        f["df/block0_items"] = np.array([b"773869", b"767541"])
+        f["df/block0_values"] = np.array([[64.4, 67.6], [0.0, 68.1], [61.2, 67.0], [62.0, 0.0]])
+    data = import_pandas_h5(path, locations)
+    assert data.vd_ids == ("773869", "767541") and data.interval == 300
+    assert np.isnan(data.features[1, 0, 0]) and np.isnan(data.features[3, 1, 0])  # zeros are missing
+    assert data.features[0, 0, 0] == pytest.approx(64.4)

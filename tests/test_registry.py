@@ -1,0 +1,152 @@
+"""The registry's three discovery routes (built-in, entry point, recipe module), all through one pluggy hook."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from core.errors import PluginError, RecipeError
+from core.model import build_model
+from core.recipe import load_recipe
+from core.registry import Registry
+from tests.conftest import make_spec
+
+THIRD_PARTY = '''
+"""A throw-away third-party pooling: the mean state of every other present VD."""
+import attrs
+import torch
+from core.api import Pooling
+from core.hookspecs import hookimpl
+
+
+@attrs.frozen
+class GlobalMeanConfig:
+    scale: float = 1.0
+
+
+class GlobalMeanPooling(Pooling):
+    name = "{name}"
+    Config = GlobalMeanConfig
+    uses_positions = False
+
+    def forward(self, hidden, node_mask):
+        weights = node_mask.to(hidden.dtype)
+        total = (hidden * weights[..., None]).sum(1, keepdim=True) - hidden * weights[..., None]
+        others = (weights.sum(1, keepdim=True) - weights).clamp_min(1.0)
+        return self.config.scale * total / others[..., None]
+
+
+@hookimpl
+def register_plugins(register):
+    register(GlobalMeanPooling)
+'''
+
+
+@pytest.fixture
+def plugin_dir(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    for name in [m for m in sys.modules if m.startswith("thirdparty_")]:
+        del sys.modules[name]
+
+
+def write_module(directory, module: str, plugin_name: str) -> None:
+    (directory / f"{module}.py").write_text(THIRD_PARTY.format(name=plugin_name))
+
+
+def test_builtins_are_registered_with_their_source():
+    registry = Registry.default()
+    assert registry.names("encoder") == ["lstm", "xlstm_shared"]
+    assert {"none", "radius"} <= set(registry.names("pooling"))
+    assert registry.get("pooling", "radius").source == "built-in plugins.pooling.radius"
+
+
+def test_recipe_module_route_used_by_name(plugin_dir, write_recipe):
+    write_module(plugin_dir, "thirdparty_recipe", "global_mean")
+    path = write_recipe(
+        """
+        [encoder]
+        name = "lstm"
+        embedding_dim = 8
+        [pooling]
+        name = "global_mean"
+        scale = 2.0
+        [plugins]
+        modules = ["thirdparty_recipe"]
+        """
+    )
+    recipe, registry = load_recipe(path)
+    info = registry.get("pooling", "global_mean")
+    assert info.source == f"{path} module thirdparty_recipe"
+    assert recipe.pooling.config.scale == 2.0
+    model = build_model(recipe, registry, make_spec(n=4))
+    hidden = torch.arange(8.0).reshape(1, 4, 2)
+    context = model.pooling(hidden, torch.ones(1, 4, dtype=torch.bool))
+    expected = 2.0 * (hidden.sum(1, keepdim=True) - hidden) / 3
+    assert torch.allclose(context, expected)
+
+
+def test_entry_point_route(plugin_dir):
+    write_module(plugin_dir, "thirdparty_ep", "ep_mean")
+    dist = plugin_dir / "thirdparty_ep-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty-ep\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[social_xlstm]\nep_mean = thirdparty_ep\n")
+    registry = Registry.default()
+    info = registry.get("pooling", "ep_mean")
+    assert info.source == "entry point 'ep_mean = thirdparty_ep' of package thirdparty-ep"
+    assert info.cls.__module__ == "thirdparty_ep"
+
+
+def test_duplicate_name_names_both_sources(plugin_dir, write_recipe):
+    write_module(plugin_dir, "thirdparty_dup", "radius")
+    path = write_recipe('[encoder]\nname = "lstm"\n[plugins]\nmodules = ["thirdparty_dup"]\n')
+    with pytest.raises(PluginError) as error:
+        load_recipe(path)
+    assert str(error.value) == (
+        f"pooling plugin 'radius' is registered twice: by built-in plugins.pooling.radius and by {path} module thirdparty_dup"
+    )
+
+
+def test_misspelt_hook_is_an_error(plugin_dir):
+    (plugin_dir / "thirdparty_typo.py").write_text(
+        "from core.hookspecs import hookimpl\n\n@hookimpl\ndef register_plugin(register):\n    pass\n"
+    )
+    with pytest.raises(PluginError, match="thirdparty_typo.*register_plugin"):
+        Registry.default(["thirdparty_typo"], origin="test")
+
+
+def test_registering_a_non_plugin_is_an_error(plugin_dir):
+    (plugin_dir / "thirdparty_bad.py").write_text(
+        "from core.hookspecs import hookimpl\n\n@hookimpl\ndef register_plugins(register):\n    register(dict)\n"
+    )
+    with pytest.raises(PluginError, match="not a subclass of Encoder, Pooling or Collator"):
+        Registry.default(["thirdparty_bad"], origin="test")
+
+
+def test_plugin_that_raises_at_construction_is_named(plugin_dir, write_recipe):
+    source = THIRD_PARTY.format(name="boom").replace(
+        "    def forward", "    def __init__(self, *args):\n        raise RuntimeError('no GPU here')\n\n    def forward"
+    )
+    (plugin_dir / "thirdparty_boom.py").write_text(source)
+    recipe, registry = load_recipe(write_recipe('[encoder]\nname="lstm"\n[pooling]\nname="boom"\n[plugins]\nmodules=["thirdparty_boom"]\n'))
+    with pytest.raises(PluginError, match=r"pooling 'boom' \(.*module thirdparty_boom\) failed to build: RuntimeError: no GPU here"):
+        build_model(recipe, registry, make_spec())
+
+
+def test_unknown_plugin_lists_registered_names(write_recipe):
+    with pytest.raises(RecipeError, match=r"unknown pooling 'raduis' \(did you mean 'radius'\?\); registered: none, radius"):
+        load_recipe(write_recipe('[encoder]\nname="lstm"\n[pooling]\nname="raduis"\n'))
+
+
+def test_listing_cli_shows_fields_types_defaults_and_source(capsys):
+    from core.plugins import main
+
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "pooling 'radius'  [built-in plugins.pooling.radius]" in out
+    assert textwrap.dedent("    radius_m               float") in out
+    assert "default 1500.0" in out
