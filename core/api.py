@@ -69,6 +69,54 @@ class Batch:
     def size(self) -> int:
         return self.values.shape[0]
 
+    def canonical(self) -> Batch:
+        return self
+
+
+@attrs.frozen
+class DistributedBatch:
+    """Seed 000's per-VD layout: one entry per VD id (in the dataset's VD order).
+
+    The model takes it through ``canonical()``, which stacks the entries into a ``Batch`` (a few ops, no
+    copy per sample); every encoder therefore accepts both layouts and computes the same forecast.
+    """
+
+    features: dict[str, torch.Tensor]  # vd -> [B, T, F] z-scored, 0 where not observed
+    observed: dict[str, torch.Tensor]  # vd -> [B, T, F] bool
+    targets: dict[str, torch.Tensor]  # vd -> [B, H]
+    target_masks: dict[str, torch.Tensor]  # vd -> [B, H] bool
+    vd_masks: dict[str, torch.Tensor]  # vd -> [B] bool, False where the VD is absent from the sample
+    positions: dict[str, torch.Tensor] | None  # vd -> [B, T, 2] metres
+    covariates: torch.Tensor  # [B, T, K]
+    start: torch.Tensor  # [B]
+
+    def to(self, device: torch.device | str) -> DistributedBatch:
+        def move(value):
+            if isinstance(value, dict):
+                return {vd: tensor.to(device, non_blocking=True) for vd, tensor in value.items()}
+            return None if value is None else value.to(device, non_blocking=True)
+
+        return DistributedBatch(**{f.name: move(getattr(self, f.name)) for f in attrs.fields(DistributedBatch)})
+
+    @property
+    def size(self) -> int:
+        return self.covariates.shape[0]
+
+    def canonical(self) -> Batch:
+        def stack(entries: dict[str, torch.Tensor], dim: int) -> torch.Tensor:
+            return torch.stack(list(entries.values()), dim)
+
+        return Batch(
+            values=stack(self.features, 2),
+            observed=stack(self.observed, 2),
+            covariates=self.covariates,
+            target=stack(self.targets, 2),
+            target_mask=stack(self.target_masks, 2),
+            node_mask=stack(self.vd_masks, 1),
+            start=self.start,
+            positions_xy=None if self.positions is None else stack(self.positions, 2)[:, -1],  # static: last step
+        )
+
 
 @attrs.frozen
 class EncoderInput:
@@ -109,7 +157,7 @@ class Encoder(nn.Module):
 
     name: ClassVar[str]
     Config: ClassVar[type]
-    layouts: ClassVar[frozenset[str]] = frozenset({"centralized"})
+    layouts: ClassVar[frozenset[str]] = frozenset({"centralized", "distributed"})
     out_dim: int
 
     def __init__(self, config, spec: DatasetSpec):
@@ -144,7 +192,7 @@ class Pooling(nn.Module):
 
 
 class Collator:
-    """Windows cut from the data → one batch in the collator's ``layout``."""
+    """Windows cut from the data → one batch in the collator's ``layout`` (a ``Batch`` or ``DistributedBatch``)."""
 
     name: ClassVar[str]
     Config: ClassVar[type]

@@ -68,6 +68,7 @@ class TrainerConfig:
     num_workers: int = attrs.field(default=0, validator=ge(0))
     max_batches_per_epoch: int = attrs.field(default=0, validator=ge(0))  # 0 = all
     figure_vds: int = attrs.field(default=4, validator=ge(0))
+    compile: bool = False  # torch.compile the model: slower first batches, faster steps after
 
 
 @attrs.frozen

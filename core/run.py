@@ -64,19 +64,11 @@ def run(recipe_path: Path, overrides: list[str], resume_dir: Path | None = None)
     cfg = recipe.data
     data = load_source(cfg.source, cfg.synthetic_seed)
     prepared = prepare(data, cfg.target, cfg.features, cfg.history, cfg.horizon, cfg.split, cfg.time_of_day, cfg.train_stride)
-    positions = data.positions_xy()
-    spec = DatasetSpec(
-        vd_ids=data.vd_ids,
-        feature_names=prepared.input_features,
-        num_covariates=prepared.series.covariates.shape[1],
-        history=cfg.history,
-        horizon=cfg.horizon,
-        positions_xy=None if positions is None else torch.as_tensor(positions, dtype=torch.float32),
-    )
+    spec = prepared.spec()
     collator_info = registry.get("collator", recipe.collator.name)
     collator = collator_info.cls(recipe.collator.config, spec)
     model = build_model(recipe, registry, spec)
-    check_batch_positions(model, collator(prepared.splits["train"].__getitems__([0])), spec)
+    check_batch_positions(model, collator(prepared.splits["train"].__getitems__([0])).canonical(), spec)
 
     run_dir = resume_dir or create_run_dir(recipe)
     trainer = Trainer(recipe, model, collator, prepared, spec, run_dir)

@@ -62,6 +62,7 @@ class Trainer:
         self.run_dir = run_dir
         self.device = resolve_device(self.cfg.device)
         self.model = model.to(self.device)
+        self.forward = torch.compile(self.model) if self.cfg.compile else self.model  # same weights, same state dict
         self.autocast_dtype = AUTOCAST[self.cfg.precision]
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         self.scheduler = {
@@ -122,7 +123,7 @@ class Trainer:
         losses, norms, samples, started = [], [], 0, time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
         for i, batch in enumerate(itertools.islice(loader, total), start=1):
-            loss = self.step_loss(batch.to(self.device))
+            loss = self.step_loss(batch.to(self.device).canonical())
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"non-finite loss ({loss.item()}) at epoch {epoch}, batch {i}; stopped before the update. "
@@ -142,7 +143,7 @@ class Trainer:
 
     def step_loss(self, batch: Batch) -> torch.Tensor:
         with self.autocast():
-            pred = self.model(batch)
+            pred = self.forward(batch)
         return masked_mae(pred.float(), batch.target, batch.target_mask)
 
     def optimizer_step(self) -> float:
@@ -198,9 +199,9 @@ class Trainer:
         metrics.update({name: HorizonMetrics(horizon) for name in (baselines.names if baselines else ())})
         loss_sum, count = 0.0, 0
         for batch in self.loader(split):
-            batch = batch.to(self.device)
+            batch = batch.to(self.device).canonical()
             with self.autocast():
-                pred = self.model(batch).float()
+                pred = self.forward(batch).float()
             loss_sum += masked_mae(pred, batch.target, batch.target_mask).item() * batch.size
             count += batch.size
             truth = self.denormalise(batch.target)
@@ -241,7 +242,7 @@ class Trainer:
         if not self.cfg.figure_vds:
             return
         dataset = self.prepared.splits[split]
-        batch = self.collator(dataset.__getitems__([0])).to(self.device)
+        batch = self.collator(dataset.__getitems__([0])).to(self.device).canonical()
         self.model.eval()
         with self.autocast():
             forecast = self.denormalise(self.model(batch).float())[0].cpu().numpy()

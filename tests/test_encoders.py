@@ -5,12 +5,14 @@ import torch
 
 from core.api import EncoderInput
 from plugins.encoders.lstm import LSTMConfig, LSTMEncoder
-from plugins.encoders.xlstm_shared import SharedXLSTMEncoder, XLSTMConfig
+from plugins.encoders.xlstm_per_vd import PerVDXLSTMEncoder
+from plugins.encoders.xlstm_shared import SharedXLSTMConfig, SharedXLSTMEncoder, XLSTMConfig
 from tests.conftest import make_spec
 
 ENCODERS = {
     "lstm": lambda spec: LSTMEncoder(LSTMConfig(embedding_dim=16), spec),
-    "xlstm_shared": lambda spec: SharedXLSTMEncoder(XLSTMConfig(embedding_dim=16, num_blocks=2, slstm_at=(1,), num_heads=2), spec),
+    "xlstm_shared": lambda spec: SharedXLSTMEncoder(SharedXLSTMConfig(embedding_dim=16, num_blocks=2, slstm_at=(1,), num_heads=2), spec),
+    "xlstm_per_vd": lambda spec: PerVDXLSTMEncoder(XLSTMConfig(embedding_dim=16, num_blocks=2, slstm_at=(1,), num_heads=2), spec),
 }
 
 
@@ -55,4 +57,4 @@ def test_shared_encoder_folds_vds_into_the_batch():
     hidden = encoder(inputs)
     x = encoder.embed(inputs.features())
     for vd in (0, 4):
-        torch.testing.assert_close(hidden[:, vd], encoder.stack(x[:, vd]), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(hidden[:, vd], encoder.stack(x[None, :, vd])[0], rtol=1e-5, atol=1e-6)

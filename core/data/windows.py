@@ -10,6 +10,7 @@ import attrs
 import numpy as np
 import torch
 
+from core.api import DatasetSpec
 from core.data.dataset import TrafficData
 from core.errors import DataError
 
@@ -107,6 +108,18 @@ class Prepared:
     target_index: int  # of the target among the data's features
     splits: dict[str, WindowDataset]
     boundaries: tuple[int, int]  # first step of val and of test
+
+    def spec(self) -> DatasetSpec:
+        """What plugins are told about this data when they are built."""
+        positions = self.data.positions_xy()
+        return DatasetSpec(
+            vd_ids=self.data.vd_ids,
+            feature_names=self.input_features,
+            num_covariates=self.series.covariates.shape[1],
+            history=self.series.history,
+            horizon=self.series.horizon,
+            positions_xy=None if positions is None else torch.as_tensor(positions, dtype=torch.float32),
+        )
 
 
 def prepare(

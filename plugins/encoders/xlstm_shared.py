@@ -1,6 +1,13 @@
 """Encoder ``xlstm_shared``: ONE xLSTM block stack over ``[B·N, T, E]``, so every VD keeps its own states.
 
-(Never the seeds' ``multi_vd_mode``, which flattens N·F into one vector and mixes VDs.)
+(Never the seeds' ``multi_vd_mode``, which flattens N·F into one vector and mixes VDs.) Optional light
+per-VD conditioning (seed 000, step 3): a learned VD embedding added to the input, and/or a per-VD linear
+map of the output states.
+
+The sLSTM backend picks the implementation: ``cuda`` runs the xlstm package's stack with its CUDA kernel;
+``vanilla`` runs the same computation through ``GroupedXLSTM`` with one group (equal to the package's
+vanilla backend to float tolerance, ~1.8x faster on CPU). Checkpoints are tied to the backend they were
+trained with (the two store the sLSTM weights in different layouts).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from xlstm import (
 
 from core.api import Encoder, EncoderInput
 from core.hookspecs import hookimpl
+from plugins.encoders.grouped_xlstm import GroupedXLSTM, uses_cuda_kernel
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +49,8 @@ def _blocks_exist(instance, attribute, value) -> None:
 
 @attrs.frozen
 class XLSTMConfig:
+    """The xLSTM architecture, shared by ``xlstm_shared`` and ``xlstm_per_vd``."""
+
     embedding_dim: int = attrs.field(default=64, validator=gt(0))
     num_blocks: int = attrs.field(default=4, validator=gt(0))
     slstm_at: tuple[int, ...] = attrs.field(default=(1,), validator=_blocks_exist)  # sLSTM block indices; others mLSTM
@@ -49,7 +59,13 @@ class XLSTMConfig:
     qkv_proj_blocksize: int = attrs.field(default=4, validator=gt(0))
     ff_proj_factor: float = attrs.field(default=1.3, validator=gt(0.0))
     dropout: float = attrs.field(default=0.0, validator=[ge(0.0), lt(1.0)])
+
+
+@attrs.frozen
+class SharedXLSTMConfig(XLSTMConfig):
     slstm_backend: Literal["auto", "vanilla", "cuda"] = "auto"  # auto: cuda where the kernel builds
+    vd_embedding: bool = False  # add a learned per-VD vector to the embedded input
+    per_vd_output: bool = False  # a per-VD linear map (initialised to identity) of the output states
 
 
 def resolve_backend(requested: str) -> str:
@@ -59,8 +75,8 @@ def resolve_backend(requested: str) -> str:
     return "cuda" if torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8 else "vanilla"
 
 
-def build_stack(config: XLSTMConfig, context_length: int, backend: str) -> xLSTMBlockStack:
-    """The xlstm package's block stack for ``config``; falls back to ``vanilla`` if the CUDA kernel fails to build."""
+def build_stack(config: XLSTMConfig, context_length: int, backend: str, requested: str = "vanilla") -> xLSTMBlockStack:
+    """The xlstm package's block stack; falls back to ``vanilla`` if the CUDA kernel fails to build (unless requested)."""
     stack_config = xLSTMBlockStackConfig(
         mlstm_block=mLSTMBlockConfig(
             mlstm=mLSTMLayerConfig(
@@ -87,7 +103,7 @@ def build_stack(config: XLSTMConfig, context_length: int, backend: str) -> xLSTM
     try:
         return xLSTMBlockStack(stack_config)
     except Exception as error:  # noqa: BLE001 - the CUDA kernel is compiled here and may not build
-        if backend != "cuda" or config.slstm_backend == "cuda":
+        if backend != "cuda" or requested == "cuda":
             raise
         log.warning("sLSTM cuda backend failed to build (%s); using vanilla", error)
         return build_stack(config, context_length, "vanilla")
@@ -95,18 +111,28 @@ def build_stack(config: XLSTMConfig, context_length: int, backend: str) -> xLSTM
 
 class SharedXLSTMEncoder(Encoder):
     name = "xlstm_shared"
-    Config = XLSTMConfig
+    Config = SharedXLSTMConfig
 
-    def __init__(self, config: XLSTMConfig, spec):
+    def __init__(self, config: SharedXLSTMConfig, spec):
         super().__init__(config, spec)
-        self.out_dim = config.embedding_dim
-        self.embed = nn.Linear(EncoderInput.num_features(spec), config.embedding_dim)
-        self.stack = build_stack(config, spec.history, resolve_backend(config.slstm_backend))
+        e = self.out_dim = config.embedding_dim
+        self.embed = nn.Linear(EncoderInput.num_features(spec), e)
+        stack = build_stack(config, spec.history, resolve_backend(config.slstm_backend), config.slstm_backend)
+        self.stack = stack if uses_cuda_kernel(stack) else GroupedXLSTM(stack, groups=1)
+        self.vd_embedding = nn.Parameter(torch.zeros(spec.num_vds, e)) if config.vd_embedding else None
+        self.output_map = nn.Parameter(torch.eye(e).repeat(spec.num_vds, 1, 1)) if config.per_vd_output else None
 
     def forward(self, inputs: EncoderInput) -> torch.Tensor:
         x = self.embed(inputs.features())
+        if self.vd_embedding is not None:
+            x = x + self.vd_embedding[:, None]
         b, n, t, e = x.shape
-        return self.stack(x.reshape(b * n, t, e)).reshape(b, n, t, e)
+        folded = x.reshape(b * n, t, e)
+        hidden = self.stack(folded[None])[0] if isinstance(self.stack, GroupedXLSTM) else self.stack(folded)
+        hidden = hidden.reshape(b, n, t, e)
+        if self.output_map is not None:
+            hidden = torch.einsum("bnte,nfe->bntf", hidden, self.output_map)
+        return hidden
 
 
 @hookimpl

@@ -1,0 +1,152 @@
+"""Encoder benchmark: one training step (forward + backward + Adam) of each encoder on the same batch.
+
+    python bench/encoders.py                                   # CPU, float32, eager
+    python bench/encoders.py --precision bf16-mixed --compile  # the fast CPU configuration
+    python bench/encoders.py --device cuda --precision bf16-mixed
+
+Each encoder runs in its own process (so peak memory is its own): N VDs × B samples × T steps, E = 64,
+xLSTM 4 blocks with sLSTM at [1], LSTM 2 layers; ``xlstm_package`` is the xlstm package's own stack, the
+baseline the grouped stack is measured against. Prints a table, then the ratios package/shared,
+per-VD/shared, loop/batched per-VD and shared/LSTM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from core.api import DatasetSpec, EncoderInput  # noqa: E402
+from plugins.encoders.lstm import LSTMConfig, LSTMEncoder  # noqa: E402
+from plugins.encoders.xlstm_per_vd import PerVDLoop, PerVDXLSTMEncoder  # noqa: E402
+from plugins.encoders.xlstm_shared import SharedXLSTMConfig, SharedXLSTMEncoder, XLSTMConfig, build_stack  # noqa: E402
+
+ARCHITECTURE = {"embedding_dim": 64, "num_blocks": 4, "slstm_at": (1,)}
+class PackageStack(torch.nn.Module):
+    """``xlstm_shared`` as it was first written: the xlstm package's stack itself (vanilla sLSTM backend)."""
+
+    def __init__(self, spec: DatasetSpec):
+        super().__init__()
+        self.embed = torch.nn.Linear(EncoderInput.num_features(spec), 64)
+        self.stack = build_stack(XLSTMConfig(**ARCHITECTURE), spec.history, "vanilla")
+
+    def forward(self, inputs: EncoderInput) -> torch.Tensor:
+        x = self.embed(inputs.features())
+        b, n, t, e = x.shape
+        return self.stack(x.reshape(b * n, t, e)).reshape(b, n, t, e)
+
+
+ENCODERS = {
+    "lstm": lambda spec, backend: LSTMEncoder(LSTMConfig(embedding_dim=64, num_layers=2), spec),
+    "xlstm_package": lambda spec, backend: PackageStack(spec),
+    "xlstm_shared": lambda spec, backend: SharedXLSTMEncoder(SharedXLSTMConfig(**ARCHITECTURE, slstm_backend=backend), spec),
+    "xlstm_per_vd": lambda spec, backend: PerVDXLSTMEncoder(XLSTMConfig(**ARCHITECTURE), spec),
+    "per_vd_loop": lambda spec, backend: PerVDLoop(PerVDXLSTMEncoder(XLSTMConfig(**ARCHITECTURE), spec)),
+}
+
+
+def measure(name: str, args: argparse.Namespace) -> dict:
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    spec = DatasetSpec(tuple(f"vd{i}" for i in range(args.vds)), ("speed",), 2, args.steps, 12)
+    encoder = ENCODERS[name](spec, args.slstm_backend).to(device)
+    forward = torch.compile(encoder) if args.compile and name != "per_vd_loop" else encoder
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=1e-4)
+    inputs = EncoderInput(
+        values=torch.randn(args.batch, args.vds, args.steps, 1, device=device),
+        observed=torch.ones(args.batch, args.vds, args.steps, 1, dtype=torch.bool, device=device),
+        covariates=torch.randn(args.batch, args.steps, 2, device=device),
+        step_mask=None,
+    )
+    dtype = {"32": None, "bf16-mixed": torch.bfloat16}[args.precision]
+
+    def step() -> float:
+        started = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            loss = forward(inputs)[:, :, -1].float().square().mean()
+        loss.backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - started
+
+    warmup = [step() for _ in range(args.warmup)]
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    rss_before = _rss_mb()
+    times = [step() for _ in range(args.repeats)]
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else _peak_rss_mb() - rss_before
+    return {
+        "encoder": name,
+        "seconds": statistics.median(times),
+        "first_step_s": warmup[0],
+        "samples_per_s": args.batch / statistics.median(times),
+        "peak_mb": peak,
+        "parameters": sum(p.numel() for p in encoder.parameters()),
+        "stack": type(getattr(encoder, "stack", encoder)).__name__,
+    }
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", choices=["32", "bf16-mixed"], default="32")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the encoders (not the loop)")
+    parser.add_argument("--slstm-backend", default="auto", choices=["auto", "vanilla", "cuda"], help="for xlstm_shared")
+    parser.add_argument("--vds", type=int, default=207)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--encoders", nargs="+", default=list(ENCODERS), choices=list(ENCODERS))
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(args.child, args)))
+        return
+
+    forwarded = [a for a in sys.argv[1:] if a != "--encoders" and a not in args.encoders]
+    rows = {}
+    for name in args.encoders:
+        done = subprocess.run([sys.executable, __file__, *forwarded, "--child", name], capture_output=True, text=True)
+        if done.returncode:
+            sys.exit(f"{name} failed:\n{done.stderr}")
+        rows[name] = json.loads(done.stdout.strip().splitlines()[-1])
+
+    memory = "peak CUDA MB" if args.device.startswith("cuda") else "peak RSS +MB"
+    print(f"\nencoders: N={args.vds} B={args.batch} T={args.steps} E=64 on {args.device}, precision {args.precision}"
+          f"{', torch.compile' if args.compile else ''}; median of {args.repeats} steps (fwd+bwd+Adam) after {args.warmup} warm-up")
+    print(f"| encoder | runs on | step s | first step s | samples/s | {memory} | parameters |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows.values():
+        print(f"| {r['encoder']} | {r['stack']} | {r['seconds']:.3f} | {r['first_step_s']:.1f} | {r['samples_per_s']:.1f} | {r['peak_mb']:.0f} | {r['parameters']:,} |")
+    ratios = [("package stack / xlstm_shared (speed-up of the grouped stack)", "xlstm_package", "xlstm_shared", "> 1"),
+              ("per-VD batched / shared", "xlstm_per_vd", "xlstm_shared", "≤ 3"),
+              ("per-VD loop / per-VD batched", "per_vd_loop", "xlstm_per_vd", "≥ 10"),
+              ("shared / LSTM", "xlstm_shared", "lstm", "≤ 5 on CPU")]
+    for label, a, b, target in ratios:
+        if a in rows and b in rows:
+            print(f"{label}: {rows[a]['seconds'] / rows[b]['seconds']:.2f}x  (target {target})")
+
+
+if __name__ == "__main__":
+    main()

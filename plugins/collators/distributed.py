@@ -1,0 +1,44 @@
+"""Collator ``distributed``: seed 000's per-VD dictionaries, ``{vd_id: [B, T, F]}`` features and so on."""
+
+from __future__ import annotations
+
+import attrs
+import torch
+
+from core.api import Collator, DistributedBatch
+from core.hookspecs import hookimpl
+
+
+@attrs.frozen
+class DistributedConfig:
+    pass
+
+
+class DistributedCollator(Collator):
+    name = "distributed"
+    Config = DistributedConfig
+    layout = "distributed"
+
+    def __call__(self, windows) -> DistributedBatch:
+        ids = self.spec.vd_ids
+        b, t, n, _ = windows.values.shape
+
+        def per_vd(tensor: torch.Tensor, dim: int) -> dict[str, torch.Tensor]:
+            return dict(zip(ids, tensor.unbind(dim)))  # views, no copies
+
+        positions = self.spec.positions_xy
+        return DistributedBatch(
+            features=per_vd(windows.values, 2),
+            observed=per_vd(windows.observed, 2),
+            targets=per_vd(windows.target, 2),
+            target_masks=per_vd(windows.target_mask, 2),
+            vd_masks=per_vd(torch.ones(b, n, dtype=torch.bool), 1),
+            positions=None if positions is None else per_vd(positions[None, None].expand(b, t, n, 2), 2),
+            covariates=windows.covariates,
+            start=windows.start,
+        )
+
+
+@hookimpl
+def register_plugins(register):
+    register(DistributedCollator)

@@ -1,0 +1,141 @@
+"""Per-VD xLSTM (batched over VDs, equal to a loop of package modules), the grouped stack, the distributed layout."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from core.api import DistributedBatch, EncoderInput
+from core.data.windows import prepare
+from core.errors import DataError, RecipeError
+from core.model import Forecaster
+from core.recipe import HeadConfig, load_recipe
+from plugins.collators.centralized import CentralizedCollator, CentralizedConfig
+from plugins.collators.distributed import DistributedCollator, DistributedConfig
+from plugins.encoders.grouped_xlstm import GroupedXLSTM
+from plugins.encoders.lstm import LSTMConfig, LSTMEncoder
+from plugins.encoders.xlstm_per_vd import PerVDLoop, PerVDXLSTMEncoder
+from plugins.encoders.xlstm_shared import SharedXLSTMConfig, SharedXLSTMEncoder, XLSTMConfig, build_stack
+from plugins.pooling.radius import RadiusConfig, RadiusPooling
+from tests.conftest import make_spec
+from tests.test_encoders import random_input
+
+CONFIG = XLSTMConfig(embedding_dim=16, num_blocks=3, slstm_at=(1,), num_heads=2)
+
+
+def jiggle(module: torch.nn.Module, seed: int = 1) -> None:
+    """Perturb every weight, so that zero-initialised gates and recurrent kernels take part in the comparison."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(0.2 * torch.randn(p.shape, generator=g))
+
+
+def test_grouped_stack_equals_the_package_stack():
+    torch.manual_seed(0)
+    package = build_stack(CONFIG, 6, "vanilla")
+    jiggle(package)
+    grouped = GroupedXLSTM(build_stack(CONFIG, 6, "vanilla"), groups=1)
+    grouped.load_state_dict({k: v[None] for k, v in package.state_dict().items()})
+    x = torch.randn(7, 6, 16, requires_grad=True)
+    expected = package(x)
+    actual = grouped(x[None])[0]
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+    (grad_expected,) = torch.autograd.grad(expected.square().sum(), x)
+    (grad_actual,) = torch.autograd.grad(actual.square().sum(), x)
+    torch.testing.assert_close(grad_actual, grad_expected, rtol=1e-4, atol=1e-4)
+
+
+def test_per_vd_batched_equals_the_loop_of_independent_modules():
+    torch.manual_seed(0)
+    encoder = PerVDXLSTMEncoder(CONFIG, make_spec(n=4, features=2))
+    jiggle(encoder)
+    reference = PerVDLoop(encoder)
+    inputs = random_input(n=4)
+    torch.testing.assert_close(encoder(inputs), reference(inputs), rtol=1e-5, atol=1e-5)
+
+
+def test_every_vd_has_its_own_weights_and_all_of_them_train():
+    torch.manual_seed(0)
+    encoder = PerVDXLSTMEncoder(CONFIG, make_spec(n=4, features=2))
+    jiggle(encoder)
+    inputs = random_input(n=4)
+    # VD 2's loss reaches VD 2's weights only
+    encoder(inputs)[:, 2, -1].square().sum().backward()
+    for name, p in encoder.named_parameters():
+        assert p.shape[0] == 4, name
+        assert p.grad[2].abs().sum() > 0, f"{name}: VD 2 got no gradient from its own loss"
+        assert (p.grad[[0, 1, 3]] == 0).all(), f"{name}: another VD got gradient from VD 2's loss"
+    # one optimizer step on every VD's loss changes every VD's slice of every parameter
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=1e-3)
+    optimizer.zero_grad()
+    before = {name: p.detach().clone() for name, p in encoder.named_parameters()}
+    encoder(inputs)[:, :, -1].square().sum().backward()
+    optimizer.step()
+    for name, p in encoder.named_parameters():
+        changed = (p.detach() - before[name]).flatten(1).abs().amax(1) > 0
+        assert changed.all(), f"{name}: VDs {(~changed).nonzero().flatten().tolist()} did not change"
+
+
+def test_per_vd_refuses_a_different_number_of_vds():
+    encoder = PerVDXLSTMEncoder(CONFIG, make_spec(n=4, features=2))
+    with pytest.raises(DataError, match=r"built for 4 VDs \(vd0, vd1, vd2, vd3\) but the batch has 5"):
+        encoder(random_input(n=5))
+
+
+def test_shared_per_vd_conditioning_is_per_vd():
+    """The VD embedding and the per-VD output map start neutral and change only their own VD."""
+    torch.manual_seed(0)
+    spec = make_spec(n=4, features=2)
+    plain = SharedXLSTMEncoder(SharedXLSTMConfig(embedding_dim=16, num_blocks=2, num_heads=2), spec)
+    torch.manual_seed(0)
+    conditioned = SharedXLSTMEncoder(SharedXLSTMConfig(embedding_dim=16, num_blocks=2, num_heads=2, vd_embedding=True, per_vd_output=True), spec)
+    conditioned.load_state_dict(plain.state_dict(), strict=False)
+    inputs = random_input(n=4)
+    before = conditioned(inputs)
+    torch.testing.assert_close(before, plain(inputs))
+    with torch.no_grad():
+        conditioned.vd_embedding[1] += torch.randn(16)  # (a uniform shift would vanish in the LayerNorms)
+        conditioned.output_map[3] *= 2.0
+    after = conditioned(inputs)
+    torch.testing.assert_close(after[:, [0, 2]], before[:, [0, 2]])
+    assert (after[:, 1] - before[:, 1]).abs().max() > 1e-3
+    torch.testing.assert_close(after[:, 3], 2 * before[:, 3])
+
+
+@pytest.mark.parametrize("encoder", ["lstm", "xlstm_shared", "xlstm_per_vd"])
+def test_distributed_and_centralized_layouts_give_the_same_forecast(small_data, encoder):
+    prepared = prepare(small_data, "speed", history=6, horizon=3)
+    spec = prepared.spec()
+    windows = prepared.splits["val"].__getitems__([0, 5, 9])
+    central = CentralizedCollator(CentralizedConfig(), spec)(windows)
+    distributed = DistributedCollator(DistributedConfig(), spec)(windows)
+
+    assert isinstance(distributed, DistributedBatch) and list(distributed.features) == list(spec.vd_ids)
+    vd = spec.vd_ids[7]
+    assert distributed.features[vd].shape == (3, 6, spec.num_features)
+    assert distributed.targets[vd].shape == (3, 3) and distributed.vd_masks[vd].shape == (3,)
+    torch.testing.assert_close(distributed.positions[vd], spec.positions_xy[7].expand(3, 6, 2))
+    torch.testing.assert_close(distributed.features[vd], central.values[:, :, 7])
+
+    torch.manual_seed(0)
+    build = {
+        "lstm": lambda: LSTMEncoder(LSTMConfig(embedding_dim=16), spec),
+        "xlstm_shared": lambda: SharedXLSTMEncoder(SharedXLSTMConfig(embedding_dim=16, num_blocks=2, num_heads=2), spec),
+        "xlstm_per_vd": lambda: PerVDXLSTMEncoder(XLSTMConfig(embedding_dim=16, num_blocks=2, num_heads=2), spec),
+    }[encoder]()
+    model = Forecaster(build, RadiusPooling(RadiusConfig(), spec, 16), HeadConfig(hidden_dim=8), 3).eval()
+    torch.testing.assert_close(model(distributed.canonical()), model(central), rtol=0, atol=0)
+
+
+def test_encoder_that_cannot_take_the_collators_layout_is_refused_at_load(write_recipe, monkeypatch):
+    monkeypatch.setattr(LSTMEncoder, "layouts", frozenset({"centralized"}))
+    recipe = write_recipe('[encoder]\nname = "lstm"\n[collator]\nname = "distributed"\n')
+    with pytest.raises(RecipeError, match="encoder 'lstm' cannot take the 'distributed' batches of collator 'distributed'"):
+        load_recipe(recipe)
+
+
+def test_every_builtin_encoder_loads_with_the_distributed_collator(write_recipe):
+    for name in ("lstm", "xlstm_shared", "xlstm_per_vd"):
+        recipe, _ = load_recipe(write_recipe(f'[encoder]\nname = "{name}"\n[collator]\nname = "distributed"\n'))
+        assert recipe.collator.name == "distributed"
