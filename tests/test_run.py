@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import tomllib
 
+import attrs
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from core.data import write_hdf5
 from core.run import main
 
 RECIPE = """
@@ -64,3 +66,16 @@ def test_errors_are_one_line_and_write_nothing(write_recipe, tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
     assert main([str(recipe), "--set", "trainer.epocs=1"]) == 2
     assert "unknown key 'epocs' (did you mean 'epochs'?)" in capsys.readouterr().err
+
+
+def test_resume_with_other_vds_names_them(small_data, small_h5, write_recipe, tmp_path, capsys):
+    """A per-VD model cannot go on with a data file whose VDs differ: the error names the VDs that differ."""
+    recipe = write_recipe(RECIPE.format(out=tmp_path / "runs", data=small_h5).replace('name = "lstm"', 'name = "xlstm_per_vd"\nnum_blocks = 1\nslstm_at = []'))
+    assert main([str(recipe)]) == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    ids = ("added_vd",) + small_data.vd_ids[1:]  # VD 0 dropped, one new VD
+    other = write_hdf5(attrs.evolve(small_data, vd_ids=ids), tmp_path / "other.h5")
+    capsys.readouterr()
+    assert main(["--resume", str(run_dir), "--set", f"data.source={other}"]) == 2
+    err = capsys.readouterr().err
+    assert f"only in checkpoint ['{small_data.vd_ids[0]}'], only in data ['added_vd']" in err
