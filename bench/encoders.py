@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from bench.harness import memory_label, run_cases, time_steps  # noqa: E402
 from core.api import DatasetSpec, EncoderInput  # noqa: E402
 from plugins.encoders.lstm import LSTMConfig, LSTMEncoder  # noqa: E402
 from plugins.encoders.xlstm_per_vd import PerVDLoop, PerVDXLSTMEncoder  # noqa: E402
@@ -69,41 +66,21 @@ def measure(name: str, args: argparse.Namespace) -> dict:
     )
     dtype = {"32": None, "bf16-mixed": torch.bfloat16}[args.precision]
 
-    def step() -> float:
-        started = time.perf_counter()
+    def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             loss = forward(inputs)[:, :, -1].float().square().mean()
         loss.backward()
         optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - started
 
-    warmup = [step() for _ in range(args.warmup)]
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    rss_before = _rss_mb()
-    times = [step() for _ in range(args.repeats)]
-    peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else _peak_rss_mb() - rss_before
+    timing = time_steps(step, device, args.warmup, args.repeats)
     return {
         "encoder": name,
-        "seconds": statistics.median(times),
-        "first_step_s": warmup[0],
-        "samples_per_s": args.batch / statistics.median(times),
-        "peak_mb": peak,
+        **timing,
+        "samples_per_s": args.batch / timing["seconds"],
         "parameters": sum(p.numel() for p in encoder.parameters()),
         "stack": type(getattr(encoder, "stack", encoder)).__name__,
     }
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:
@@ -125,14 +102,8 @@ def main() -> None:
         return
 
     forwarded = [a for a in sys.argv[1:] if a != "--encoders" and a not in args.encoders]
-    rows = {}
-    for name in args.encoders:
-        done = subprocess.run([sys.executable, __file__, *forwarded, "--child", name], capture_output=True, text=True)
-        if done.returncode:
-            sys.exit(f"{name} failed:\n{done.stderr}")
-        rows[name] = json.loads(done.stdout.strip().splitlines()[-1])
-
-    memory = "peak CUDA MB" if args.device.startswith("cuda") else "peak RSS +MB"
+    rows = {row["encoder"]: row for row in run_cases(__file__, [[name] for name in args.encoders], forwarded)}
+    memory = memory_label(args.device)
     print(f"\nencoders: N={args.vds} B={args.batch} T={args.steps} E=64 on {args.device}, precision {args.precision}"
           f"{', torch.compile' if args.compile else ''}; median of {args.repeats} steps (fwd+bwd+Adam) after {args.warmup} warm-up")
     print(f"| encoder | runs on | step s | first step s | samples/s | {memory} | parameters |")

@@ -28,6 +28,7 @@ class DatasetSpec:
     history: int
     horizon: int
     positions_xy: torch.Tensor | None = attrs.field(default=None, eq=False)  # [N, 2] metres
+    vd_attributes: dict[str, tuple[str, ...]] = attrs.Factory(dict)  # e.g. {"direction": ("N", "S", ...)}; "" = unknown
 
     @property
     def num_vds(self) -> int:
@@ -189,6 +190,10 @@ class Pooling(nn.Module):
 
     def forward(self, hidden: torch.Tensor, node_mask: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def summary(self) -> dict[str, float]:
+        """Scalars logged to TensorBoard after every epoch (e.g. a learned radius)."""
+        return {}
 
 
 class Collator:

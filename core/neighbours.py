@@ -4,41 +4,70 @@ from __future__ import annotations
 
 import math
 
+import attrs
 import torch
+from attrs.validators import gt
 from torch import nn
+
+from core.api import DatasetSpec, Pooling, require_positions
+from core.errors import DataError
+
+
+@attrs.frozen
+class NeighbourhoodConfig:
+    """Who counts as a neighbour: the ≤ ``max_neighbours`` nearest VDs within ``radius_m`` metres that share
+    every attribute named in ``same`` (e.g. ``["direction"]``, read from ``metadata/vd_info``)."""
+
+    radius_m: float = attrs.field(default=1500.0, validator=gt(0.0))
+    max_neighbours: int = attrs.field(default=16, validator=gt(0))
+    same: tuple[str, ...] = ()
 
 
 class NeighbourLists(nn.Module):
-    """For each VD, up to K neighbours (itself excluded): ``index``, ``distance`` (m) and ``valid``, all [N, K].
+    """For each VD, up to K neighbours (itself excluded): ``index``, ``distance`` (m), ``offset`` (m, neighbour
+    minus VD, [N, K, 2]) and ``valid``, all [N, K].
 
     Padding slots have ``valid = False`` (and ``index`` 0). Stored as buffers, so they follow the model's
     device and are rebuilt from positions rather than saved in checkpoints.
     """
 
-    def __init__(self, index: torch.Tensor, distance: torch.Tensor, valid: torch.Tensor):
+    def __init__(self, index: torch.Tensor, distance: torch.Tensor, offset: torch.Tensor, valid: torch.Tensor):
         super().__init__()
         self.register_buffer("index", index, persistent=False)
         self.register_buffer("distance", distance, persistent=False)
+        self.register_buffer("offset", offset, persistent=False)
         self.register_buffer("valid", valid, persistent=False)
 
     @classmethod
-    def build(cls, positions: torch.Tensor, radius_m: float = math.inf, k: int = 16, chunk: int = 2048) -> NeighbourLists:
-        """The ≤ k nearest VDs within ``radius_m`` of each VD; K is trimmed to the largest neighbourhood."""
+    def build(
+        cls, positions: torch.Tensor, radius_m: float = math.inf, k: int = 16, groups: torch.Tensor | None = None, chunk: int = 2048
+    ) -> NeighbourLists:
+        """The ≤ k nearest VDs within ``radius_m`` of each VD (and, if ``groups`` [N] is given, of the same
+        group; group -1 matches nothing); K is trimmed to the largest neighbourhood."""
         positions = positions.double()
         n = positions.shape[0]
         k = max(1, min(k, n - 1))
         dists, idxs = [], []
         for lo in range(0, n, chunk):  # chunks bound memory to chunk × N
-            d = torch.cdist(positions[lo : lo + chunk], positions)
-            d[torch.arange(d.shape[0]), torch.arange(lo, lo + d.shape[0])] = math.inf
+            rows = torch.arange(lo, min(lo + chunk, n))
+            d = torch.cdist(positions[rows], positions)
+            d[torch.arange(len(rows)), rows] = math.inf
+            if groups is not None:
+                d.masked_fill_((groups[rows, None] != groups[None]) | (groups[rows, None] < 0), math.inf)
             best = d.topk(k, dim=1, largest=False)
             dists.append(best.values)
             idxs.append(best.indices)
         distance, index = torch.cat(dists), torch.cat(idxs)
         valid = distance <= radius_m
         width = max(1, int(valid.sum(1).max()))
-        index, distance, valid = index[:, :width], distance[:, :width], valid[:, :width]
-        return cls(index.where(valid, 0), distance.where(valid, 0.0).float(), valid)
+        index, distance, valid = index[:, :width].where(valid[:, :width], 0), distance[:, :width], valid[:, :width]
+        offset = (positions[index] - positions[:, None]) * valid[..., None]
+        return cls(index, distance.where(valid, 0.0).float(), offset.float(), valid)
+
+    @classmethod
+    def from_spec(cls, spec: DatasetSpec, config: NeighbourhoodConfig) -> NeighbourLists:
+        require_positions(spec.positions_xy, spec.vd_ids)
+        return cls.build(spec.positions_xy, config.radius_m, config.max_neighbours, _groups(spec, config.same))
 
     def gather(self, hidden: torch.Tensor, node_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Neighbours' states ``[B, N, K, E]`` and which are real ``[B, N, K]`` (in the list and present)."""
@@ -48,3 +77,48 @@ class NeighbourLists(nn.Module):
 
     def fraction_isolated(self) -> float:
         return float((~self.valid.any(1)).float().mean())
+
+
+def _groups(spec: DatasetSpec, same: tuple[str, ...]) -> torch.Tensor | None:
+    """One integer per VD for the combination of its ``same`` attributes; -1 where any of them is unknown."""
+    if not same:
+        return None
+    missing = [name for name in same if name not in spec.vd_attributes]
+    if missing:
+        offered = ", ".join(sorted(spec.vd_attributes)) or "none"
+        raise DataError(f"neighbour filter 'same' names {missing}, which the data's metadata/vd_info does not carry; it has: {offered}")
+    keys = list(zip(*(spec.vd_attributes[name] for name in same)))
+    codes = {key: i for i, key in enumerate(sorted(set(keys)))}
+    return torch.tensor([-1 if "" in key else codes[key] for key in keys])
+
+
+class NeighbourPooling(Pooling):
+    """Base of the strategies that pool over ``self.neighbours`` (built once from the dataset's positions).
+
+    A strategy calls ``record(weights)`` with its per-edge weights ``[B, N, K]``; in evaluation the batch mean
+    is kept as ``edge_weights`` ``[N, K]`` for the TensorBoard map.
+    """
+
+    Config = NeighbourhoodConfig
+
+    def __init__(self, config: NeighbourhoodConfig, spec: DatasetSpec, dim: int):
+        super().__init__(config, spec, dim)
+        self.neighbours = NeighbourLists.from_spec(spec, config)
+        self.edge_weights: torch.Tensor | None = None
+
+    def record(self, weights: torch.Tensor) -> None:
+        if not self.training:
+            self.edge_weights = weights.detach().float().mean(0)
+
+    def summary(self) -> dict[str, float]:
+        return {"pooling/isolated_fraction": self.neighbours.fraction_isolated()}
+
+
+def weighted_mean(states: torch.Tensor, weights: torch.Tensor, floor: float | None = None) -> torch.Tensor:
+    """``Σ_k w_k s_k / Σ_k w_k`` over the neighbour axis of ``states [B, N, K, E]``; zeros where no weight.
+
+    With ``floor`` the denominator is at least ``floor`` (a soft neighbourhood holding less fades out).
+    """
+    total = weights.sum(2, keepdim=True)
+    total = total.clamp_min(floor) if floor is not None else total.clamp_min(torch.finfo(weights.dtype).tiny)
+    return torch.einsum("bnk,bnke->bne", weights / total, states)

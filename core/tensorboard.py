@@ -1,4 +1,5 @@
-"""What a run shows in TensorBoard: scalars, the resolved recipe, HParams, and forecast-vs-truth figures."""
+"""What a run shows in TensorBoard: scalars, the resolved recipe, HParams, forecast-vs-truth figures and the
+map of the VDs with their social-pooling neighbourhoods."""
 
 from __future__ import annotations
 
@@ -49,6 +50,29 @@ class RunLogger:
             ax.set_title(vd_ids[i], fontsize=9, loc="left")
         axes[0, 0].legend(loc="lower left", fontsize=8, ncol=3)
         axes[-1, 0].set_xlabel("steps from the forecast origin")
+        fig.tight_layout()
+        self.writer.add_figure(tag, fig, step)
+        plt.close(fig)
+
+    def neighbour_map(self, tag: str, positions: np.ndarray, index: np.ndarray, weights: np.ndarray, focus: list[int], step: int) -> None:
+        """VDs at ``positions [N, 2]`` (m); the edges ``index``/``weights [N, K]`` (0 = no edge) of the ``focus``
+        VDs, and of every VD when N ≤ 300, drawn with opacity ∝ weight (attention: the mean weight per edge)."""
+        km = positions / 1000.0
+        fig, ax = plt.subplots(figsize=(7, 6))
+        ax.scatter(km[:, 0], km[:, 1], s=6, color="0.3", zorder=3)
+        drawn = range(len(km)) if len(km) <= 300 else focus
+        scale = max(float(weights.max()), 1e-12)
+        for i in drawn:
+            highlighted = i in focus
+            for j, w in zip(index[i], weights[i]):
+                if w > 0:
+                    color = "C3" if highlighted else "C0"
+                    ax.plot(*zip(km[i], km[j]), color=color, alpha=min(1.0, 0.1 + 0.9 * w / scale), lw=1.5 if highlighted else 0.6)
+        ax.scatter(km[focus, 0], km[focus, 1], s=40, color="C3", zorder=4)
+        ax.set_xlabel("x (km)")
+        ax.set_ylabel("y (km)")
+        ax.set_aspect("equal")
+        ax.set_title("social-pooling neighbourhoods (red: a few VDs; opacity: edge weight)", fontsize=9)
         fig.tight_layout()
         self.writer.add_figure(tag, fig, step)
         plt.close(fig)

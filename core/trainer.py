@@ -28,6 +28,7 @@ from core.errors import TrainingError
 from core.io import save_checkpoint, save_json
 from core.metrics import HorizonMetrics, masked_mae
 from core.model import Forecaster
+from core.neighbours import NeighbourPooling
 from core.recipe import Recipe
 from core.tensorboard import RunLogger
 
@@ -172,6 +173,7 @@ class Trainer:
             step,
         )
         self.log_forecast_figure("val", step)
+        self.log_pooling(step)
         improved = val_mae < self.state.best_val_mae
         self.state.epoch = epoch
         self.state.history.append(
@@ -259,6 +261,18 @@ class Trainer:
             [self.spec.vd_ids[i] for i in chosen], step, self.recipe.data.target,
         )
         self.model.train()
+
+    def log_pooling(self, step: int) -> None:
+        """The pooling's own scalars (e.g. a learned radius) and, for neighbour-list pooling, the map."""
+        pooling = self.model.pooling
+        self.logger.scalars(pooling.summary(), step)
+        if not isinstance(pooling, NeighbourPooling) or not self.cfg.figure_vds:
+            return
+        lists = pooling.neighbours
+        weights = pooling.edge_weights if pooling.edge_weights is not None else lists.valid.float()
+        positions = self.spec.positions_xy.numpy()
+        focus = np.linspace(0, len(positions) - 1, min(self.cfg.figure_vds, len(positions))).astype(int).tolist()
+        self.logger.neighbour_map("pooling/map", positions, lists.index.cpu().numpy(), weights.cpu().numpy(), focus, step)
 
     # ---------------------------------------------------------------------------------------- checkpoints
     def best_checkpoint(self) -> dict[str, Any]:

@@ -2,12 +2,15 @@ from __future__ import annotations
 
 import math
 
+import attrs
 import pytest
 import torch
 
 from core.api import require_positions
 from core.errors import DataError
 from core.neighbours import NeighbourLists
+from plugins.pooling.attention import AttentionConfig, AttentionPooling
+from plugins.pooling.learnable_radius import LearnableRadiusConfig, LearnableRadiusPooling
 from plugins.pooling.none import NoPooling, NoPoolingConfig
 from plugins.pooling.radius import RadiusConfig, RadiusPooling
 from tests.conftest import make_spec
@@ -45,26 +48,77 @@ def test_radius_pooling_matches_dense_definition(aggregation):
     assert torch.all(out[:, 4] == 0)  # isolated VD: zeros, not NaN
 
 
-def test_absent_vd_changes_nothing_and_gets_no_gradient():
-    pooling = RadiusPooling(RadiusConfig(radius_m=1200.0), make_spec(positions=POSITIONS), dim=4)
+STRATEGIES = {
+    "radius": lambda spec, dim: RadiusPooling(RadiusConfig(radius_m=1200.0), spec, dim),
+    "attention": lambda spec, dim: AttentionPooling(AttentionConfig(radius_m=1200.0, heads=2, dropout=0.0), spec, dim),
+    "learnable_radius": lambda spec, dim: LearnableRadiusPooling(LearnableRadiusConfig(radius_m=1200.0, initial_radius_m=600.0), spec, dim),
+}
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_absent_vd_changes_nothing_and_gets_no_gradient(strategy):
+    torch.manual_seed(0)
+    pooling = STRATEGIES[strategy](make_spec(positions=POSITIONS), 4).eval()
     node_mask = torch.tensor([[1, 0, 1, 1, 1]], dtype=torch.bool)
     hidden = torch.randn(1, 5, 4, requires_grad=True)
     out = pooling(hidden, node_mask)
     changed = hidden.detach().clone()
     changed[0, 1] = 1e6  # garbage in the absent VD's slot
-    torch.testing.assert_close(pooling(changed, node_mask)[:, [0, 2, 3, 4]], out[:, [0, 2, 3, 4]].detach())
-    out.sum().backward()
+    present = [0, 2, 3, 4]
+    torch.testing.assert_close(pooling(changed, node_mask)[:, present], out[:, present].detach())
+    out[:, present].sum().backward()
     assert torch.all(hidden.grad[0, 1] == 0) and torch.all(hidden.grad[0, 0] != 0)
 
 
-def test_no_neighbour_anywhere_gives_zeros_and_finite_gradients():
-    far = torch.tensor([[0.0, 0.0], [1e5, 0.0]])
-    for aggregation in ("mean", "max"):
-        pooling = RadiusPooling(RadiusConfig(radius_m=10.0, aggregation=aggregation), make_spec(n=2, positions=far), dim=3)
-        hidden = torch.randn(2, 2, 3, requires_grad=True)
-        out = pooling(hidden, torch.ones(2, 2, dtype=torch.bool))
-        out.sum().backward()
-        assert torch.all(out == 0) and torch.isfinite(hidden.grad).all()
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_no_neighbour_gives_zeros_and_finite_gradients(strategy):
+    far = torch.tensor([[0.0, 0.0], [1e5, 0.0], [1e5 + 100.0, 0.0]])  # VD 0 alone; 1 and 2 neighbours
+    pooling = STRATEGIES[strategy](make_spec(n=3, positions=far), 4)
+    hidden = torch.randn(2, 3, 4, requires_grad=True)
+    node_mask = torch.tensor([[1, 1, 1], [1, 1, 0]], dtype=torch.bool)  # sample 1: VD 1's only neighbour is absent
+    out = pooling(hidden, node_mask)
+    out.square().sum().backward()
+    assert torch.all(out[:, 0] == 0) and torch.all(out[1, 1] == 0) and out[0, 1].abs().sum() > 0
+    assert torch.isfinite(hidden.grad).all() and all(torch.isfinite(p.grad).all() for p in pooling.parameters() if p.grad is not None)
+
+
+def test_attention_weights_sum_to_one_over_real_neighbours_and_match_a_dense_reference():
+    torch.manual_seed(0)
+    pooling = STRATEGIES["attention"](make_spec(positions=POSITIONS), 4).eval()
+    hidden = torch.randn(1, 5, 4)
+    node_mask = torch.tensor([[1, 1, 0, 1, 1]], dtype=torch.bool)  # VD 2 absent
+    out = pooling(hidden, node_mask)
+    weights, lists = pooling.edge_weights, pooling.neighbours
+    real = lists.valid & node_mask[0, lists.index]
+    torch.testing.assert_close(weights.sum(1), real.any(1).float())  # 1 where any real neighbour, else 0
+    assert torch.all(weights[~real] == 0)
+    # VD 0 by hand: its only real neighbour within 1200 m is VD 1 (VD 2 is absent), so it gets VD 1's value
+    value = pooling.key_value(hidden)[0, 1, 4:]
+    torch.testing.assert_close(out[0, 0], pooling.output(value))
+
+
+def test_learnable_radius_weights_and_gradient_reach_the_radius():
+    pooling = STRATEGIES["learnable_radius"](make_spec(positions=POSITIONS), 4).eval()
+    hidden = torch.randn(1, 5, 4)
+    out = pooling(hidden, torch.ones(1, 5, dtype=torch.bool))
+    # VD 2: candidates 1 (500 m), 0 (900 m), 3 (1100 m); w = σ((600 - d) / 200); context = Σ w h / max(Σ w, 1)
+    d = torch.tensor([500.0, 900.0, 1100.0])
+    w = torch.sigmoid((600.0 - d) / 200.0)
+    expected = (w[:, None] * hidden[0, [1, 0, 3]]).sum(0) / w.sum().clamp_min(1.0)
+    torch.testing.assert_close(out[0, 2], expected)
+    out.sum().backward()
+    assert pooling.log_radius.grad is not None and pooling.log_radius.grad.abs() > 0
+    assert pooling.summary()["pooling/radius_m"] == pytest.approx(600.0)
+
+
+def test_same_attribute_filter_keeps_only_matching_neighbours():
+    spec = attrs.evolve(make_spec(positions=POSITIONS), vd_attributes={"direction": ("N", "S", "N", "N", "")})
+    pooling = RadiusPooling(RadiusConfig(radius_m=1200.0, same=("direction",)), spec, 4)
+    lists = pooling.neighbours
+    neighbours = {i: sorted(lists.index[i][lists.valid[i]].tolist()) for i in range(5)}
+    assert neighbours == {0: [2], 1: [], 2: [0, 3], 3: [2], 4: []}  # VD 1 is alone southbound; VD 4 unknown
+    with pytest.raises(DataError, match=r"'same' names \['road'\], which the data's metadata/vd_info does not carry; it has: direction"):
+        RadiusPooling(RadiusConfig(same=("road",)), spec, 4)
 
 
 def test_neighbour_lists_respect_radius_and_k():
@@ -99,8 +153,9 @@ def test_neighbour_lists_scale_without_dense_matrix():
     ],
 )
 def test_strict_mode(positions, message):
-    with pytest.raises(DataError, match=message):
-        RadiusPooling(RadiusConfig(), make_spec(positions=positions), dim=4)
+    for build in STRATEGIES.values():
+        with pytest.raises(DataError, match=message):
+            build(make_spec(positions=positions), 4)
     with pytest.raises(DataError, match=message):
         require_positions(positions, make_spec().vd_ids)
 

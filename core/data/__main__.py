@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import attrs
+
 import numpy as np
 
 from core.data import importers, read_hdf5, write_hdf5
@@ -31,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--locations", required=True, help="[index,]sensor_id,latitude,longitude CSV")
         sub.add_argument("--feature", default="speed", help="name of the imported feature (zeros are missing for speed)")
         sub.add_argument("--out", required=True, help="HDF5 file to write")
+        sub.add_argument("--vd-attributes", help="CSV 'sensor_id,<attribute>,...' (e.g. road,direction) for the pooling's 'same' filter")
 
     synthetic = commands.add_parser("synthetic", help="write the embedded default network")
     synthetic.add_argument("--seed", type=int, default=0)
@@ -53,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
             data = importers.import_per_detector(args.files, args.locations, args.feature, args.id_pattern)
         else:
             data = importers.import_pandas_h5(args.h5, args.locations, args.feature)
+        if getattr(args, "vd_attributes", None):
+            data = attrs.evolve(data, vd_attributes=importers.read_vd_attributes(args.vd_attributes, data.vd_ids))
         write_hdf5(data, args.out)
         print(f"wrote {args.out}\n{summary(data)}")
     except SocialXLSTMError as error:
@@ -68,6 +73,7 @@ def summary(data) -> str:
     lines = [
         f"{data.num_steps} steps from {start} to {end} every {data.interval} s; {len(data.vd_ids)} VDs; positions: {positions}",
         *(f"  {name}: {100 * m:.1f}% missing" for name, m in zip(data.feature_names, missing)),
+        "VD attributes: " + (", ".join(f"{k} ({len(set(v) - {''})} values)" for k, v in data.vd_attributes.items()) or "none"),
     ]
     return "\n".join(lines)
 

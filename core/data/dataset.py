@@ -17,6 +17,7 @@ class TrafficData:
 
     ``timestamps`` are seconds since 1970-01-01 of the local wall-clock time (time of day is read off them).
     ``latlon`` holds (lat, lon) in degrees per VD, NaN where unknown, or is None when the file has none.
+    ``vd_attributes`` maps an attribute name (e.g. ``road``, ``direction``) to one string per VD, "" where unknown.
     """
 
     features: np.ndarray  # float32 [T, N, F]
@@ -25,6 +26,7 @@ class TrafficData:
     timestamps: np.ndarray  # int64 [T]
     latlon: np.ndarray | None = None  # float64 [N, 2]
     source: str = "<memory>"
+    vd_attributes: dict[str, tuple[str, ...]] = attrs.Factory(dict)
 
     def __attrs_post_init__(self) -> None:
         t, n, f = self.features.shape if self.features.ndim == 3 else (None, None, None)
@@ -47,6 +49,9 @@ class TrafficData:
             raise DataError(f"{where}: timestamps are not increasing at step {i + 1} ({self.timestamps[i]} then {self.timestamps[i + 1]})")
         if self.latlon is not None and self.latlon.shape != (n, 2):
             raise DataError(f"{where}: positions have shape {self.latlon.shape}, expected [{n}, 2]")
+        for name, values in self.vd_attributes.items():
+            if len(values) != n:
+                raise DataError(f"{where}: VD attribute '{name}' has {len(values)} values for {n} VDs")
 
     @property
     def num_steps(self) -> int:

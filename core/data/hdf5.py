@@ -5,7 +5,8 @@
     metadata/feature_names      str [F]
     metadata/timestamps         str [T]   ISO 8601 local time
     metadata/timestamps_epoch   int64 [T] seconds (local wall-clock time as if UTC)
-    metadata/vd_info/<vdid>     group, attrs position_lat, position_lon (degrees)
+    metadata/vd_info/<vdid>     group, attrs position_lat, position_lon (degrees), and optional string
+                                attrs such as road, direction (used by the pooling's ``same`` filter)
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ def read_hdf5(path: str | Path) -> TrafficData:
             names = _strings(f["metadata/feature_names"]) if "metadata/feature_names" in f else _default_names(features)
             timestamps = _timestamps(f, path, features.shape[0])
             latlon = _positions(f, vd_ids)
+            attributes = _attributes(f, vd_ids)
     except OSError as error:
         raise DataError(f"{path}: not a readable HDF5 file: {error}") from None
-    return TrafficData(features, vd_ids, names, timestamps, latlon, source=str(path))
+    return TrafficData(features, vd_ids, names, timestamps, latlon, source=str(path), vd_attributes=attributes)
 
 
 def write_hdf5(data: TrafficData, path: str | Path) -> Path:
@@ -55,6 +57,9 @@ def write_hdf5(data: TrafficData, path: str | Path) -> Path:
                 group = info.create_group(vd)
                 if data.latlon is not None and np.isfinite(data.latlon[i]).all():
                     group.attrs["position_lat"], group.attrs["position_lon"] = data.latlon[i]
+                for name, values in data.vd_attributes.items():
+                    if values[i]:
+                        group.attrs[name] = values[i]
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -97,3 +102,14 @@ def _positions(f: h5py.File, vd_ids: tuple[str, ...]) -> np.ndarray | None:
         if "position_lat" in attrs and "position_lon" in attrs:
             latlon[i] = float(attrs["position_lat"]), float(attrs["position_lon"])
     return latlon
+
+
+def _attributes(f: h5py.File, vd_ids: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """Every string attribute of ``metadata/vd_info/<vdid>``: ``{name: value per VD ("" where absent)}``."""
+    if "metadata/vd_info" not in f:
+        return {}
+    info = f["metadata/vd_info"]
+    per_vd = [dict(info[vd].attrs) if vd in info else {} for vd in vd_ids]
+    names = sorted({k for attrs in per_vd for k, v in attrs.items() if isinstance(v, (str, bytes))})
+    text = lambda v: v.decode() if isinstance(v, bytes) else str(v)  # noqa: E731
+    return {name: tuple(text(attrs.get(name, "")) for attrs in per_vd) for name in names}

@@ -35,6 +35,26 @@ def read_locations(path: str | Path) -> dict[str, tuple[float, float]]:
     return locations
 
 
+def read_vd_attributes(path: str | Path, vd_ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """``{attribute: value per VD}`` from a CSV with a header ``sensor_id,<attribute>,...`` (e.g. road,direction).
+
+    VDs the file does not list get "" (unknown); ids in the file that are not in the data are an error.
+    """
+    rows = _read_csv(path)
+    if not rows or len(rows[0]) < 2:
+        raise DataError(f"{path}: expected a header 'sensor_id,<attribute>,...' (e.g. sensor_id,road,direction)")
+    names = [name.strip() for name in rows[0][1:]]
+    table = {}
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != len(names) + 1:
+            raise DataError(f"{path}: line {line} has {len(row)} values, the header has {len(names) + 1}")
+        table[row[0].strip()] = [value.strip() for value in row[1:]]
+    unknown = sorted(set(table) - set(vd_ids))
+    if unknown:
+        raise DataError(f"{path}: {len(unknown)} sensor id(s) are not in the data: {', '.join(unknown[:5])}")
+    return {name: tuple(table.get(vd, [""] * len(names))[i] for vd in vd_ids) for i, name in enumerate(names)}
+
+
 def import_wide_csv(values: str | Path, locations: str | Path, start: str, interval_s: int = 300, feature: str = "speed") -> TrafficData:
     """A time × detectors CSV whose header is the detector ids; rows are ``interval_s`` apart from ``start``."""
     rows = _read_csv(values)

@@ -1,6 +1,6 @@
 """The embedded default dataset: a synthetic detector network, deterministic from a seed.
 
-VDs sit every ~700 m along a few corridors of Taipei's highways. Speeds follow daily and weekly demand
+VDs sit every ~700 m along a few corridors of Taipei's highways (attributes ``road`` and ``direction``). Speeds follow daily and weekly demand
 profiles; incidents slow one VD down and the queue travels upstream, reaching the VD ``j`` places upstream
 ``j * lag`` steps later, so a VD's downstream neighbours carry real information about its future. Sensor
 outages leave NaN gaps.
@@ -47,7 +47,15 @@ def generate(seed: int = 0, days: int = 21) -> TrafficData:
     features[_gaps(rng, steps, n)] = np.nan
 
     timestamps = (START + np.arange(steps) * np.timedelta64(STEP_S, "s")).astype("datetime64[s]").astype(np.int64)
-    return TrafficData(features, vd_ids, FEATURES, timestamps, latlon, source=f"<synthetic seed={seed}>")
+    attributes = {
+        "road": tuple(CORRIDORS[c][0] for c in corridor_of),
+        "direction": tuple(_compass(CORRIDORS[c][3]) for c in corridor_of),
+    }
+    return TrafficData(features, vd_ids, FEATURES, timestamps, latlon, source=f"<synthetic seed={seed}>", vd_attributes=attributes)
+
+
+def _compass(bearing: float) -> str:
+    return ("N", "E", "S", "W")[round(bearing / 90.0) % 4]
 
 
 def _layout() -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:

@@ -119,6 +119,7 @@ class Prepared:
             history=self.series.history,
             horizon=self.series.horizon,
             positions_xy=None if positions is None else torch.as_tensor(positions, dtype=torch.float32),
+            vd_attributes=self.data.vd_attributes,
         )
 
 

@@ -1,0 +1,88 @@
+"""Pooling benchmark: forward + backward of each social-pooling strategy as the network grows.
+
+    python bench/pooling.py                      # N = 207, 1,000, 10,000 on CPU
+    python bench/pooling.py --device cuda
+
+VDs on a jittered 250 m grid, radius 600 m, at most 16 neighbours each (about 16 for inner VDs); B = 8,
+E = 64. Each case runs in its own process. The table gives the median step, the one-off neighbour-list
+build, the peak memory of the steps and memory per VD (flat when memory grows linearly in N).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from bench.harness import memory_label, run_cases, time_steps  # noqa: E402
+from core.api import DatasetSpec  # noqa: E402
+from plugins.pooling.attention import AttentionConfig, AttentionPooling  # noqa: E402
+from plugins.pooling.learnable_radius import LearnableRadiusConfig, LearnableRadiusPooling  # noqa: E402
+from plugins.pooling.radius import RadiusConfig, RadiusPooling  # noqa: E402
+
+NEIGHBOURHOOD = {"radius_m": 600.0, "max_neighbours": 16}
+STRATEGIES = {
+    "radius": lambda spec: RadiusPooling(RadiusConfig(**NEIGHBOURHOOD), spec, 64),
+    "attention": lambda spec: AttentionPooling(AttentionConfig(**NEIGHBOURHOOD), spec, 64),
+    "learnable_radius": lambda spec: LearnableRadiusPooling(LearnableRadiusConfig(**NEIGHBOURHOOD, initial_radius_m=400.0), spec, 64),
+}
+
+
+def grid(n: int, spacing: float = 250.0) -> torch.Tensor:
+    side = math.ceil(math.sqrt(n))
+    g = torch.Generator().manual_seed(0)
+    cells = torch.stack([torch.arange(n) % side, torch.arange(n) // side], 1).float()
+    return (cells + 0.3 * torch.rand(n, 2, generator=g)) * spacing
+
+
+def measure(name: str, n: int, args: argparse.Namespace) -> dict:
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    spec = DatasetSpec(tuple(f"vd{i}" for i in range(n)), ("speed",), 2, 12, 12, positions_xy=grid(n))
+    started = time.perf_counter()
+    pooling = STRATEGIES[name](spec).to(device)
+    build = time.perf_counter() - started
+    hidden = torch.randn(args.batch, n, 64, device=device, requires_grad=True)
+    node_mask = torch.ones(args.batch, n, dtype=torch.bool, device=device)
+
+    def step() -> None:
+        hidden.grad = None
+        pooling(hidden, node_mask).square().mean().backward()
+
+    timing = time_steps(step, device, args.warmup, args.repeats)
+    lists = pooling.neighbours
+    return {"strategy": name, "vds": n, "build_s": build, "mean_neighbours": float(lists.valid.sum(1).float().mean()), **timing}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--vds", type=int, nargs="+", default=[207, 1000, 10000])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(args.child[0], int(args.child[1]), args)))
+        return
+
+    forwarded = [a for a in sys.argv[1:] if a != "--vds" and a not in map(str, args.vds)]
+    rows = run_cases(__file__, [[name, str(n)] for n in args.vds for name in STRATEGIES], forwarded)
+    memory = memory_label(args.device)
+    print(f"\npooling: B={args.batch} E=64, radius 600 m, <= 16 neighbours, on {args.device}; median of {args.repeats} fwd+bwd after {args.warmup} warm-up")
+    print(f"| strategy | N | neighbours (mean) | build s | step ms | {memory} | KB per VD |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['strategy']} | {r['vds']:,} | {r['mean_neighbours']:.1f} | {r['build_s']:.2f} | {1000 * r['seconds']:.1f} | {r['peak_mb']:.0f} | {1024 * r['peak_mb'] / r['vds']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
