@@ -8,7 +8,7 @@ from pyproj import Geod
 
 from core.data import TrafficData, read_hdf5, write_hdf5
 from core.data.geo import project_to_metres
-from core.data.importers import import_pandas_h5, import_per_detector, import_wide_csv
+from core.data.importers import import_pandas_h5, import_per_detector, import_wide_csv, read_vd_attributes
 from core.data.synthetic import generate
 from core.data.windows import prepare
 from core.errors import DataError
@@ -184,3 +184,12 @@ def test_import_pandas_h5_layout(tmp_path):
     assert data.vd_ids == ("773869", "767541") and data.interval == 300
     assert np.isnan(data.features[1, 0, 0]) and np.isnan(data.features[3, 1, 0])  # zeros are missing
     assert data.features[0, 0, 0] == pytest.approx(64.4)
+
+
+def test_vd_attributes_csv(tmp_path):
+    path = tmp_path / "attrs.csv"
+    path.write_text("sensor_id,road,direction\nb,I-5,N\na,I-5,S\n")
+    assert read_vd_attributes(path, ["a", "b", "c"]) == {"road": ("I-5", "I-5", ""), "direction": ("S", "N", "")}
+    path.write_text("sensor_id,direction\nzz,N\n")
+    with pytest.raises(DataError, match=r"attrs.csv: 1 sensor id\(s\) are not in the data: zz"):
+        read_vd_attributes(path, ["a"])
