@@ -28,23 +28,16 @@ from plugins.encoders.xlstm_per_vd import PerVDLoop, PerVDXLSTMEncoder  # noqa: 
 from plugins.encoders.xlstm_shared import SharedXLSTMConfig, SharedXLSTMEncoder, XLSTMConfig, build_stack  # noqa: E402
 
 ARCHITECTURE = {"embedding_dim": 64, "num_blocks": 4, "slstm_at": (1,)}
-class PackageStack(torch.nn.Module):
-    """``xlstm_shared`` as it was first written: the xlstm package's stack itself (vanilla sLSTM backend)."""
-
-    def __init__(self, spec: DatasetSpec):
-        super().__init__()
-        self.embed = torch.nn.Linear(EncoderInput.num_features(spec), 64)
-        self.stack = build_stack(XLSTMConfig(**ARCHITECTURE), spec.history, "vanilla")
-
-    def forward(self, inputs: EncoderInput) -> torch.Tensor:
-        x = self.embed(inputs.features())
-        b, n, t, e = x.shape
-        return self.stack(x.reshape(b * n, t, e)).reshape(b, n, t, e)
+def package_stack(spec: DatasetSpec) -> SharedXLSTMEncoder:
+    """``xlstm_shared`` as it was first written: running the xlstm package's stack itself (vanilla backend)."""
+    encoder = SharedXLSTMEncoder(SharedXLSTMConfig(**ARCHITECTURE, slstm_backend="vanilla"), spec)
+    encoder.stack = build_stack(XLSTMConfig(**ARCHITECTURE), spec.history, "vanilla")
+    return encoder
 
 
 ENCODERS = {
     "lstm": lambda spec, backend: LSTMEncoder(LSTMConfig(embedding_dim=64, num_layers=2), spec),
-    "xlstm_package": lambda spec, backend: PackageStack(spec),
+    "xlstm_package": lambda spec, backend: package_stack(spec),
     "xlstm_shared": lambda spec, backend: SharedXLSTMEncoder(SharedXLSTMConfig(**ARCHITECTURE, slstm_backend=backend), spec),
     "xlstm_per_vd": lambda spec, backend: PerVDXLSTMEncoder(XLSTMConfig(**ARCHITECTURE), spec),
     "per_vd_loop": lambda spec, backend: PerVDLoop(PerVDXLSTMEncoder(XLSTMConfig(**ARCHITECTURE), spec)),

@@ -95,8 +95,9 @@ def _groups(spec: DatasetSpec, same: tuple[str, ...]) -> torch.Tensor | None:
 class NeighbourPooling(Pooling):
     """Base of the strategies that pool over ``self.neighbours`` (built once from the dataset's positions).
 
-    A strategy calls ``record(weights)`` with its per-edge weights ``[B, N, K]``; in evaluation the batch mean
-    is kept as ``edge_weights`` ``[N, K]`` for the TensorBoard map.
+    A strategy calls ``record(weights)`` with its per-edge weights ``[B, N, K, ...]`` (e.g. per head); in
+    evaluation their mean over the batch (and the trailing axes) is kept as ``edge_weights`` ``[N, K]`` for the
+    TensorBoard map. In training it costs nothing.
     """
 
     Config = NeighbourhoodConfig
@@ -108,7 +109,8 @@ class NeighbourPooling(Pooling):
 
     def record(self, weights: torch.Tensor) -> None:
         if not self.training:
-            self.edge_weights = weights.detach().float().mean(0)
+            w = weights.detach().float()
+            self.edge_weights = w.reshape(*w.shape[:3], -1).mean((0, 3))
 
     def summary(self) -> dict[str, float]:
         return {"pooling/isolated_fraction": self.neighbours.fraction_isolated()}

@@ -6,7 +6,6 @@ import argparse
 import sys
 
 import attrs
-
 import numpy as np
 
 from core.data import importers, read_hdf5, write_hdf5

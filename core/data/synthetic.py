@@ -1,9 +1,9 @@
 """The embedded default dataset: a synthetic detector network, deterministic from a seed.
 
-VDs sit every ~700 m along a few corridors of Taipei's highways (attributes ``road`` and ``direction``). Speeds follow daily and weekly demand
-profiles; incidents slow one VD down and the queue travels upstream, reaching the VD ``j`` places upstream
-``j * lag`` steps later, so a VD's downstream neighbours carry real information about its future. Sensor
-outages leave NaN gaps.
+VDs sit every ~700 m along a few corridors of Taipei's highways (attributes ``road`` and ``direction``).
+Speeds follow daily and weekly demand profiles; incidents slow one VD down and the queue travels upstream,
+reaching the VD ``j`` places upstream ``j * lag`` steps later, so a VD's downstream neighbours carry real
+information about its future. Sensor outages leave NaN gaps.
 """
 
 from __future__ import annotations

@@ -34,7 +34,6 @@ class GroupedXLSTM(nn.Module):
         self.kinds = ["slstm" if isinstance(b, sLSTMBlock) else "mlstm" for b in template.blocks]
         self.heads = [b.xlstm.config.num_heads if k == "slstm" else b.xlstm.mlstm_cell.config.num_heads for b, k in zip(template.blocks, self.kinds)]
         self.dropout = template.config.dropout
-        self.groups = groups
         with torch.no_grad():  # every group gets its own draw of the package's initialisation
             draws = []
             for _ in range(groups):

@@ -49,7 +49,7 @@ class AttentionPooling(NeighbourPooling):
         query = self.query(hidden).view(b, n, h, e // h)
         scores = torch.einsum("bnhd,bnkhd->bnkh", query, keys.view(b, n, k, h, e // h)) / math.sqrt(e // h)
         weights = safe_softmax(scores, valid[..., None], dim=2)
-        self.record(weights.mean(-1))
+        self.record(weights)
         pooled = torch.einsum("bnkh,bnkhd->bnhd", self.dropout(weights), values.reshape(b, n, k, h, e // h))
         return self.output(pooled.reshape(b, n, e))
 

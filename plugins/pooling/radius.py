@@ -27,7 +27,7 @@ class RadiusPooling(NeighbourPooling):
         weights = valid.to(hidden.dtype)
         if self.config.aggregation == "inverse_distance":
             weights = weights / self.neighbours.distance.clamp_min(self.config.min_distance_m)
-        self.record(weights / weights.sum(2, keepdim=True).clamp_min(1e-12))
+        self.record(weights)
         if self.config.aggregation == "max":
             pooled = states.masked_fill(~valid[..., None], float("-inf")).amax(2)
             return pooled.where(valid.any(2, keepdim=True), 0.0)
