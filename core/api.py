@@ -127,6 +127,7 @@ class EncoderInput:
     observed: torch.Tensor  # [B, N, T, F] bool
     covariates: torch.Tensor  # [B, T, K]
     step_mask: torch.Tensor | None  # [B, N, T] bool, None = every step is real
+    node_mask: torch.Tensor | None = None  # [B, N] bool, False for a VD absent from the sample; None = all present
 
     @classmethod
     def from_batch(cls, batch: Batch) -> EncoderInput:
@@ -136,6 +137,7 @@ class EncoderInput:
             observed=batch.observed.transpose(1, 2),
             covariates=batch.covariates,
             step_mask=step_mask,
+            node_mask=batch.node_mask,
         )
 
     def features(self) -> torch.Tensor:
@@ -214,10 +216,13 @@ class Collator:
 PLUGIN_KINDS: dict[str, type] = {"encoder": Encoder, "pooling": Pooling, "collator": Collator}
 
 
-def require_positions(positions: torch.Tensor | None, vd_ids: tuple[str, ...]) -> None:
-    """Strict mode: social pooling needs a finite ``[N, 2]`` (or ``[B, N, 2]``) position for every VD."""
-    prefix = "Social pooling is enabled but 'positions_xy'"
-    hint = "give every VD 'position_lat'/'position_lon' in metadata/vd_info, or set [pooling] name = \"none\""
+def require_positions(
+    positions: torch.Tensor | None, vd_ids: tuple[str, ...], user: str = "Social pooling", fallback: str = '[pooling] name = "none"'
+) -> None:
+    """Strict mode: social pooling (or a spatial encoder, ``user``) needs a finite ``[N, 2]`` (or ``[B, N, 2]``)
+    position for every VD; the error suggests the positions or ``fallback``, a recipe setting that needs none."""
+    prefix = f"{user} is enabled but 'positions_xy'"
+    hint = f"give every VD 'position_lat'/'position_lon' in metadata/vd_info, or set {fallback}"
     if positions is None:
         raise DataError(f"{prefix} is missing: the data has no VD positions; {hint}")
     if positions.shape[-2:] != (len(vd_ids), 2) or positions.dim() not in (2, 3):

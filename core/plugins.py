@@ -1,35 +1,76 @@
-"""``python -m core.plugins [--recipe R]``: every registered plugin, its source and its config fields."""
+"""``python -m core.plugins [--recipe R] [--vds N]``: every registered plugin, its source, its parameter count
+for N VDs and its config fields."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+import torch
+
+from core.api import DatasetSpec, Encoder, Pooling
 from core.config import describe_fields
 from core.errors import SocialXLSTMError
 from core.recipe import read_toml
-from core.registry import Registry
+from core.registry import PluginInfo, Registry
 
 
-def describe(registry: Registry) -> str:
+def synthetic_spec(vds: int = 100, features: int = 1, covariates: int = 2, seed: int = 0) -> DatasetSpec:
+    """N VDs at distinct random points of a 500 m grid (about half its cells taken), 12 steps in and out."""
+    side = max(2, round((2 * vds) ** 0.5))
+    cells = torch.randperm(side * side, generator=torch.Generator().manual_seed(seed))[:vds]
+    positions = torch.stack([cells % side, cells // side], 1).float() * 500.0
+    names = ("speed",) + tuple(f"feature{i}" for i in range(1, features))
+    return DatasetSpec(tuple(f"vd{i}" for i in range(vds)), names, covariates, 12, 12, positions_xy=positions)
+
+
+def parameter_count(info: PluginInfo, config=None, spec: DatasetSpec | None = None, dim: int = 64) -> int:
+    """Trainable parameters of an encoder or pooling plugin built with ``config`` (default: its defaults) for
+    ``spec`` (default: ``synthetic_spec()``, 100 VDs); a pooling follows an encoder of state size ``dim``.
+    Collators hold no parameters (0)."""
+    spec = spec or synthetic_spec()
+    config = info.cls.Config() if config is None else config
+    if issubclass(info.cls, Encoder):
+        module = info.cls(config, spec)
+    elif issubclass(info.cls, Pooling):
+        module = info.cls(config, spec, dim)
+    else:
+        return 0
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def describe(registry: Registry, vds: int = 100) -> str:
     lines = []
+    spec = synthetic_spec(vds)
     for info in registry:
         lines.append(f"{info.kind} '{info.name}'  [{info.source}]")
         doc = (info.cls.__doc__ or sys.modules[info.cls.__module__].__doc__ or "").strip().splitlines()
         if doc:
             lines.append(f"    {doc[0]}")
+        if info.kind in ("encoder", "pooling"):
+            lines.append(f"    {_parameters(info, spec)}")
         for name, type_, default in describe_fields(info.cls.Config):
             lines.append(f"    {name:<22} {type_:<34} default {default!r}")
     return "\n".join(lines)
 
 
+def _parameters(info: PluginInfo, spec: DatasetSpec) -> str:
+    where = f"{spec.num_vds} VDs, {spec.num_features} feature, {spec.num_covariates} covariates"
+    where += ", state size 64" if info.kind == "pooling" else ""
+    try:
+        return f"parameters: {parameter_count(info, spec=spec):,} (defaults, {where})"
+    except Exception as error:  # noqa: BLE001 - a third-party plugin may refuse the synthetic data
+        return f"parameters: not counted ({type(error).__name__}: {error})"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.plugins", description=__doc__)
     parser.add_argument("--recipe", help="also load the plugin modules this recipe names")
+    parser.add_argument("--vds", type=int, default=100, help="count parameters for this many VDs (default 100)")
     args = parser.parse_args(argv)
     try:
         modules = read_toml(args.recipe).get("plugins", {}).get("modules", []) if args.recipe else []
-        print(describe(Registry.default(modules, origin=args.recipe or "command line")))
+        print(describe(Registry.default(modules, origin=args.recipe or "command line"), args.vds))
     except SocialXLSTMError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -49,7 +49,11 @@ def train_and_score(pooling_name: str) -> float:
     torch.manual_seed(0)
     encoder = LSTMEncoder(LSTMConfig(embedding_dim=16, num_layers=1), spec)
     pooling = NoPooling(NoPoolingConfig(), spec, 16) if pooling_name == "none" else STRATEGIES[pooling_name](spec, 16)
-    model = Forecaster(encoder, pooling, HeadConfig(hidden_dim=32, dropout=0.0), LAG)
+    return fit_and_score(Forecaster(encoder, pooling, HeadConfig(hidden_dim=32, dropout=0.0), LAG), series, spec)
+
+
+def fit_and_score(model: Forecaster, series: torch.Tensor, spec) -> float:
+    """Train on the first 1200 steps (250 Adam steps of 64 windows), return the followers' test MAE."""
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     train_end = 1200 - HISTORY - LAG
     for _ in range(250):
