@@ -7,6 +7,8 @@ own history (the source's older past, white noise) says nothing about them. Only
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
@@ -44,6 +46,7 @@ def batch(series: torch.Tensor, starts: torch.Tensor, spec) -> Batch:
     )
 
 
+@functools.cache  # deterministic; test_spin_lite reuses the "none" score
 def train_and_score(pooling_name: str) -> float:
     series, spec = network()
     torch.manual_seed(0)

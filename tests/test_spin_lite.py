@@ -116,7 +116,8 @@ def test_gradients_reach_node_embeddings_and_attention_weights():
     missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not missing, f"no gradient for {missing}"
     names = dict(model.named_parameters())
-    for name in ("position.node", "observed_embedding", "missing_embedding", "layers.0.cross.gate.weight", "layers.1.self_attention.source.weight"):
+    embeddings = ("position.node", "observed_embedding", "missing_embedding")
+    for name in (*embeddings, "layers.0.cross.gate.weight", "layers.1.self_attention.source.weight"):
         assert names[name].grad.abs().sum() > 0, name
 
 
