@@ -40,9 +40,20 @@ def sample(t: int = 6) -> EncoderInput:
     return attrs.evolve(inputs, values=inputs.values * observed, observed=observed)
 
 
-def run(model: SpinLiteEncoder, inputs: EncoderInput, **changes) -> torch.Tensor:
-    with torch.no_grad():
-        return model(attrs.evolve(inputs, **changes))
+def run(model: SpinLiteEncoder, inputs: EncoderInput, noise_at: torch.Tensor | None = None, **changes) -> torch.Tensor:
+    """States ``[B, N, T, H]`` for ``inputs`` with ``changes``; with ``noise_at`` [B, N, T], the states of those
+    points are scrambled before every layer (as if they held anything at all)."""
+    hooks = []
+    if noise_at is not None:
+        where = noise_at.transpose(1, 2)[..., None]  # layers see [B, T, N, H]
+        scramble = lambda layer, args: (args[0] + 10 * torch.randn(args[0].shape) * where, *args[1:])  # noqa: E731
+        hooks = [layer.register_forward_pre_hook(scramble) for layer in model.layers]
+    try:
+        with torch.no_grad():
+            return model(attrs.evolve(inputs, **changes))
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 def test_shape_and_finite_with_missing_points():
@@ -61,33 +72,40 @@ def test_unobserved_values_are_never_read():
 
 
 def test_padded_steps_are_nobodys_key():
-    """Time padding of VD 1 (steps 0-2 of sample 0), however it is filled, changes no other point's state."""
+    """Time padding of VD 1 (steps 0-2 of sample 0), whatever its readings and states, changes no other point."""
     model, inputs = encoder(), sample()
-    step_mask = torch.ones(2, 5, 6, dtype=torch.bool)
-    step_mask[0, 1, :3] = False
+    padding = torch.zeros(2, 5, 6, dtype=torch.bool)
+    padding[0, 1, :3] = True
     values, observed = inputs.values.clone(), inputs.observed.clone()
     values[0, 1, :3] = 50.0
     observed[0, 1, :3] = True
-    before = run(model, inputs, step_mask=step_mask)
-    after = run(model, inputs, step_mask=step_mask, values=values, observed=observed)
-    unpadded = step_mask[..., None].expand_as(before)
-    assert (after - before)[unpadded].abs().max() <= 1e-6
-    # the same change on real steps does reach VD 1's neighbours: the check above is not vacuous
+    before = run(model, inputs, step_mask=~padding)
+    after = run(model, inputs, padding, step_mask=~padding, values=values, observed=observed)
+    assert (after - before)[~padding].abs().max() <= 1e-6
+    # the same points, real: their readings and their states reach VD 1's neighbours (the check is not vacuous)
     assert (run(model, inputs, values=values, observed=observed) - run(model, inputs))[0, [0, 2]].abs().max() > 1e-3
+    assert (run(model, inputs, padding) - run(model, inputs))[0, [0, 2]].abs().max() > 1e-3
 
 
 def test_absent_vd_is_nobodys_key_and_gets_a_finite_state():
+    """VD 2 absent from sample 0: nothing about it reaches its neighbours; the same as if it were 50 km away."""
     model, inputs = encoder(), sample()
     node_mask = torch.ones(2, 5, dtype=torch.bool)
     node_mask[0, 2] = False
+    absent = ~node_mask[:, :, None].expand(2, 5, 6)
     values, observed = inputs.values.clone(), inputs.observed.clone()
     values[0, 2] = 50.0
     observed[0, 2] = True
     before = run(model, inputs, node_mask=node_mask)
-    after = run(model, inputs, node_mask=node_mask, values=values, observed=observed)
+    after = run(model, inputs, absent, node_mask=node_mask, values=values, observed=observed)
     others = [0, 1, 3, 4]
     assert (after[0, others] - before[0, others]).abs().max() <= 1e-6
     assert torch.isfinite(after[0, 2]).all()
+    far = POSITIONS.clone()
+    far[2] = torch.tensor([50_000.0, 0.0])
+    elsewhere = SpinLiteEncoder(FULL, make_spec(n=5, features=2, positions=far)).eval()
+    elsewhere.load_state_dict(model.state_dict())
+    assert (run(elsewhere, inputs)[0, others] - before[0, others]).abs().max() <= 1e-6
     assert (run(model, inputs, values=values, observed=observed) - run(model, inputs))[0, 1].abs().max() > 1e-3
     # a sample with no VD present at all: every query has no key, states stay finite
     assert torch.isfinite(run(model, inputs, node_mask=torch.zeros(2, 5, dtype=torch.bool))).all()
