@@ -31,10 +31,11 @@ Lite defaults, 1 feature, 2 covariates: **8,900** = per-VD embeddings 3 × 100 �
 encoder 864 + input MLP and norm 352 + 2 layers × 1,442 (input skip 48, cross-attention 1,090, ``W_skip`` 272,
 norm 32). That is below the seed's "15-20K", which scales its 51K by hidden² and so over-counts the
 embeddings (linear in hidden): the official code at hidden 16 with the seed's *full* settings (3 layers, eta
-2, self-attention, per-layer readouts) has 15.4K, its lite settings 9-12K. Seed's full configuration
-(hidden 32, 3 layers, eta 2, self-attention, 3 features): **43,596**, 14.4% below the seed's 50,918, all of
-it the per-layer imputation readouts (3 × MLP(32 → 32 → 3), 6,633 in the official code, 3,360 in the seed's
-arithmetic) that this encoder leaves to the forecaster's shared head; the official code has 49.8K.
+2, self-attention, per-layer readouts) has 15.4K, at the lite settings 10.0K (12.2K with self-attention).
+Seed's full configuration (hidden 32, 3 layers, eta 2, self-attention, 3 features): **43,596**, 14.4% below
+the seed's 50,918. The official code has 49.8K there; the difference is its per-layer imputation readouts
+(3 × MLP(32 → 32 → 3) = 6,633), left here to the forecaster's shared head, less 416 for the observation flags
+fed beside the values and the second covariate.
 """
 
 from __future__ import annotations
