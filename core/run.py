@@ -63,7 +63,10 @@ def run(recipe_path: Path, overrides: list[str], resume_dir: Path | None = None)
 
     cfg = recipe.data
     data = load_source(cfg.source, cfg.synthetic_seed)
-    prepared = prepare(data, cfg.target, cfg.features, cfg.history, cfg.horizon, cfg.split, cfg.time_of_day, cfg.train_stride)
+    prepared = prepare(
+        data, cfg.target, cfg.features, cfg.history, cfg.horizon, cfg.split, cfg.time_of_day, cfg.train_stride,
+        min_history=cfg.min_history, gap_steps=cfg.gap_steps, hide_inputs=cfg.hide_inputs, seed=recipe.run.seed,
+    )
     spec = prepared.spec()
     collator_info = registry.get("collator", recipe.collator.name)
     collator = collator_info.cls(recipe.collator.config, spec)

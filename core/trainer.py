@@ -124,7 +124,10 @@ class Trainer:
         losses, norms, samples, started = [], [], 0, time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
         for i, batch in enumerate(itertools.islice(loader, total), start=1):
-            loss = self.step_loss(batch.to(self.device).canonical())
+            batch = batch.to(self.device).canonical()
+            if self.cfg.whiten:  # SPIN's whitening: hide a random fraction of the observed inputs
+                batch = batch.hide_inputs(self.cfg.whiten)
+            loss = self.step_loss(batch)
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"non-finite loss ({loss.item()}) at epoch {epoch}, batch {i}; stopped before the update. "
