@@ -69,6 +69,9 @@ class TrainerConfig:
     max_batches_per_epoch: int = attrs.field(default=0, validator=ge(0))  # 0 = all
     figure_vds: int = attrs.field(default=4, validator=ge(0))
     compile: bool = False  # torch.compile the model: slower first batches, faster steps after
+    checkpoint_every: int = attrs.field(default=0, validator=ge(0))  # batches between mid-epoch last.pt; 0 = per epoch
+    on_nonfinite: Literal["stop", "skip"] = "stop"  # a non-finite loss or gradient stops the run, or skips the step
+    max_skipped_steps: int = attrs.field(default=10, validator=gt(0))  # "skip": stop after this many in a row
 
 
 @attrs.frozen
