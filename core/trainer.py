@@ -67,6 +67,9 @@ class TrainState:
     epoch_samples: int = 0
     epoch_seconds: float = 0.0
 
+    def position(self) -> str:
+        return f"epoch {self.epoch + 1}, batch {self.batch}" if self.batch else f"end of epoch {self.epoch}"
+
 
 class Trainer:
     def __init__(self, recipe: Recipe, model: Forecaster, collator: Collator, prepared: Prepared, spec: DatasetSpec, run_dir: Path):
@@ -90,6 +93,7 @@ class Trainer:
         self.state = TrainState()
         self.logger: RunLogger | None = None
         self.stop_signal = 0  # set by SIGINT/SIGTERM during fit
+        self.saved = ""  # the position last.pt holds
         self.epoch_started = 0.0
 
     # ----------------------------------------------------------------------------------------------- data
@@ -180,14 +184,13 @@ class Trainer:
         }
 
     def nonfinite(self, what: str, epoch: int, batch: int) -> None:
-        """A non-finite loss or gradient: stop the run, or (``on_nonfinite = "skip"``) drop the step's gradients,
+        """A non-finite loss or gradient: stop the run, or (``on_nonfinite = "skip"``) count a skipped step,
         stopping after ``max_skipped_steps`` in a row. The checkpoints on disk are never touched."""
         state = self.state
         where = f"at epoch {epoch}, batch {batch} (step {state.global_step})"
-        kept = f"best_model.pt (epoch {state.best_epoch}) and last.pt (epoch {state.epoch}) are intact"
+        kept = f"best_model.pt (epoch {state.best_epoch}) and last.pt ({self.saved}) are intact" if self.saved else "no checkpoint written yet"
         if self.cfg.on_nonfinite == "stop":
             raise TrainingError(f"non-finite {what} {where}; stopped before the update. {kept} (trainer.on_nonfinite = \"skip\" skips such steps)")
-        self.optimizer.zero_grad(set_to_none=True)
         state.skipped_steps += 1
         state.skipped_in_a_row += 1
         if state.skipped_in_a_row >= self.cfg.max_skipped_steps:
@@ -200,12 +203,16 @@ class Trainer:
         return masked_mae(pred.float(), batch.target, batch.target_mask)
 
     def optimizer_step(self, epoch: int, batch: int) -> float | None:
-        """Unscale, clip and step; returns the gradient norm, or None when a non-finite gradient skipped the step.
-        Under 16-mixed the scaler itself skips steps with inf gradients (normal while it finds its scale)."""
+        """Unscale, clip and step; returns the gradient norm, or None when there is no step to take (every loss
+        since the last step was skipped) or a non-finite gradient skipped it. Under 16-mixed the scaler itself
+        skips steps with inf gradients (normal while it finds its scale)."""
+        if all(p.grad is None for p in self.model.parameters()):
+            return None
         self.scaler.unscale_(self.optimizer)
         max_norm = self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf
         norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
         if not math.isfinite(norm) and not self.scaler.is_enabled():
+            self.optimizer.zero_grad(set_to_none=True)
             self.nonfinite(f"gradient norm ({norm})", epoch, batch)
             return None
         self.scaler.step(self.optimizer)
@@ -353,6 +360,7 @@ class Trainer:
         self.state.epoch_seconds = time.perf_counter() - self.epoch_started if self.state.batch else 0.0
         self.logger.writer.flush()
         save_checkpoint(self.last_checkpoint(), self.run_dir / "last.pt", previous=self.run_dir / "last.prev.pt")
+        self.saved = self.state.position()
 
     @contextmanager
     def stop_on_signals(self):
@@ -400,6 +408,7 @@ class Trainer:
             self.scheduler.load_state_dict(checkpoint["scheduler"])
         self.scaler.load_state_dict(checkpoint["scaler"])
         self.state = TrainState(**checkpoint["state"])
+        self.saved = self.state.position()
         torch.set_rng_state(checkpoint["rng"])
         if checkpoint["cuda_rng"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])
