@@ -20,7 +20,7 @@ import torch
 from core.api import Collator, DatasetSpec
 from core.data import load_source
 from core.data.windows import Prepared, prepare
-from core.errors import RecipeError, TrainingError, run_cli
+from core.errors import DataError, RecipeError, TrainingError, run_cli
 from core.io import load_checkpoint, save_text
 from core.metrics import HORIZONS, METRICS
 from core.model import Forecaster, build_model, check_batch_positions
@@ -68,8 +68,11 @@ def run(recipe_path: Path, overrides: list[str], resume_dir: Path | None = None)
     spec = prepared.spec()
     collator_info = registry.get("collator", recipe.collator.name)
     collator = collator_info.cls(recipe.collator.config, spec)
-    model = build_model(recipe, registry, spec)
-    check_batch_positions(model, collator(prepared.splits["train"].__getitems__([0])).canonical(), spec)
+    try:
+        model = build_model(recipe, registry, spec)
+        check_batch_positions(model, collator(prepared.splits["train"].__getitems__([0])).canonical(), spec)
+    except DataError as error:  # e.g. positions that pooling needs: name the file
+        raise DataError(f"{data.source}: {error}") from None
 
     run_dir = resume_dir or create_run_dir(recipe)
     try:

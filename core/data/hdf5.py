@@ -23,6 +23,8 @@ from core.io import atomic_write
 
 def read_hdf5(path: str | Path) -> TrafficData:
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not an HDF5 data file")
     if not path.is_file():
         raise DataError(f"{path}: data file not found")
     try:

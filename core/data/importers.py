@@ -31,7 +31,10 @@ def read_locations(path: str | Path) -> dict[str, tuple[float, float]]:
     for line, row in enumerate(rows, start=1):
         if len(row) not in (3, 4) or not (_is_number(row[-2]) and _is_number(row[-1])):
             raise DataError(f"{path}: row {line}: expected [index,]sensor_id,latitude,longitude, got {','.join(row)}")
-        locations[row[-3].strip()] = (float(row[-2]), float(row[-1]))
+        lat, lon = float(row[-2]), float(row[-1])
+        if not (abs(lat) <= 90 and abs(lon) <= 180):  # NaN fails too
+            raise DataError(f"{path}: row {line}: latitude {row[-2].strip()} or longitude {row[-1].strip()} out of range (degrees)")
+        locations[row[-3].strip()] = (lat, lon)
     return locations
 
 
@@ -64,10 +67,10 @@ def import_wide_csv(values: str | Path, locations: str | Path, start: str, inter
     for line, row in enumerate(rows[1:], start=2):
         if len(row) != len(ids):
             raise DataError(f"{values}: line {line} has {len(row)} values, the header has {len(ids)} detector ids (ragged row)")
-    try:
-        readings = np.array(rows[1:], dtype=np.float32)
-    except ValueError as error:
-        raise DataError(f"{values}: a reading is not a number: {error}") from None
+    bad = next(((line, cell) for line, row in enumerate(rows[1:], start=2) for cell in row if not _is_number(cell)), None)
+    if bad:
+        raise DataError(f"{values}: line {bad[0]}: a reading is not a number: {bad[1]!r}")
+    readings = np.array(rows[1:], dtype=np.float32)
     timestamps = _parse_time(start, values) + interval_s * np.arange(len(readings))
     return _assemble(readings, ids, timestamps, locations, feature, str(values))
 
