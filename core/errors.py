@@ -54,7 +54,7 @@ def run_cli(body: Callable[[], int], debug: bool = False) -> int:
         print(f"error: {_one_line(error)}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
-        print("interrupted (nothing saved outside training)", file=sys.stderr)
+        print("interrupted by SIGINT", file=sys.stderr)
         return 128 + signal.SIGINT
     except Exception as error:  # noqa: BLE001 - a bug or an unforeseen failure: still one line
         if debug:

@@ -124,6 +124,13 @@ def set_attr(vd_index: int, name: str, value: float) -> Callable[[h5py.File], No
     return change
 
 
+def set_reading(step: int, vd: int, value: float) -> Callable[[h5py.File], None]:
+    def change(f: h5py.File) -> None:
+        f["data/features"][step, vd, 0] = value
+
+    return change
+
+
 def blank_vds(*indices: int) -> Callable[[h5py.File], None]:
     def change(f: h5py.File) -> None:
         features = f["data/features"][()]
@@ -201,12 +208,15 @@ CASES = [
     ("non-monotonic timestamps", run(h5=replace("metadata/timestamps_epoch", lambda f: f["metadata/timestamps_epoch"][()][[0, 1, 2, 1] + list(range(4, f["data/features"].shape[0]))])),
      "{h5}: timestamps are not increasing at step 3"),
     ("all-NaN VDs", run(h5=blank_vds(3, 7)), "{h5}: VD(s) VD-N1-03, VD-N1-07 have no reading at all"),
+    ("infinite reading", run(h5=set_reading(10, 2, np.inf)), "{h5}: data/features has 1 infinite value(s), e.g. VD VD-N1-02, speed at step 10"),
     ("fewer steps than one window", run("data.history=400"), "{h5}: fewer time steps than one window: the val part has 116 of 1152 steps, a window needs 412"),
     ("unknown target feature", run("data.target=flow"), "{h5}: data.target 'flow' is not a feature of the data; features: speed, occupancy, volume"),
     # importers
     ("CSV ragged row", data(*WIDE, files={"values": "1,2\n50,60\n55\n"}), "{tmp}/values: line 3 has 1 values, the header has 2 detector ids (ragged row)"),
     ("CSV unknown sensor id", data(*WIDE, files={"values": "1,3\n50,60\n"}), "{tmp}/loc.csv: no location for 1 sensor id(s) of {tmp}/values: 3"),
     ("CSV reading not a number", data(*WIDE, files={"values": "1,2\n50,fast\n"}), "{tmp}/values: line 2: a reading is not a number: 'fast'"),
+    ("CSV blank line inside", data(*WIDE, files={"values": "1,2\n50,60\n\n55,65\n"}), "{tmp}/values: line 3 has 0 values, the header has 2 detector ids"),
+    ("CSV infinite reading", data(*WIDE, files={"values": "1,2\n50,1e40\n"}), "{tmp}/values: data/features has 1 infinite value(s), e.g. VD 2, speed at step 0"),
     ("CSV duplicate sensor id", data(*WIDE, files={"values": "1,1\n50,60\n"}), "{tmp}/values: duplicate VD id(s): 1"),
     ("locations out of range", data(*WIDE, files={"values": "1,2\n50,60\n", "loc": "1,34.0,-118.0\n2,134.1,-118.1\n"}),
      "{tmp}/loc: row 2: latitude 134.1 or longitude -118.1 out of range"),
@@ -214,6 +224,10 @@ CASES = [
      "{tmp}/none.csv: file not found"),
     ("per-detector bad line", data("import-per-detector", "{d1}", "--locations", "{loc}", files={"d1": "Stamp,Speed\n2012-03-01T00:00,60\n2012-03-01T00:05\n"}),
      "{tmp}/d1: line 3 does not have two columns (Stamp,value)"),
+    ("per-detector empty file", data("import-per-detector", "{d1}", "--locations", "{loc}", files={"d1": "Stamp,Speed\n"}),
+     "{tmp}/d1: no readings after the header (expected Stamp,value rows)"),
+    ("per-detector single reading", data("import-per-detector", "{d1}", "--locations", "{loc}", files={"d1": "Stamp,Speed\n2012-03-01T00:00,60\n"}),
+     "1 detector files: cannot tell the time step, no file has two different time stamps"),
     ("vd-attributes unknown id", data(*WIDE, "--vd-attributes", "{attrs}", files={"values": "1,2\n50,60\n", "attrs": "sensor_id,road\nzz,I-5\n"}),
      "{tmp}/attrs: 1 sensor id(s) are not in the data: zz"),
 ]
