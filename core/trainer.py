@@ -130,6 +130,9 @@ class Trainer:
         batches = min(full, self.cfg.max_batches_per_epoch or full)
         with self.stop_on_signals():
             for epoch in range(self.state.epoch + 1, self.cfg.epochs + 1):
+                if self.cfg.patience and self.state.bad_epochs >= self.cfg.patience:  # checked here, so a resumed run stops too
+                    tqdm.write(f"early stop: val MAE has not improved for {self.cfg.patience} epochs (best {self.state.best_val_mae:.4f} at epoch {self.state.best_epoch})")
+                    break
                 self.epoch_started = time.perf_counter() - self.state.epoch_seconds
                 # on a terminal the bar redraws; in a log file it prints little more than one line per epoch
                 interval = 0.5 if sys.stderr.isatty() else 60.0
@@ -142,9 +145,6 @@ class Trainer:
                 self.end_epoch(epoch, train, val, seconds)
                 if self.stop_signal:
                     self.interrupted(f"after epoch {epoch}")
-                if self.cfg.patience and self.state.bad_epochs >= self.cfg.patience:
-                    tqdm.write(f"early stop: val MAE has not improved for {self.cfg.patience} epochs (best {self.state.best_val_mae:.4f} at epoch {self.state.best_epoch})")
-                    break
 
     def train_epoch(self, epoch: int, total: int, bar: tqdm) -> dict[str, float]:
         """Batches ``state.batch + 1 .. total`` of an epoch; checkpoints mid-epoch every ``checkpoint_every``

@@ -194,6 +194,17 @@ def test_unusable_checkpoints_are_named(reference, tmp_path, capsys):
     assert err.rstrip().endswith(f"{run_dir / 'last.prev.pt'}: checkpoint not found") and err.count("\n") == 1
 
 
+def test_resuming_an_early_stopped_run_trains_no_further(make_recipe, tmp_path, capsys):
+    """lr 1e-30 leaves the weights as they are: val MAE stops improving after epoch 1, patience 1 stops after 2."""
+    recipe = make_recipe(tmp_path)
+    assert main([str(recipe), "--set", "trainer.lr=1e-30", "--set", "trainer.patience=1", "--set", "trainer.epochs=4"]) == 0
+    run_dir = only_run(tmp_path / "runs")
+    assert len(json.loads((run_dir / "training_history.json").read_text())) == 2
+    assert main(["--resume", str(run_dir), "--set", "trainer.epochs=6"]) == 0
+    assert "early stop: val MAE has not improved for 1 epochs" in capsys.readouterr().out
+    assert len(json.loads((run_dir / "training_history.json").read_text())) == 2
+
+
 # ------------------------------------------------------------------------------------------- divergence
 class NanGradient(torch.autograd.Function):
     """0 in the forward pass, a NaN gradient in the backward pass: a finite loss whose gradient is not."""
