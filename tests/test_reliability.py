@@ -170,6 +170,26 @@ def test_sigterm_saves_a_resumable_checkpoint_and_exits_143(reference, make_reci
     assert_tensorboard_steps(run_dir)
 
 
+def test_sigint_in_process_stops_at_the_batch_boundary_and_resumes(make_recipe, tmp_path, monkeypatch, capsys):
+    """Ctrl-C during batch 3 of epoch 1: last.pt holds 3 batches, exit 130; the resumed run logs every step once."""
+    original = Trainer.step_loss
+
+    def step_loss(self, batch):
+        if self.state.global_step == 3 and not self.stop_signal:
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self, batch)
+
+    monkeypatch.setattr(Trainer, "step_loss", step_loss)
+    recipe = make_recipe(tmp_path, every=0)
+    assert main([str(recipe)]) == 128 + signal.SIGINT
+    run_dir = only_run(tmp_path / "runs")
+    assert last_line(capsys.readouterr().err).startswith(f"interrupted by SIGINT at epoch 1, batch 3 of {BATCHES}; saved {run_dir / 'last.pt'}")
+    assert last_state(run_dir)["batch"] == 3 and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    monkeypatch.setattr(Trainer, "step_loss", original)
+    assert main(["--resume", str(run_dir)]) == 0
+    assert_tensorboard_steps(run_dir)
+
+
 def test_corrupt_last_falls_back_to_previous_checkpoint(reference, tmp_path):
     """last.prev.pt of the reference is its mid-epoch checkpoint at epoch 3, batch 6: resuming from it ends the same."""
     run_dir = Path(shutil.copytree(reference, tmp_path / "run"))
