@@ -13,7 +13,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.data.dataset import TrafficData
 from core.data.importers import import_per_detector, import_wide_csv, read_locations
 from core.errors import DataError, SocialXLSTMError
 from core.recipe import ALL_TABLES, FIXED_TABLES, Recipe, load_recipe

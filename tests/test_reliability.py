@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -160,9 +161,12 @@ def test_sigterm_saves_a_resumable_checkpoint_and_exits_143(reference, make_reci
     process.send_signal(signal.SIGTERM)
     code, err = finish(process)
     assert code == 128 + signal.SIGTERM
-    assert err.splitlines()[-1].startswith("interrupted by SIGTERM at epoch 2, batch ")
-    assert err.rstrip().endswith(f"saved {run_dir / 'last.pt'}; resume with: python -m core.run --resume {run_dir}")
-    assert last_state(run_dir)["batch"] > 0
+    # almost always mid-epoch 2 (the in-process SIGINT test pins that case down); after epoch 2 is right too
+    assert re.fullmatch(
+        rf"interrupted by SIGTERM (at epoch 2, batch [1-7] of {BATCHES}|after epoch 2); saved {re.escape(str(run_dir / 'last.pt'))}; "
+        rf"resume with: python -m core.run --resume {re.escape(str(run_dir))}\n",
+        last_line(err),
+    ), err
 
     code, err = finish(start("--resume", str(run_dir)))
     assert code == 0, err
