@@ -208,7 +208,7 @@ CASES = [
     ("non-monotonic timestamps", run(h5=replace("metadata/timestamps_epoch", lambda f: f["metadata/timestamps_epoch"][()][[0, 1, 2, 1] + list(range(4, f["data/features"].shape[0]))])),
      "{h5}: timestamps are not increasing at step 3"),
     ("all-NaN VDs", run(h5=blank_vds(3, 7)), "{h5}: VD(s) VD-N1-03, VD-N1-07 have no reading at all"),
-    ("infinite reading", run(h5=set_reading(10, 2, np.inf)), "{h5}: data/features has 1 infinite value(s), e.g. VD VD-N1-02, speed at step 10"),
+    ("infinite reading", run(h5=set_reading(10, 2, np.inf)), "{h5}: 1 infinite reading(s), e.g. VD VD-N1-02, speed at step 10"),
     ("fewer steps than one window", run("data.history=400"), "{h5}: fewer time steps than one window: the val part has 116 of 1152 steps, a window needs 412"),
     ("unknown target feature", run("data.target=flow"), "{h5}: data.target 'flow' is not a feature of the data; features: speed, occupancy, volume"),
     # importers
@@ -216,7 +216,7 @@ CASES = [
     ("CSV unknown sensor id", data(*WIDE, files={"values": "1,3\n50,60\n"}), "{tmp}/loc.csv: no location for 1 sensor id(s) of {tmp}/values: 3"),
     ("CSV reading not a number", data(*WIDE, files={"values": "1,2\n50,fast\n"}), "{tmp}/values: line 2: a reading is not a number: 'fast'"),
     ("CSV blank line inside", data(*WIDE, files={"values": "1,2\n50,60\n\n55,65\n"}), "{tmp}/values: line 3 has 0 values, the header has 2 detector ids"),
-    ("CSV infinite reading", data(*WIDE, files={"values": "1,2\n50,1e40\n"}), "{tmp}/values: data/features has 1 infinite value(s), e.g. VD 2, speed at step 0"),
+    ("CSV infinite reading", data(*WIDE, files={"values": "1,2\n50,1e40\n"}), "{tmp}/values: 1 infinite reading(s), e.g. VD 2, speed at step 0"),
     ("CSV duplicate sensor id", data(*WIDE, files={"values": "1,1\n50,60\n"}), "{tmp}/values: duplicate VD id(s): 1"),
     ("locations out of range", data(*WIDE, files={"values": "1,2\n50,60\n", "loc": "1,34.0,-118.0\n2,134.1,-118.1\n"}),
      "{tmp}/loc: row 2: latitude 134.1 or longitude -118.1 out of range"),

@@ -51,7 +51,7 @@ class TrafficData:
         if infinite.any():
             step, vd, feature = np.argwhere(infinite)[0]
             raise DataError(
-                f"{where}: data/features has {int(infinite.sum())} infinite value(s), e.g. VD {self.vd_ids[vd]}, "
+                f"{where}: {int(infinite.sum())} infinite reading(s), e.g. VD {self.vd_ids[vd]}, "
                 f"{self.feature_names[feature]} at step {step} (use NaN for a missing reading)"
             )
         if self.latlon is not None and self.latlon.shape != (n, 2):
