@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from core.config import describe_fields
-from core.errors import SocialXLSTMError
+from core.errors import run_cli
 from core.recipe import read_toml
 from core.registry import Registry
 
@@ -27,13 +27,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.plugins", description=__doc__)
     parser.add_argument("--recipe", help="also load the plugin modules this recipe names")
     args = parser.parse_args(argv)
-    try:
+
+    def command() -> int:
         modules = read_toml(args.recipe).get("plugins", {}).get("modules", []) if args.recipe else []
         print(describe(Registry.default(modules, origin=args.recipe or "command line")))
-    except SocialXLSTMError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return run_cli(command)
 
 
 if __name__ == "__main__":

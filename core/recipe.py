@@ -77,6 +77,9 @@ class TrainerConfig:
     figure_vds: int = attrs.field(default=4, validator=ge(0))
     compile: bool = False  # torch.compile the model: slower first batches, faster steps after
     whiten: float = attrs.field(default=0.0, validator=[ge(0.0), lt(1.0)])  # fraction of inputs hidden per training batch
+    checkpoint_every: int = attrs.field(default=0, validator=ge(0))  # batches between mid-epoch last.pt; 0 = per epoch
+    on_nonfinite: Literal["stop", "skip"] = "stop"  # a non-finite loss or gradient stops the run, or skips the step
+    max_skipped_steps: int = attrs.field(default=10, validator=gt(0))  # "skip": stop after this many in a row
 
 
 @attrs.frozen

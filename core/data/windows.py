@@ -186,6 +186,10 @@ def prepare(
                 f"a window needs {window} (history {history} + horizon {horizon})"
             )
 
+    blank = np.isnan(data.features).all(axis=(0, 2))
+    if blank.any():
+        names = [vd for vd, b in zip(data.vd_ids, blank) if b]
+        raise DataError(f"{data.source}: VD(s) {', '.join(names[:5])} have no reading at all (every feature NaN at every step); remove them from the file")
     raw = data.features[:, :, inputs]
     normaliser = Normaliser.fit(data.features[:val_start], data.feature_names, data.source)
     observed = np.isfinite(raw)
