@@ -43,18 +43,21 @@ class DatasetSpec:
 class Batch:
     """A collated batch in the canonical layout (time before VDs, as the data is stored).
 
-    ``values`` are z-scored and 0 where not observed; masks are bool and True where real.
+    ``values`` are z-scored and 0 where not observed; masks are bool and True where real. The inputs' VD axis
+    has M slots: all N VDs in dataset order, or (``vd_index`` set, dynamic padding) each sample's active VDs
+    first, padded to the batch's largest active set. Targets and forecasts always cover all N VDs.
     """
 
     values: torch.Tensor  # [B, T, N, F]
     observed: torch.Tensor  # [B, T, N, F]
     covariates: torch.Tensor  # [B, T, K]  (time of day; K may be 0)
-    target: torch.Tensor  # [B, H, N] z-scored target feature, 0 where missing
+    target: torch.Tensor  # [B, H, N] z-scored target feature, 0 where missing (always all N VDs)
     target_mask: torch.Tensor  # [B, H, N]
-    node_mask: torch.Tensor  # [B, N]  False for a VD absent from the sample (padding)
+    node_mask: torch.Tensor  # [B, M]  False for a VD slot that is padding (the VD is absent from the sample)
     start: torch.Tensor  # [B] index of the window's first step in the data
     positions_xy: torch.Tensor | None = None  # [N, 2] or [B, N, 2] metres
-    step_mask: torch.Tensor | None = None  # [B, T, N] False on time padding; None = no padding
+    step_mask: torch.Tensor | None = None  # [B, T, M] False on time padding (left: the last step is real); None = none
+    vd_index: torch.Tensor | None = None  # [B, M] the VD in each slot; None = M = N, slot i holds VD i
 
     def to(self, device: torch.device | str) -> Batch:
         return attrs.evolve(
@@ -70,8 +73,20 @@ class Batch:
     def size(self) -> int:
         return self.values.shape[0]
 
+    @property
+    def lengths(self) -> torch.Tensor:
+        """[B, M] real (unpadded) history steps of every slot."""
+        if self.step_mask is None:
+            return self.node_mask.new_full(self.node_mask.shape, self.values.shape[1], dtype=torch.long)
+        return self.step_mask.sum(1)
+
     def canonical(self) -> Batch:
         return self
+
+    def hide_inputs(self, fraction: float, generator: torch.Generator | None = None) -> Batch:
+        """The batch with a random ``fraction`` of its observed inputs turned into missing ones (targets kept)."""
+        keep = torch.rand(self.observed.shape, generator=generator, device=self.observed.device) >= fraction
+        return attrs.evolve(self, values=self.values * keep, observed=self.observed & keep)
 
 
 @attrs.frozen
@@ -90,6 +105,7 @@ class DistributedBatch:
     positions: dict[str, torch.Tensor] | None  # vd -> [B, T, 2] metres
     covariates: torch.Tensor  # [B, T, K]
     start: torch.Tensor  # [B]
+    step_masks: dict[str, torch.Tensor] | None = None  # vd -> [B, T] bool, False on time padding
 
     def to(self, device: torch.device | str) -> DistributedBatch:
         def move(value):
@@ -116,28 +132,63 @@ class DistributedBatch:
             node_mask=stack(self.vd_masks, 1),
             start=self.start,
             positions_xy=None if self.positions is None else stack(self.positions, 2)[:, -1],  # static: last step
+            step_mask=None if self.step_masks is None else stack(self.step_masks, 2),
         )
 
 
 @attrs.frozen
 class EncoderInput:
-    """A batch as encoders see it: VDs before time."""
+    """A batch as encoders see it: VD slots before time.
 
-    values: torch.Tensor  # [B, N, T, F]
-    observed: torch.Tensor  # [B, N, T, F] bool
+    Time padding is on the left (``step_mask`` False), so the last step is real for every present slot.
+    Encoders that keep weights per VD read ``vd_index`` (or call ``expand`` to get all N VDs in order).
+    """
+
+    values: torch.Tensor  # [B, M, T, F]
+    observed: torch.Tensor  # [B, M, T, F] bool
     covariates: torch.Tensor  # [B, T, K]
-    step_mask: torch.Tensor | None  # [B, N, T] bool, None = every step is real
-    node_mask: torch.Tensor | None = None  # [B, N] bool, False for a VD absent from the sample; None = all present
+    step_mask: torch.Tensor | None = None  # [B, M, T] bool, None = every step is real
+    node_mask: torch.Tensor | None = None  # [B, M] bool, None = every slot holds a VD
+    vd_index: torch.Tensor | None = None  # [B, M] the VD in each slot, None = slot i holds VD i
 
     @classmethod
     def from_batch(cls, batch: Batch) -> EncoderInput:
-        step_mask = None if batch.step_mask is None else batch.step_mask.transpose(1, 2)
         return cls(
             values=batch.values.transpose(1, 2),
             observed=batch.observed.transpose(1, 2),
             covariates=batch.covariates,
-            step_mask=step_mask,
+            step_mask=None if batch.step_mask is None else batch.step_mask.transpose(1, 2),
             node_mask=batch.node_mask,
+            vd_index=batch.vd_index,
+        )
+
+    def vd_ids(self) -> torch.Tensor:
+        """[B, M] the dataset index of the VD in every slot."""
+        if self.vd_index is not None:
+            return self.vd_index
+        b, m = self.values.shape[:2]
+        return torch.arange(m, device=self.values.device).expand(b, m)
+
+    def take_slots(self, per_vd: torch.Tensor) -> torch.Tensor:
+        """``[B, N, ...]`` computed for all VDs (after ``expand``) → ``[B, M, ...]`` for this input's slots."""
+        if self.vd_index is None:
+            return per_vd
+        index = self.vd_index.reshape(*self.vd_index.shape, *(1,) * (per_vd.dim() - 2))
+        return per_vd.gather(1, index.expand(-1, -1, *per_vd.shape[2:]))
+
+    def expand(self, num_vds: int) -> EncoderInput:
+        """The same input with all ``num_vds`` VDs in dataset order (absent ones masked out)."""
+        if self.vd_index is None:
+            return self
+        b, _, t = self.values.shape[:3]
+        node_mask = self.node_mask if self.node_mask is not None else torch.ones_like(self.vd_index, dtype=torch.bool)
+        step_mask = self.step_mask if self.step_mask is not None else node_mask[..., None].expand(-1, -1, t)
+        return EncoderInput(
+            values=scatter_vds(self.values, self.vd_index, num_vds),
+            observed=scatter_vds(self.observed, self.vd_index, num_vds),
+            covariates=self.covariates,
+            step_mask=scatter_vds(step_mask & node_mask[..., None], self.vd_index, num_vds),
+            node_mask=scatter_vds(node_mask, self.vd_index, num_vds),
         )
 
     def features(self) -> torch.Tensor:
@@ -211,6 +262,12 @@ class Collator:
 
     def __call__(self, windows: Windows) -> Batch:
         raise NotImplementedError
+
+
+def scatter_vds(slots: torch.Tensor, vd_index: torch.Tensor, num_vds: int) -> torch.Tensor:
+    """``[B, M, ...]`` slots → ``[B, N, ...]`` in dataset order, zeros (False) for VDs in no slot."""
+    index = vd_index.reshape(*vd_index.shape, *(1,) * (slots.dim() - 2)).expand_as(slots)
+    return slots.new_zeros((slots.shape[0], num_vds, *slots.shape[2:])).scatter(1, index, slots)
 
 
 PLUGIN_KINDS: dict[str, type] = {"encoder": Encoder, "pooling": Pooling, "collator": Collator}

@@ -6,6 +6,7 @@ ranges. Supported field types: bool, int, float, str, ``Literal[...]``, ``tuple[
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -62,6 +63,8 @@ def _check(value: Any, tp: Any, where: str) -> Any:
     }[tp]
     if not ok(value):
         raise RecipeError(f"{where} = {value!r} has the wrong type, expected {_describe(tp)}")
+    if tp is float and not math.isfinite(value):
+        raise RecipeError(f"{where} = {value!r} is not a finite number")
     return float(value) if tp is float else value
 
 

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import difflib
+import signal
+import sys
+from collections.abc import Callable
 
 
 class SocialXLSTMError(Exception):
     """Base of every error caused by the user's input; the CLI prints it as one line, exit code 2."""
+
+    exit_code = 2
 
 
 class RecipeError(SocialXLSTMError):
@@ -23,6 +28,43 @@ class DataError(SocialXLSTMError):
 
 class TrainingError(SocialXLSTMError):
     """Training cannot go on (a non-finite loss, a checkpoint that does not match)."""
+
+
+class Interrupted(SocialXLSTMError):
+    """SIGINT or SIGTERM stopped training after a resumable checkpoint; exit code 128 + the signal number."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(f"interrupted by {signal.Signals(signum).name} {message}")
+        self.exit_code = 128 + signum
+
+
+def run_cli(body: Callable[[], int], debug: bool = False) -> int:
+    """Run a command; an error becomes one ``error: ...`` line on stderr (the traceback only with ``debug``).
+
+    Exit codes: 2 for bad input, 1 for anything unforeseen, 128 + N after signal N.
+    """
+    try:
+        return body()
+    except Interrupted as stop:
+        print(stop, file=sys.stderr)
+        return stop.exit_code
+    except SocialXLSTMError as error:
+        if debug:
+            raise
+        print(f"error: {_one_line(error)}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("interrupted by SIGINT", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except Exception as error:  # noqa: BLE001 - a bug or an unforeseen failure: still one line
+        if debug:
+            raise
+        print(f"error: {type(error).__name__}: {_one_line(error)} (unexpected; rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def closest(name: str, choices) -> str:

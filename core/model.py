@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.api import Batch, DatasetSpec, Encoder, EncoderInput, Pooling, require_positions
+from core.api import Batch, DatasetSpec, Encoder, EncoderInput, Pooling, require_positions, scatter_vds
 from core.errors import PluginError, SocialXLSTMError
 from core.recipe import HeadConfig, Recipe
 from core.registry import Registry
@@ -14,6 +14,7 @@ from core.registry import Registry
 class Forecaster(nn.Module):
     def __init__(self, encoder: Encoder, pooling: Pooling, head: HeadConfig, horizon: int):
         super().__init__()
+        self.num_vds = encoder.spec.num_vds
         self.encoder = encoder
         self.pooling = pooling
         e = encoder.out_dim
@@ -22,9 +23,14 @@ class Forecaster(nn.Module):
         )
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        hidden = self.encoder(EncoderInput.from_batch(batch))  # [B, N, T, E] (left padding: last step aligned)
+        hidden = self.encoder(EncoderInput.from_batch(batch))  # [B, M, T, E] (left padding: last step aligned)
         last = hidden[:, :, -1] if hidden.dim() == 4 else hidden
-        context = self.pooling(last, batch.node_mask)  # [B, N, E]
+        last = last * batch.node_mask[..., None].to(last.dtype)  # an absent VD's state is zero
+        node_mask = batch.node_mask
+        if batch.vd_index is not None:  # VD slots → all N VDs in dataset order
+            last = scatter_vds(last, batch.vd_index, self.num_vds)
+            node_mask = scatter_vds(node_mask, batch.vd_index, self.num_vds)
+        context = self.pooling(last, node_mask)  # [B, N, E]
         return self.head(torch.cat([last, context], -1)).transpose(1, 2)  # [B, H, N]
 
 

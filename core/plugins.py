@@ -10,7 +10,7 @@ import torch
 
 from core.api import DatasetSpec, Encoder, Pooling
 from core.config import describe_fields
-from core.errors import SocialXLSTMError
+from core.errors import run_cli
 from core.recipe import read_toml
 from core.registry import PluginInfo, Registry
 
@@ -68,13 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipe", help="also load the plugin modules this recipe names")
     parser.add_argument("--vds", type=int, default=100, help="count parameters for this many VDs (default 100)")
     args = parser.parse_args(argv)
-    try:
+
+    def command() -> int:
         modules = read_toml(args.recipe).get("plugins", {}).get("modules", []) if args.recipe else []
         print(describe(Registry.default(modules, origin=args.recipe or "command line"), args.vds))
-    except SocialXLSTMError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return run_cli(command)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,13 @@ class DataConfig:
     time_of_day: bool = True
     train_stride: int = attrs.field(default=1, validator=gt(0))
     synthetic_seed: int = 0
+    min_history: int = attrs.field(default=0, validator=ge(0))  # > 0: variable-length histories (see below)
+    gap_steps: int = attrs.field(default=12, validator=gt(0))  # missing steps that cut a VD's history
+    hide_inputs: float = attrs.field(default=0.0, validator=[ge(0.0), lt(1.0)])  # fraction of inputs hidden everywhere
+
+    def __attrs_post_init__(self) -> None:
+        if self.min_history > self.history:
+            raise ValueError(f"'min_history' ({self.min_history}) must not exceed 'history' ({self.history})")
 
 
 @attrs.frozen
@@ -69,6 +76,10 @@ class TrainerConfig:
     max_batches_per_epoch: int = attrs.field(default=0, validator=ge(0))  # 0 = all
     figure_vds: int = attrs.field(default=4, validator=ge(0))
     compile: bool = False  # torch.compile the model: slower first batches, faster steps after
+    whiten: float = attrs.field(default=0.0, validator=[ge(0.0), lt(1.0)])  # fraction of inputs hidden per training batch
+    checkpoint_every: int = attrs.field(default=0, validator=ge(0))  # batches between mid-epoch last.pt; 0 = per epoch
+    on_nonfinite: Literal["stop", "skip"] = "stop"  # a non-finite loss or gradient stops the run, or skips the step
+    max_skipped_steps: int = attrs.field(default=10, validator=gt(0))  # "skip": stop after this many in a row
 
 
 @attrs.frozen

@@ -1,12 +1,15 @@
 """``python -m core.run RECIPE [--set TABLE.KEY=VALUE ...] [--resume RUN_DIR]``: train, validate, test, log.
 
 Everything a run produces lands in one run directory: ``recipe.toml`` (resolved), ``best_model.pt``,
-``last.pt`` (resumable), ``training_history.json``, ``metrics.json`` and the TensorBoard events.
+``last.pt`` (resumable) and ``last.prev.pt``, ``training_history.json``, ``metrics.json`` and the TensorBoard
+events. The directory is created only once the recipe, the data and the model are valid, and removed again if
+the run fails before its first checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -14,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.api import DatasetSpec
+from core.api import Collator, DatasetSpec
 from core.data import load_source
-from core.data.windows import prepare
-from core.errors import SocialXLSTMError, TrainingError
-from core.io import save_text
+from core.data.windows import Prepared, prepare
+from core.errors import DataError, RecipeError, TrainingError, run_cli
+from core.io import load_checkpoint, save_text
 from core.metrics import HORIZONS, METRICS
-from core.model import build_model, check_batch_positions
+from core.model import Forecaster, build_model, check_batch_positions
 from core.recipe import Recipe, load_recipe
 from core.registry import Registry
 from core.tensorboard import RunLogger
@@ -35,7 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list-plugins", action="store_true", help="list the registered plugins and exit")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     args = parser.parse_args(argv)
-    try:
+    if not (args.recipe or args.resume or args.list_plugins):
+        parser.error("a recipe is required (or --resume RUN_DIR, or --list-plugins)")
+
+    def command() -> int:
         if args.list_plugins:
             from core.plugins import describe
 
@@ -46,14 +52,9 @@ def main(argv: list[str] | None = None) -> int:
             if not (run_dir / "recipe.toml").is_file():
                 raise TrainingError(f"--resume {run_dir}: not a run directory (no recipe.toml)")
             return run(run_dir / "recipe.toml", args.set, resume_dir=run_dir)
-        if not args.recipe:
-            parser.error("a recipe is required (or --resume RUN_DIR, or --list-plugins)")
         return run(Path(args.recipe), args.set)
-    except SocialXLSTMError as error:
-        if args.debug:
-            raise
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+
+    return run_cli(command, args.debug)
 
 
 def run(recipe_path: Path, overrides: list[str], resume_dir: Path | None = None) -> int:
@@ -63,19 +64,36 @@ def run(recipe_path: Path, overrides: list[str], resume_dir: Path | None = None)
 
     cfg = recipe.data
     data = load_source(cfg.source, cfg.synthetic_seed)
-    prepared = prepare(data, cfg.target, cfg.features, cfg.history, cfg.horizon, cfg.split, cfg.time_of_day, cfg.train_stride)
+    prepared = prepare(
+        data, cfg.target, cfg.features, cfg.history, cfg.horizon, cfg.split, cfg.time_of_day, cfg.train_stride,
+        min_history=cfg.min_history, gap_steps=cfg.gap_steps, hide_inputs=cfg.hide_inputs, seed=recipe.run.seed,
+    )
     spec = prepared.spec()
     collator_info = registry.get("collator", recipe.collator.name)
     collator = collator_info.cls(recipe.collator.config, spec)
-    model = build_model(recipe, registry, spec)
-    check_batch_positions(model, collator(prepared.splits["train"].__getitems__([0])).canonical(), spec)
+    try:
+        model = build_model(recipe, registry, spec)
+        check_batch_positions(model, collator(prepared.splits["train"].__getitems__([0])).canonical(), spec)
+    except DataError as error:  # e.g. positions that pooling needs: name the file
+        raise DataError(f"{data.source}: {error}") from None
 
     run_dir = resume_dir or create_run_dir(recipe)
+    try:
+        return train(recipe, model, collator, prepared, spec, run_dir, resume=resume_dir is not None)
+    except BaseException:
+        if not resume_dir and not (run_dir / "last.pt").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping: no partial run directory
+        raise
+
+
+def train(recipe: Recipe, model: Forecaster, collator: Collator, prepared: Prepared, spec: DatasetSpec, run_dir: Path, resume: bool) -> int:
+    """Fit (or go on fitting), test and report; every output goes to ``run_dir``."""
+    data = prepared.data
     trainer = Trainer(recipe, model, collator, prepared, spec, run_dir)
-    if resume_dir:
-        trainer.restore(load_last(resume_dir, spec))
+    if resume:
+        trainer.restore(load_last(run_dir, spec))
         save_text(recipe.to_toml(), run_dir / "recipe.toml")
-    logger = RunLogger(run_dir, purge_step=trainer.state.global_step + 1 if resume_dir else None)
+    logger = RunLogger(run_dir, purge_step=trainer.state.global_step + 1 if resume else None)
     logger.recipe(recipe.to_toml())
 
     parameters = sum(p.numel() for p in model.parameters())
@@ -85,12 +103,14 @@ def run(recipe_path: Path, overrides: list[str], resume_dir: Path | None = None)
         f"precision {recipe.trainer.precision}\n"
         f"data {data.source}: {data.num_steps} steps x {len(data.vd_ids)} VDs x {len(prepared.input_features)} features; "
         f"windows {sizes}\nrun directory {run_dir}"
-        + (f" (resuming after epoch {trainer.state.epoch})" if resume_dir else "")
+        + (f" (resuming at epoch {trainer.state.epoch + 1}, batch {trainer.state.batch + 1})" if resume else "")
     )
-    trainer.fit(logger)
-    metrics = trainer.test()
-    logger.hparams(recipe.flat(), {f"test/{k}": v for k, v in metrics["test"].items()} | {"best_val_mae": metrics["best_val_mae"]})
-    logger.close()
+    try:
+        trainer.fit(logger)
+        metrics = trainer.test()
+        logger.hparams(recipe.flat(), {f"test/{k}": v for k, v in metrics["test"].items()} | {"best_val_mae": metrics["best_val_mae"]})
+    finally:
+        logger.close()
 
     print(format_table(metrics, recipe.data.target))
     print(f"best epoch {metrics['best_epoch']} (val MAE {metrics['best_val_mae']:.4f}), {metrics['train_seconds']:.0f} s of training")
@@ -101,27 +121,39 @@ def run(recipe_path: Path, overrides: list[str], resume_dir: Path | None = None)
 def create_run_dir(recipe: Recipe) -> Path:
     """A new, never-shared directory ``<output_dir>/<name>-<date>-<time>[-k]`` with the resolved recipe."""
     root = Path(recipe.run.output_dir)
-    root.mkdir(parents=True, exist_ok=True)
     stem = f"{recipe.run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    for k in range(1, 10_000):
-        run_dir = root / (stem if k == 1 else f"{stem}-{k}")
-        try:
-            run_dir.mkdir()  # atomic: two runs can never get the same directory
-        except FileExistsError:
-            continue
-        save_text(recipe.to_toml(), run_dir / "recipe.toml")
-        return run_dir
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        for k in range(1, 10_000):
+            run_dir = root / (stem if k == 1 else f"{stem}-{k}")
+            try:
+                run_dir.mkdir()  # atomic: two runs can never get the same directory
+            except FileExistsError:
+                continue
+            save_text(recipe.to_toml(), run_dir / "recipe.toml")
+            return run_dir
+    except OSError as error:
+        raise RecipeError(f"{recipe.path}: [run] output_dir = '{root}': cannot create a run directory there: {error.strerror}") from None
     raise TrainingError(f"{root}: cannot create a run directory for '{stem}'")
 
 
+LAST_KEYS = ("model", "optimizer", "scheduler", "scaler", "state", "rng")
+
+
 def load_last(run_dir: Path, spec: DatasetSpec) -> dict:
-    path = run_dir / "last.pt"
-    if not path.is_file():
-        raise TrainingError(f"--resume {run_dir}: no last.pt (the run ended before its first epoch)")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # noqa: BLE001 - a truncated or corrupt file
-        raise TrainingError(f"{path}: unreadable checkpoint ({type(error).__name__}: {error})") from None
+    """``last.pt``, or ``last.prev.pt`` (saying so) when ``last.pt`` is missing, truncated or corrupt."""
+    problems = []
+    for path in (run_dir / "last.pt", run_dir / "last.prev.pt"):
+        try:
+            checkpoint = load_checkpoint(path, LAST_KEYS)
+            break
+        except TrainingError as error:
+            problems.append(str(error))
+    else:
+        raise TrainingError(f"--resume {run_dir}: no usable checkpoint: {'; '.join(problems)}")
+    if problems:
+        state = checkpoint["state"]
+        print(f"warning: {problems[0]}; falling back to {path} (epoch {state['epoch']}, batch {state.get('batch', 0)} done)", file=sys.stderr)
     saved = checkpoint.get("vd_ids", [])
     if list(saved) != list(spec.vd_ids):
         only_ckpt = sorted(set(saved) - set(spec.vd_ids))[:5]

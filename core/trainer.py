@@ -1,31 +1,35 @@
 """The training loop, readable top to bottom: a step, an epoch, validation, checkpoints, the final test.
 
 Loss: masked MAE on the z-scored target. Metrics: MAE/RMSE/MAPE in the data's units, missing values masked.
-``last.pt`` (resumable) is written after every epoch and ``best_model.pt`` whenever val MAE improves, both
-atomically.
+``last.pt`` (resumable) is written after every epoch, every ``checkpoint_every`` batches and on SIGINT/SIGTERM
+(the one it replaces kept as ``last.prev.pt``); ``best_model.pt`` whenever val MAE improves; all atomically.
+A resumed run repeats exactly what the uninterrupted run would have done: the batch order depends on
+(seed, epoch) only, mid-epoch checkpoints record how many batches are done, and the RNG is restored.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import signal
 import sys
+import threading
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import attrs
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from core.api import Batch, Collator, DatasetSpec
 from core.baselines import Baselines
 from core.data.windows import Prepared
-from core.errors import TrainingError
-from core.io import save_checkpoint, save_json
+from core.errors import Interrupted, TrainingError
+from core.io import load_checkpoint, save_checkpoint, save_json
 from core.metrics import HorizonMetrics, masked_mae
 from core.model import Forecaster
 from core.neighbours import NeighbourPooling
@@ -54,6 +58,17 @@ class TrainState:
     bad_epochs: int = 0
     train_seconds: float = 0.0
     history: list[dict[str, float]] = attrs.Factory(list)
+    skipped_steps: int = 0  # non-finite steps skipped (on_nonfinite = "skip")
+    skipped_in_a_row: int = 0
+    # the epoch in progress, for a mid-epoch last.pt: batches done and what they have measured so far
+    batch: int = 0
+    epoch_losses: list[float] = attrs.Factory(list)
+    epoch_norms: list[float] = attrs.Factory(list)
+    epoch_samples: int = 0
+    epoch_seconds: float = 0.0
+
+    def position(self) -> str:
+        return f"epoch {self.epoch + 1}, batch {self.batch}" if self.batch else f"end of epoch {self.epoch}"
 
 
 class Trainer:
@@ -77,21 +92,29 @@ class Trainer:
         self.target_std = float(prepared.normaliser.std[index])
         self.state = TrainState()
         self.logger: RunLogger | None = None
+        self.stop_signal = 0  # set by SIGINT/SIGTERM during fit
+        self.saved = ""  # the position last.pt holds
+        self.epoch_started = 0.0
 
     # ----------------------------------------------------------------------------------------------- data
-    def loader(self, split: str, epoch: int = 0) -> DataLoader:
+    def loader(self, split: str, epoch: int = 0, skip: int = 0) -> DataLoader:
+        """Batches of a split; training batches in an order that depends on (seed, epoch) only, the first
+        ``skip`` left out (a resumed epoch). The loader's own generator keeps the global RNG untouched."""
         dataset = self.prepared.splits[split]
         training = split == "train"
-        sampler = None
-        if training:  # the order depends on (seed, epoch) only, so a resumed run sees the same batches
-            sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(self.recipe.run.seed * 1000 + epoch))
+        seed = self.recipe.run.seed
+        order = None
+        if training:
+            permutation = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed * 1000 + epoch))
+            order = permutation[skip * self.cfg.batch_size :].tolist()
         return DataLoader(
             dataset,
             batch_size=self.cfg.batch_size if training else self.cfg.eval_batch_size,
-            sampler=sampler,
+            sampler=order,
             collate_fn=self.collator,
             num_workers=self.cfg.num_workers,
             pin_memory=self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(seed),
         )
 
     def autocast(self):
@@ -101,60 +124,105 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------------------- loop
     def fit(self, logger: RunLogger) -> None:
+        """Train the remaining epochs (from the middle of one after a mid-epoch checkpoint)."""
         self.logger = logger
-        for epoch in range(self.state.epoch + 1, self.cfg.epochs + 1):
-            started = time.perf_counter()
-            loader = self.loader("train", epoch)
-            batches = min(len(loader), self.cfg.max_batches_per_epoch or len(loader))
-            # on a terminal the bar redraws; in a log file it prints little more than one line per epoch
-            interval = 0.5 if sys.stderr.isatty() else 60.0
-            with tqdm(total=batches, desc=f"epoch {epoch}/{self.cfg.epochs}", unit="batch", mininterval=interval, dynamic_ncols=True) as bar:
-                train = self.train_epoch(epoch, loader, batches, bar)
-                val = self.evaluate("val")
-                bar.set_postfix(loss=f"{train['loss']:.4f}", val_mae=f"{val['model']['mae@avg']:.4f}", samples_s=f"{train['samples_per_s']:.0f}")
-            seconds = time.perf_counter() - started
-            self.state.train_seconds += seconds
-            self.end_epoch(epoch, train, val, seconds)
-            if self.cfg.patience and self.state.bad_epochs >= self.cfg.patience:
-                tqdm.write(f"early stop: val MAE has not improved for {self.cfg.patience} epochs (best {self.state.best_val_mae:.4f} at epoch {self.state.best_epoch})")
-                break
+        full = math.ceil(len(self.prepared.splits["train"]) / self.cfg.batch_size)
+        batches = min(full, self.cfg.max_batches_per_epoch or full)
+        with self.stop_on_signals():
+            for epoch in range(self.state.epoch + 1, self.cfg.epochs + 1):
+                if self.cfg.patience and self.state.bad_epochs >= self.cfg.patience:  # checked here, so a resumed run stops too
+                    tqdm.write(f"early stop: val MAE has not improved for {self.cfg.patience} epochs (best {self.state.best_val_mae:.4f} at epoch {self.state.best_epoch})")
+                    break
+                self.epoch_started = time.perf_counter() - self.state.epoch_seconds
+                # on a terminal the bar redraws; in a log file it prints little more than one line per epoch
+                interval = 0.5 if sys.stderr.isatty() else 60.0
+                with tqdm(total=batches, initial=self.state.batch, desc=f"epoch {epoch}/{self.cfg.epochs}", unit="batch", mininterval=interval, dynamic_ncols=True) as bar:
+                    train = self.train_epoch(epoch, batches, bar)
+                    val = self.evaluate("val")
+                    bar.set_postfix(loss=f"{train['loss']:.4f}", val_mae=f"{val['model']['mae@avg']:.4f}", samples_s=f"{train['samples_per_s']:.0f}")
+                seconds = time.perf_counter() - self.epoch_started
+                self.state.train_seconds += seconds
+                self.end_epoch(epoch, train, val, seconds)
+                if self.stop_signal:
+                    self.interrupted(f"after epoch {epoch}")
 
-    def train_epoch(self, epoch: int, loader: DataLoader, total: int, bar: tqdm) -> dict[str, float]:
+    def train_epoch(self, epoch: int, total: int, bar: tqdm) -> dict[str, float]:
+        """Batches ``state.batch + 1 .. total`` of an epoch; checkpoints mid-epoch every ``checkpoint_every``
+        batches and when a signal asks to stop (at an accumulation boundary, where no gradient is pending)."""
         self.model.train()
-        losses, norms, samples, started = [], [], 0, time.perf_counter()
+        state = self.state
         self.optimizer.zero_grad(set_to_none=True)
-        for i, batch in enumerate(itertools.islice(loader, total), start=1):
-            loss = self.step_loss(batch.to(self.device).canonical())
-            if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"non-finite loss ({loss.item()}) at epoch {epoch}, batch {i}; stopped before the update. "
-                    f"best_model.pt (epoch {self.state.best_epoch}) and last.pt (epoch {self.state.epoch}) are intact"
-                )
-            self.scaler.scale(loss / self.cfg.accumulate).backward()
-            if i % self.cfg.accumulate == 0 or i == total:
-                norms.append(self.optimizer_step())
-            losses.append(loss.item())
-            samples += batch.size
-            self.state.global_step += 1
-            rate = samples / (time.perf_counter() - started)
-            self.logger.scalars({"train/loss_step": losses[-1]}, self.state.global_step)
-            bar.set_postfix(loss=f"{np.mean(losses):.4f}", samples_s=f"{rate:.0f}", refresh=False)
+        for batch in itertools.islice(self.loader("train", epoch, skip=state.batch), total - state.batch):
+            i = state.batch = state.batch + 1
+            state.global_step += 1
+            batch = batch.to(self.device).canonical()
+            if self.cfg.whiten:  # SPIN's whitening: hide a random fraction of the observed inputs
+                batch = batch.hide_inputs(self.cfg.whiten)
+            loss = self.step_loss(batch)
+            if torch.isfinite(loss):
+                self.scaler.scale(loss / self.cfg.accumulate).backward()
+                state.epoch_losses.append(loss.item())
+                self.logger.scalars({"train/loss_step": state.epoch_losses[-1]}, state.global_step)
+            else:
+                self.nonfinite(f"loss ({loss.item()})", epoch, i)
+            boundary = i % self.cfg.accumulate == 0 or i == total
+            if boundary:
+                norm = self.optimizer_step(epoch, i)
+                if norm is not None:
+                    state.epoch_norms.append(norm)
+            state.epoch_samples += batch.size
+            rate = state.epoch_samples / (time.perf_counter() - self.epoch_started)
+            bar.set_postfix(loss=f"{np.mean(state.epoch_losses or [math.nan]):.4f}", samples_s=f"{rate:.0f}", refresh=False)
             bar.update()
-        return {"loss": float(np.mean(losses)), "grad_norm": float(np.mean(norms)), "samples_per_s": samples / (time.perf_counter() - started)}
+            due = self.stop_signal or (self.cfg.checkpoint_every and i % self.cfg.checkpoint_every == 0)
+            if boundary and due and i < total:
+                self.save_last()
+                if self.stop_signal:
+                    self.interrupted(f"at epoch {epoch}, batch {i} of {total}")
+        mean = lambda values: float(np.mean(values)) if values else math.nan  # noqa: E731 - every step skipped
+        return {
+            "loss": mean(state.epoch_losses),
+            "grad_norm": mean(state.epoch_norms),
+            "samples_per_s": state.epoch_samples / (time.perf_counter() - self.epoch_started),
+        }
+
+    def nonfinite(self, what: str, epoch: int, batch: int) -> None:
+        """A non-finite loss or gradient: stop the run, or (``on_nonfinite = "skip"``) count a skipped step,
+        stopping after ``max_skipped_steps`` in a row. The checkpoints on disk are never touched."""
+        state = self.state
+        where = f"at epoch {epoch}, batch {batch} (step {state.global_step})"
+        kept = f"best_model.pt (epoch {state.best_epoch}) and last.pt ({self.saved}) are intact" if self.saved else "no checkpoint written yet"
+        if self.cfg.on_nonfinite == "stop":
+            raise TrainingError(f"non-finite {what} {where}; stopped before the update. {kept} (trainer.on_nonfinite = \"skip\" skips such steps)")
+        state.skipped_steps += 1
+        state.skipped_in_a_row += 1
+        if state.skipped_in_a_row >= self.cfg.max_skipped_steps:
+            raise TrainingError(f"non-finite {what} {where}: {state.skipped_in_a_row} steps in a row skipped (trainer.max_skipped_steps); stopped. {kept}")
+        tqdm.write(f"skipped a step: non-finite {what} {where}")
 
     def step_loss(self, batch: Batch) -> torch.Tensor:
         with self.autocast():
             pred = self.forward(batch)
         return masked_mae(pred.float(), batch.target, batch.target_mask)
 
-    def optimizer_step(self) -> float:
+    def optimizer_step(self, epoch: int, batch: int) -> float | None:
+        """Unscale, clip and step; returns the gradient norm, or None when there is no step to take (every loss
+        since the last step was skipped) or a non-finite gradient skipped it. Under 16-mixed the scaler itself
+        skips steps with inf gradients (normal while it finds its scale)."""
+        if all(p.grad is None for p in self.model.parameters()):
+            return None
         self.scaler.unscale_(self.optimizer)
         max_norm = self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
+        if not math.isfinite(norm) and not self.scaler.is_enabled():
+            self.optimizer.zero_grad(set_to_none=True)
+            self.nonfinite(f"gradient norm ({norm})", epoch, batch)
+            return None
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-        return float(norm)
+        self.state.skipped_in_a_row = 0
+        return norm
 
     def end_epoch(self, epoch: int, train: dict[str, float], val: dict[str, Any], seconds: float) -> None:
         val_mae = val["model"]["mae@avg"]
@@ -168,6 +236,7 @@ class Trainer:
                 "train/grad_norm": train["grad_norm"],
                 "train/samples_per_s": train["samples_per_s"],
                 "train/epoch": epoch,
+                "train/skipped_steps": self.state.skipped_steps,
                 **{f"val/{k}": v for k, v in val["model"].items()},
             },
             step,
@@ -176,6 +245,8 @@ class Trainer:
         self.log_pooling(step)
         improved = val_mae < self.state.best_val_mae
         self.state.epoch = epoch
+        self.state.batch, self.state.epoch_losses, self.state.epoch_norms = 0, [], []
+        self.state.epoch_samples, self.state.epoch_seconds = 0, 0.0
         self.state.history.append(
             {"epoch": epoch, "step": step, "train_loss": train["loss"], "val_loss": val["loss"], "val_mae": val_mae,
              "lr": lr, "grad_norm": train["grad_norm"], "samples_per_s": train["samples_per_s"], "seconds": seconds}
@@ -187,9 +258,8 @@ class Trainer:
             save_checkpoint(self.best_checkpoint(), self.run_dir / "best_model.pt")
         else:
             self.state.bad_epochs += 1
-        save_checkpoint(self.last_checkpoint(), self.run_dir / "last.pt")
         save_json(self.state.history, self.run_dir / "training_history.json")
-        self.logger.writer.flush()
+        self.save_last()  # last: a crash before this repeats the epoch, which rewrites the files above identically
 
     # ----------------------------------------------------------------------------------------- evaluation
     @torch.no_grad()
@@ -218,7 +288,7 @@ class Trainer:
 
     def test(self) -> dict[str, Any]:
         """Test metrics of the best checkpoint beside the baselines; writes metrics.json."""
-        best = torch.load(self.run_dir / "best_model.pt", map_location=self.device, weights_only=False)
+        best = load_checkpoint(self.run_dir / "best_model.pt")
         self.model.load_state_dict(best["model"])
         result = self.evaluate("test", Baselines(self.prepared))
         metrics = {
@@ -287,6 +357,40 @@ class Trainer:
             "target": self.recipe.data.target,
         }
 
+    def save_last(self) -> None:
+        """Flush the TensorBoard events up to now, then write ``last.pt``, keeping the one it replaces as
+        ``last.prev.pt`` (``--resume`` falls back to it if ``last.pt`` is unreadable)."""
+        self.state.epoch_seconds = time.perf_counter() - self.epoch_started if self.state.batch else 0.0
+        self.logger.writer.flush()
+        save_checkpoint(self.last_checkpoint(), self.run_dir / "last.pt", previous=self.run_dir / "last.prev.pt")
+        self.saved = self.state.position()
+
+    @contextmanager
+    def stop_on_signals(self):
+        """SIGINT/SIGTERM only set ``stop_signal``: the loop then saves ``last.pt`` at the next batch boundary and
+        stops (``Interrupted``). A second signal gets the previous handler (e.g. KeyboardInterrupt at once)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {}
+
+        def handler(signum, frame):
+            self.stop_signal = signum
+            signal.signal(signum, previous[signum])
+
+        previous.update({s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)})
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+    def interrupted(self, where: str) -> None:
+        raise Interrupted(
+            self.stop_signal,
+            f"{where}; saved {self.run_dir / 'last.pt'}; resume with: python -m core.run --resume {self.run_dir}",
+        )
+
     def last_checkpoint(self) -> dict[str, Any]:
         return {
             "model": self.model.state_dict(),
@@ -307,6 +411,7 @@ class Trainer:
             self.scheduler.load_state_dict(checkpoint["scheduler"])
         self.scaler.load_state_dict(checkpoint["scaler"])
         self.state = TrainState(**checkpoint["state"])
+        self.saved = self.state.position()
         torch.set_rng_state(checkpoint["rng"])
         if checkpoint["cuda_rng"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])

@@ -10,7 +10,7 @@ import numpy as np
 
 from core.data import importers, read_hdf5, write_hdf5
 from core.data.synthetic import generate
-from core.errors import SocialXLSTMError
+from core.errors import run_cli
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,27 +41,28 @@ def main(argv: list[str] | None = None) -> int:
 
     info = commands.add_parser("info", help="summarise an HDF5 file of the schema")
     info.add_argument("h5")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
 
     args = parser.parse_args(argv)
-    try:
-        if args.command == "info":
-            print(summary(read_hdf5(args.h5)))
-            return 0
-        if args.command == "synthetic":
-            data = generate(args.seed, args.days)
-        elif args.command == "import-wide":
-            data = importers.import_wide_csv(args.values, args.locations, args.start, args.interval, args.feature)
-        elif args.command == "import-per-detector":
-            data = importers.import_per_detector(args.files, args.locations, args.feature, args.id_pattern)
-        else:
-            data = importers.import_pandas_h5(args.h5, args.locations, args.feature)
-        if getattr(args, "vd_attributes", None):
-            data = attrs.evolve(data, vd_attributes=importers.read_vd_attributes(args.vd_attributes, data.vd_ids))
-        write_hdf5(data, args.out)
-        print(f"wrote {args.out}\n{summary(data)}")
-    except SocialXLSTMError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: command(args), args.debug)
+
+
+def command(args: argparse.Namespace) -> int:
+    if args.command == "info":
+        print(summary(read_hdf5(args.h5)))
+        return 0
+    if args.command == "synthetic":
+        data = generate(args.seed, args.days)
+    elif args.command == "import-wide":
+        data = importers.import_wide_csv(args.values, args.locations, args.start, args.interval, args.feature)
+    elif args.command == "import-per-detector":
+        data = importers.import_per_detector(args.files, args.locations, args.feature, args.id_pattern)
+    else:
+        data = importers.import_pandas_h5(args.h5, args.locations, args.feature)
+    if getattr(args, "vd_attributes", None):
+        data = attrs.evolve(data, vd_attributes=importers.read_vd_attributes(args.vd_attributes, data.vd_ids))
+    write_hdf5(data, args.out)
+    print(f"wrote {args.out}\n{summary(data)}")
     return 0
 
 

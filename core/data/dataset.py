@@ -47,6 +47,13 @@ class TrafficData:
         if (steps <= 0).any():
             i = int(np.argmax(steps <= 0))
             raise DataError(f"{where}: timestamps are not increasing at step {i + 1} ({self.timestamps[i]} then {self.timestamps[i + 1]})")
+        infinite = np.isinf(self.features)
+        if infinite.any():
+            step, vd, feature = np.argwhere(infinite)[0]
+            raise DataError(
+                f"{where}: {int(infinite.sum())} infinite reading(s), e.g. VD {self.vd_ids[vd]}, "
+                f"{self.feature_names[feature]} at step {step} (use NaN for a missing reading)"
+            )
         if self.latlon is not None and self.latlon.shape != (n, 2):
             raise DataError(f"{where}: positions have shape {self.latlon.shape}, expected [{n}, 2]")
         for name, values in self.vd_attributes.items():

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import h5py
@@ -19,10 +18,13 @@ import numpy as np
 
 from core.data.dataset import TrafficData
 from core.errors import DataError
+from core.io import atomic_write
 
 
 def read_hdf5(path: str | Path) -> TrafficData:
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not an HDF5 data file")
     if not path.is_file():
         raise DataError(f"{path}: data file not found")
     try:
@@ -41,29 +43,30 @@ def read_hdf5(path: str | Path) -> TrafficData:
 def write_hdf5(data: TrafficData, path: str | Path) -> Path:
     """Write atomically: a temporary file in the same folder, renamed over ``path`` when complete."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("data/features", data=data.features.astype(np.float32), compression="gzip", compression_opts=4)
-            text = h5py.string_dtype()
-            f.create_dataset("metadata/vdids", data=np.array(data.vd_ids, dtype=object), dtype=text)
-            f.create_dataset("metadata/feature_names", data=np.array(data.feature_names, dtype=object), dtype=text)
-            iso = np.datetime_as_string(data.timestamps.astype("datetime64[s]"), unit="s")
-            f.create_dataset("metadata/timestamps", data=iso.astype(object), dtype=text)
-            f.create_dataset("metadata/timestamps_epoch", data=data.timestamps.astype(np.int64))
-            info = f.create_group("metadata/vd_info")
-            for i, vd in enumerate(data.vd_ids):
-                group = info.create_group(vd)
-                if data.latlon is not None and np.isfinite(data.latlon[i]).all():
-                    group.attrs["position_lat"], group.attrs["position_lon"] = data.latlon[i]
-                for name, values in data.vd_attributes.items():
-                    if values[i]:
-                        group.attrs[name] = values[i]
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return atomic_write(path, lambda tmp: _write(data, tmp))
+    except OSError as error:
+        raise DataError(f"{path}: cannot write: {error.strerror or error}") from None
+
+
+def _write(data: TrafficData, tmp: Path) -> None:
+    with h5py.File(tmp, "w") as f:
+        f.create_dataset("data/features", data=data.features.astype(np.float32), compression="gzip", compression_opts=4)
+        text = h5py.string_dtype()
+        f.create_dataset("metadata/vdids", data=np.array(data.vd_ids, dtype=object), dtype=text)
+        f.create_dataset("metadata/feature_names", data=np.array(data.feature_names, dtype=object), dtype=text)
+        iso = np.datetime_as_string(data.timestamps.astype("datetime64[s]"), unit="s")
+        f.create_dataset("metadata/timestamps", data=iso.astype(object), dtype=text)
+        f.create_dataset("metadata/timestamps_epoch", data=data.timestamps.astype(np.int64))
+        info = f.create_group("metadata/vd_info")
+        for i, vd in enumerate(data.vd_ids):
+            group = info.create_group(vd)
+            if data.latlon is not None and np.isfinite(data.latlon[i]).all():
+                group.attrs["position_lat"], group.attrs["position_lon"] = data.latlon[i]
+            for name, values in data.vd_attributes.items():
+                if values[i]:
+                    group.attrs[name] = values[i]
 
 
 def _require(f: h5py.File, path: Path, key: str, expected: str) -> h5py.Dataset:

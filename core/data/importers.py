@@ -25,13 +25,16 @@ from core.errors import DataError
 def read_locations(path: str | Path) -> dict[str, tuple[float, float]]:
     """``{sensor_id: (lat, lon)}`` from ``[index,]sensor_id,latitude,longitude`` rows (header optional)."""
     rows = _read_csv(path)
-    if rows and not _is_number(rows[0][-1]):
+    if rows and rows[0] and not _is_number(rows[0][-1]):
         rows = rows[1:]  # header
     locations = {}
     for line, row in enumerate(rows, start=1):
         if len(row) not in (3, 4) or not (_is_number(row[-2]) and _is_number(row[-1])):
             raise DataError(f"{path}: row {line}: expected [index,]sensor_id,latitude,longitude, got {','.join(row)}")
-        locations[row[-3].strip()] = (float(row[-2]), float(row[-1]))
+        lat, lon = float(row[-2]), float(row[-1])
+        if not (abs(lat) <= 90 and abs(lon) <= 180):  # NaN fails too
+            raise DataError(f"{path}: row {line}: latitude {row[-2].strip()} or longitude {row[-1].strip()} out of range (degrees)")
+        locations[row[-3].strip()] = (lat, lon)
     return locations
 
 
@@ -61,13 +64,16 @@ def import_wide_csv(values: str | Path, locations: str | Path, start: str, inter
     if len(rows) < 2:
         raise DataError(f"{values}: expected a header of detector ids and at least one row of readings")
     ids = [cell.strip() for cell in rows[0]]
+    if not ids:
+        raise DataError(f"{values}: line 1 is empty; expected a header of detector ids")
     for line, row in enumerate(rows[1:], start=2):
         if len(row) != len(ids):
             raise DataError(f"{values}: line {line} has {len(row)} values, the header has {len(ids)} detector ids (ragged row)")
-    try:
+    bad = next(((line, cell) for line, row in enumerate(rows[1:], start=2) for cell in row if not _is_number(cell)), None)
+    if bad:
+        raise DataError(f"{values}: line {bad[0]}: a reading is not a number: {bad[1]!r}")
+    with np.errstate(over="ignore"):  # beyond float32: inf, refused by TrafficData
         readings = np.array(rows[1:], dtype=np.float32)
-    except ValueError as error:
-        raise DataError(f"{values}: a reading is not a number: {error}") from None
     timestamps = _parse_time(start, values) + interval_s * np.arange(len(readings))
     return _assemble(readings, ids, timestamps, locations, feature, str(values))
 
@@ -83,19 +89,28 @@ def import_per_detector(files: Sequence[str | Path], locations: str | Path, feat
         if not match:
             raise DataError(f"{path}: no detector id in the file name (pattern {id_pattern!r})")
         rows = _read_csv(path)[1:]
+        if not rows:
+            raise DataError(f"{path}: no readings after the header (expected Stamp,value rows)")
         bad = next((i for i, row in enumerate(rows, start=2) if len(row) != 2), None)
         if bad is not None:
             raise DataError(f"{path}: line {bad} does not have two columns (Stamp,value)")
         try:
             stamps = np.array([row[0].strip() for row in rows], dtype="datetime64[s]").astype(np.int64)
-            readings = np.array([row[1] for row in rows], dtype=np.float32)
+            with np.errstate(over="ignore"):  # beyond float32: inf, refused by TrafficData
+                readings = np.array([row[1] for row in rows], dtype=np.float32)
         except ValueError as error:
             raise DataError(f"{path}: unreadable row: {error}") from None
+        if (stamps == np.datetime64("NaT").astype(np.int64)).any():
+            line = int(np.argmax(stamps == np.datetime64("NaT").astype(np.int64))) + 2
+            raise DataError(f"{path}: line {line}: empty or invalid time stamp")
         ids.append(match.group(1))
         series.append((stamps, readings))
     start = min(s[0].min() for s in series)
     end = max(s[0].max() for s in series)
-    interval = int(np.median(np.concatenate([np.diff(s[0]) for s in series])))
+    steps = np.concatenate([np.diff(np.unique(s[0])) for s in series])
+    if not len(steps):
+        raise DataError(f"{len(files)} detector files: cannot tell the time step, no file has two different time stamps")
+    interval = int(np.median(steps))
     timestamps = np.arange(start, end + 1, interval)
     grid = np.full((len(timestamps), len(ids)), np.nan, dtype=np.float32)
     for column, (stamps, readings) in enumerate(series):
@@ -136,9 +151,14 @@ def _assemble(readings: np.ndarray, ids: list[str], timestamps: np.ndarray, loca
 
 
 def _read_csv(path: str | Path) -> list[list[str]]:
+    """The rows of a CSV file; blank lines at the end are dropped, blank lines inside are kept as ``[]`` (for a
+    time series they would shift every later row, so the importers refuse them)."""
     try:
         with open(path, newline="", encoding="utf-8") as f:
-            return [row for row in csv.reader(f) if row]
+            rows = list(csv.reader(f))
+            while rows and not rows[-1]:
+                rows.pop()
+            return rows
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError) as error:

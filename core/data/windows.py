@@ -52,6 +52,18 @@ class Windows:
     target: torch.Tensor  # [B, H, N] z-scored, 0 where missing
     target_mask: torch.Tensor  # [B, H, N] bool
     start: torch.Tensor  # [B]
+    lengths: torch.Tensor | None = None  # [B, N] real history steps per VD (0 = inactive); None = all ``T``
+
+    @property
+    def active(self) -> torch.Tensor:
+        """[B, N] bool: the VD has a history in this window."""
+        if self.lengths is None:
+            return torch.ones(self.target.shape[0], self.target.shape[2], dtype=torch.bool)
+        return self.lengths > 0
+
+    def step_mask(self) -> torch.Tensor | None:
+        """[B, T, N] bool, False on the steps before a VD's history starts (None: fixed-length windows)."""
+        return None if self.lengths is None else real_steps(self.lengths, self.values.shape[1])
 
 
 @attrs.frozen(eq=False)
@@ -66,18 +78,33 @@ class Series:
     target_raw: torch.Tensor  # [T, N] original units, NaN where missing
     history: int
     horizon: int
+    since_gap: torch.Tensor | None = None  # [T, N] steps since the VD's last long gap; None = fixed windows
+    min_history: int = 0
 
     def cut(self, starts: torch.Tensor) -> Windows:
         past = starts[:, None] + torch.arange(self.history)
         future = starts[:, None] + self.history + torch.arange(self.horizon)
+        lengths = self.lengths(starts)
+        observed = self.observed[past]
+        if lengths is not None:  # a VD's history starts after its last long gap; an inactive VD is not forecast
+            observed = observed & real_steps(lengths, self.history)[..., None]
         return Windows(
-            values=self.values[past],
-            observed=self.observed[past],
+            values=self.values[past] * observed,
+            observed=observed,
             covariates=self.covariates[past],
             target=self.target[future],
-            target_mask=self.target_mask[future],
+            target_mask=self.target_mask[future] if lengths is None else self.target_mask[future] & (lengths > 0)[:, None],
             start=starts,
+            lengths=lengths,
         )
+
+    def lengths(self, starts: torch.Tensor) -> torch.Tensor | None:
+        """[B, N] each VD's history in the windows starting at ``starts``: at most ``history`` steps back to its
+        last long gap, 0 (inactive) when shorter than ``min_history``."""
+        if self.since_gap is None:
+            return None
+        lengths = self.since_gap[starts + self.history - 1].clamp(max=self.history)
+        return lengths.where(lengths >= self.min_history, 0)
 
 
 class WindowDataset(torch.utils.data.Dataset):
@@ -132,8 +159,19 @@ def prepare(
     split: tuple[float, ...] = (0.7, 0.1, 0.2),
     time_of_day: bool = True,
     train_stride: int = 1,
+    min_history: int = 0,
+    gap_steps: int = 12,
+    hide_inputs: float = 0.0,
+    seed: int = 0,
 ) -> Prepared:
-    """Split chronologically, fit the normaliser on train, and index the windows of each part."""
+    """Split chronologically, fit the normaliser on train, and index the windows of each part.
+
+    ``min_history > 0`` makes variable-length windows: a VD's history starts after its last gap of at least
+    ``gap_steps`` missing steps (late start, drop-out), up to ``history`` steps; a VD with fewer than
+    ``min_history`` steps is inactive in that window, and windows with no active VD are dropped.
+    ``hide_inputs`` hides that fraction of the observed inputs everywhere (a fixed draw from ``seed``):
+    sparse observations; the targets are kept.
+    """
     target_index = data.feature_index(target)
     features = features or data.feature_names
     inputs = [data.feature_index(name, "data.features") for name in features]
@@ -148,9 +186,16 @@ def prepare(
                 f"a window needs {window} (history {history} + horizon {horizon})"
             )
 
+    blank = np.isnan(data.features).all(axis=(0, 2))
+    if blank.any():
+        names = [vd for vd, b in zip(data.vd_ids, blank) if b]
+        raise DataError(f"{data.source}: VD(s) {', '.join(names[:5])} have no reading at all (every feature NaN at every step); remove them from the file")
     raw = data.features[:, :, inputs]
     normaliser = Normaliser.fit(data.features[:val_start], data.feature_names, data.source)
     observed = np.isfinite(raw)
+    since_gap = steps_since_gap(~observed.any(-1), gap_steps) if min_history else None
+    if hide_inputs:
+        observed &= np.random.default_rng(seed).random(observed.shape) >= hide_inputs
     values = np.where(observed, (raw - normaliser.mean[inputs]) / normaliser.std[inputs], 0.0).astype(np.float32)
     target_raw = data.features[:, :, target_index]
     target_mask = np.isfinite(target_raw)
@@ -168,9 +213,18 @@ def prepare(
         target_raw=torch.from_numpy(target_raw.astype(np.float32)),
         history=history,
         horizon=horizon,
+        since_gap=None if since_gap is None else torch.from_numpy(since_gap),
+        min_history=min_history,
     )
     strides = {"train": train_stride, "val": 1, "test": 1}
-    splits = {part: WindowDataset(series, np.arange(lo, hi - window + 1, strides[part])) for part, (lo, hi) in bounds.items()}
+    splits = {}
+    for part, (lo, hi) in bounds.items():
+        starts = torch.arange(lo, hi - window + 1, strides[part])
+        if since_gap is not None:
+            starts = starts[(series.lengths(starts) > 0).any(1)]
+            if not len(starts):
+                raise DataError(f"{data.source}: the {part} part has no window with a VD of at least min_history = {min_history} steps")
+        splits[part] = WindowDataset(series, starts.numpy())
     return Prepared(data, series, normaliser, tuple(features), target_index, splits, (val_start, test_start))
 
 
@@ -178,3 +232,18 @@ def time_of_day_features(timestamps: np.ndarray) -> np.ndarray:
     """[T, 2]: sine and cosine of the time of day."""
     angle = 2 * np.pi * (timestamps % 86400) / 86400.0
     return np.stack([np.sin(angle), np.cos(angle)], 1).astype(np.float32)
+
+
+def steps_since_gap(missing: np.ndarray, gap_steps: int) -> np.ndarray:
+    """[T, N] how many steps (up to and including t) each VD has been reporting since its last run of at least
+    ``gap_steps`` missing steps (or since the start); 0 inside such a gap."""
+    t = np.arange(len(missing))[:, None]
+    last_seen = np.maximum.accumulate(np.where(missing, -1, t), axis=0)  # last step with a reading
+    in_gap = t - last_seen >= gap_steps  # [T, N]
+    gap_end = np.maximum.accumulate(np.where(in_gap, t, -1), axis=0)
+    return (t - gap_end).astype(np.int64)
+
+
+def real_steps(lengths: torch.Tensor, steps: int) -> torch.Tensor:
+    """[B, N] history lengths → [B, steps, N] bool, True on the last ``length`` steps (left padding)."""
+    return torch.arange(steps, device=lengths.device)[None, :, None] >= steps - lengths[:, None, :]

@@ -1,9 +1,11 @@
-"""Collator ``centralized``: the whole network in one tensor, ``[B, T, N, F]`` + ``positions_xy [N, 2]``."""
+"""Collator ``centralized``: the whole network in one tensor, ``[B, T, N, F]`` + ``positions_xy [N, 2]``.
+
+Variable-length windows are padded to the full history (the global maximum), every VD kept.
+"""
 
 from __future__ import annotations
 
 import attrs
-import torch
 
 from core.api import Batch, Collator
 from core.hookspecs import hookimpl
@@ -20,16 +22,16 @@ class CentralizedCollator(Collator):
     layout = "centralized"
 
     def __call__(self, windows) -> Batch:
-        b, _, n, _ = windows.values.shape
         return Batch(
             values=windows.values,
             observed=windows.observed,
             covariates=windows.covariates,
             target=windows.target,
             target_mask=windows.target_mask,
-            node_mask=torch.ones(b, n, dtype=torch.bool),
+            node_mask=windows.active,
             start=windows.start,
             positions_xy=self.spec.positions_xy,
+            step_mask=windows.step_mask(),  # variable-length windows: padded to the full history
         )
 
 

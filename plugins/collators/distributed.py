@@ -32,10 +32,11 @@ class DistributedCollator(Collator):
             observed=per_vd(windows.observed, 2),
             targets=per_vd(windows.target, 2),
             target_masks=per_vd(windows.target_mask, 2),
-            vd_masks=per_vd(torch.ones(b, n, dtype=torch.bool), 1),
+            vd_masks=per_vd(windows.active, 1),
             positions=None if positions is None else per_vd(positions[None, None].expand(b, t, n, 2), 2),
             covariates=windows.covariates,
             start=windows.start,
+            step_masks=None if windows.lengths is None else per_vd(windows.step_mask(), 2),
         )
 
 

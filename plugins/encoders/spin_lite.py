@@ -186,22 +186,24 @@ class SpinLiteEncoder(Encoder):
             self.missing_embedding = _node_embedding(n, h)
 
     def forward(self, inputs: EncoderInput) -> torch.Tensor:
-        b, n, t, _ = inputs.values.shape
+        """``[B, M, T, H]`` for the input's VD slots (a batch of fewer slots is expanded to all N VDs and back)."""
+        full = inputs.expand(self.spec.num_vds)
+        b, n, t, _ = full.values.shape
         if n != self.spec.num_vds:
             raise DataError(
                 f"encoder 'spin_lite' was built for {self.spec.num_vds} VDs but the batch has {n}; "
                 "its node embeddings and neighbour lists are per VD"
             )
-        present = torch.ones(b, n, t, dtype=torch.bool, device=inputs.values.device)
-        if inputs.step_mask is not None:
-            present = present & inputs.step_mask
-        if inputs.node_mask is not None:
-            present = present & inputs.node_mask[:, :, None]
-        observed = inputs.observed & present[..., None]
-        x = torch.cat([inputs.values * observed, observed.to(inputs.values.dtype)], -1).transpose(1, 2)  # [B, T, N, 2F]
+        present = torch.ones(b, n, t, dtype=torch.bool, device=full.values.device)
+        if full.step_mask is not None:
+            present = present & full.step_mask
+        if full.node_mask is not None:
+            present = present & full.node_mask[:, :, None]
+        observed = full.observed & present[..., None]
+        x = torch.cat([full.values * observed, observed.to(full.values.dtype)], -1).transpose(1, 2)  # [B, T, N, 2F]
         point = observed.any(-1).transpose(1, 2)  # [B, T, N] a reading to attend to
         present = present.transpose(1, 2)
-        q = self.position(inputs.covariates.to(x.dtype))
+        q = self.position(full.covariates.to(x.dtype))
         h = self.embed_norm(torch.where(point[..., None], self.embed(x) + q, q))
         d, eta = self.config.max_temporal_distance, self.config.eta
         for layer_index, (skip, layer) in enumerate(zip(self.skips, self.layers)):
@@ -209,7 +211,7 @@ class SpinLiteEncoder(Encoder):
                 h = h + torch.where(point[..., None], self.observed_embedding, self.missing_embedding)
             h = h + skip(x) * point[..., None]
             h = layer(h, self.neighbours, d, point if layer_index < eta else present, point)
-        return h.transpose(1, 2)  # [B, N, T, H]
+        return inputs.take_slots(h.transpose(1, 2))  # [B, M, T, H]
 
 
 @hookimpl

@@ -16,6 +16,7 @@ from torch import nn
 from core.api import DatasetSpec, Encoder, EncoderInput
 from core.errors import DataError
 from core.hookspecs import hookimpl
+from core.sequence import causal_over_padding
 from plugins.encoders.grouped_xlstm import GroupedXLSTM, grouped_linear
 from plugins.encoders.xlstm_shared import XLSTMConfig, build_stack
 
@@ -34,14 +35,17 @@ class PerVDXLSTMEncoder(Encoder):
         self.stack = GroupedXLSTM(build_stack(config, spec.history, "vanilla"), groups=n)
 
     def forward(self, inputs: EncoderInput) -> torch.Tensor:
-        x = inputs.features().transpose(0, 1)  # [N, B, T, F]
+        """All N VDs through their own weights (a batch of fewer VD slots is expanded to all N and back)."""
+        full = inputs.expand(self.spec.num_vds)
+        x = full.features().transpose(0, 1)  # [N, B, T, F]
         if x.shape[0] != self.spec.num_vds:
             raise DataError(
                 f"encoder 'xlstm_per_vd' was built for {self.spec.num_vds} VDs ({_preview(self.spec.vd_ids)}) "
                 f"but the batch has {x.shape[0]}; per-VD weights cannot be shared with VDs they were not built for"
             )
         x = grouped_linear(x, self.embed_weight) + self.embed_bias[:, None, None]
-        return self.stack(x).transpose(0, 1)  # [B, N, T, E]
+        step_mask = None if full.step_mask is None else full.step_mask.transpose(0, 1)  # [N, B, T]
+        return inputs.take_slots(causal_over_padding(self.stack, x, step_mask).transpose(0, 1))  # [B, M, T, E]
 
 
 class PerVDLoop(nn.Module):

@@ -31,6 +31,7 @@ from xlstm import (
 
 from core.api import Encoder, EncoderInput
 from core.hookspecs import hookimpl
+from core.sequence import causal_over_padding
 from plugins.encoders.grouped_xlstm import GroupedXLSTM, uses_cuda_kernel
 
 log = logging.getLogger(__name__)
@@ -124,15 +125,22 @@ class SharedXLSTMEncoder(Encoder):
 
     def forward(self, inputs: EncoderInput) -> torch.Tensor:
         x = self.embed(inputs.features())
+        vds = inputs.vd_ids()  # [B, N] the VD in each slot
         if self.vd_embedding is not None:
-            x = x + self.vd_embedding[:, None]
+            x = x + self.vd_embedding[vds][:, :, None]
         b, n, t, e = x.shape
-        folded = x.reshape(b * n, t, e)
-        hidden = self.stack(folded[None])[0] if isinstance(self.stack, GroupedXLSTM) else self.stack(folded)
+        hidden = causal_over_padding(self.run_stack, x.reshape(b * n, t, e), _fold(inputs.step_mask))
         hidden = hidden.reshape(b, n, t, e)
         if self.output_map is not None:
-            hidden = torch.einsum("bnte,nfe->bntf", hidden, self.output_map)
+            hidden = torch.einsum("bnte,bnfe->bntf", hidden, self.output_map[vds])
         return hidden
+
+    def run_stack(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stack(x[None])[0] if isinstance(self.stack, GroupedXLSTM) else self.stack(x)
+
+
+def _fold(step_mask: torch.Tensor | None) -> torch.Tensor | None:
+    return None if step_mask is None else step_mask.flatten(0, 1)
 
 
 @hookimpl
