@@ -143,6 +143,7 @@ def test_fixed_windows_make_a_full_batch(small_data):
     windows = prepared.splits["train"].__getitems__([0, 5])
     batch = DynamicPaddingCollator(DynamicPaddingConfig(), spec)(windows)
     assert batch.values.shape == windows.values.shape and batch.node_mask.all() and batch.step_mask.all()
+    assert batch.vd_index is None  # every VD active: the VD axis is not reordered
     assert torch.equal(batch.values, windows.values)
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -81,3 +82,10 @@ def test_missing_recipe_file(tmp_path):
 def test_plugin_module_that_fails_to_import_is_named(write_recipe):
     with pytest.raises(PluginError, match=r"\[plugins\] modules: 'no_such_module_xyz' failed to import: ModuleNotFoundError"):
         load_recipe(write_recipe(BASE + '[plugins]\nmodules = ["no_such_module_xyz"]\n'))
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "recipes").glob("*.toml")), ids=lambda p: p.name)
+def test_every_shipped_recipe_loads(path):
+    recipe, registry = load_recipe(path)
+    for kind in ("encoder", "pooling", "collator"):
+        assert registry.get(kind, getattr(recipe, kind).name)

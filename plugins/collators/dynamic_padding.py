@@ -34,13 +34,17 @@ class DynamicPaddingCollator(Collator):
         if self.config.max_sequence_length:
             lengths = lengths.clamp(max=self.config.max_sequence_length)
         steps = max(int(lengths.max()), 1)
-        slots = max(int(active.sum(1).max()), 1)
-        vd_index = torch.argsort((~active).to(torch.uint8), dim=1, stable=True)[:, :slots]  # active VDs first
-        slot_lengths = lengths.gather(1, vd_index)
+        if active.all():  # every VD in every sample: keep the VD axis as it is (no slot reordering)
+            vd_index, slot_lengths, slots = None, lengths, n
+        else:
+            slots = max(int(active.sum(1).max()), 1)
+            vd_index = torch.argsort((~active).to(torch.uint8), dim=1, stable=True)[:, :slots]  # active VDs first
+            slot_lengths = lengths.gather(1, vd_index)
         step_mask = real_steps(slot_lengths, steps)  # [B, steps, M]
 
         def take(x: torch.Tensor) -> torch.Tensor:  # [B, T, N, F] → the last ``steps`` steps of the slots' VDs
-            return x[:, t - steps :].gather(2, vd_index[:, None, :, None].expand(b, steps, slots, x.shape[-1]))
+            x = x[:, t - steps :]
+            return x if vd_index is None else x.gather(2, vd_index[:, None, :, None].expand(b, steps, slots, x.shape[-1]))
 
         observed = take(windows.observed) & step_mask[..., None]
         return Batch(
@@ -49,7 +53,7 @@ class DynamicPaddingCollator(Collator):
             covariates=windows.covariates[:, t - steps :],
             target=windows.target,
             target_mask=windows.target_mask & active[:, None],
-            node_mask=active.gather(1, vd_index),
+            node_mask=active if vd_index is None else active.gather(1, vd_index),
             start=windows.start,
             positions_xy=self.spec.positions_xy,
             step_mask=step_mask,
