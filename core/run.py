@@ -62,14 +62,9 @@ def run(recipe_path: Path, overrides: list[str], resume_dir: Path | None = None)
     torch.manual_seed(recipe.run.seed)
     np.random.seed(recipe.run.seed)
 
-    cfg = recipe.data
-    data = load_source(cfg.source, cfg.synthetic_seed)
-    prepared = prepare(
-        data, cfg.target, cfg.features, cfg.history, cfg.horizon, cfg.split, cfg.time_of_day, cfg.train_stride,
-        min_history=cfg.min_history, gap_steps=cfg.gap_steps, hide_inputs=cfg.hide_inputs, seed=recipe.run.seed,
-    )
+    prepared = prepare_data(recipe)
     spec = prepared.spec()
-    model, collator = build_forecaster(recipe, registry, spec, prepared.splits["train"].__getitems__([0]), data.source)
+    model, collator = build_forecaster(recipe, registry, spec, prepared.splits["train"].__getitems__([0]), prepared.data.source)
 
     run_dir = resume_dir or create_run_dir(recipe)
     try:
@@ -78,6 +73,15 @@ def run(recipe_path: Path, overrides: list[str], resume_dir: Path | None = None)
         if not resume_dir and not (run_dir / "last.pt").exists():
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping: no partial run directory
         raise
+
+
+def prepare_data(recipe: Recipe) -> Prepared:
+    """The recipe's data source, split, normalised and windowed."""
+    cfg = recipe.data
+    return prepare(
+        load_source(cfg.source, cfg.synthetic_seed), cfg.target, cfg.features, cfg.history, cfg.horizon, cfg.split, cfg.time_of_day,
+        cfg.train_stride, min_history=cfg.min_history, gap_steps=cfg.gap_steps, hide_inputs=cfg.hide_inputs, seed=recipe.run.seed,
+    )
 
 
 def build_forecaster(recipe: Recipe, registry: Registry, spec: DatasetSpec, first: Windows, source: str) -> tuple[Forecaster, Collator]:
