@@ -78,9 +78,10 @@ def predict(run_dir: Path, data_path: Path, out: Path, latest: bool = False) -> 
         "history": recipe.data.history, "horizon": recipe.data.horizon, "epoch": checkpoint.get("epoch", 0),
     }
     write_forecast(out, values, issued_at, target_time, data.vd_ids, attributes)
+    issued = iso(issued_at[0]) + (f" .. {iso(issued_at[-1])}" if len(issued_at) > 1 else "")
     print(
         f"forecast {checkpoint['target']}: {len(values)} window(s) x {recipe.data.horizon} steps x {len(data.vd_ids)} VDs, "
-        f"issued {iso(issued_at[0])} .. {iso(issued_at[-1])}, from {run_dir / 'best_model.pt'} (epoch {attributes['epoch']}) -> {out}"
+        f"issued {issued}, from {run_dir / 'best_model.pt'} (epoch {attributes['epoch']}) -> {out}"
     )
     return 0
 
