@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from core.api import Collator
 from core.data.dataset import TrafficData
 from core.data.hdf5 import read_hdf5
 from core.data.windows import Normaliser, Series, WindowDataset, build_series, dataset_spec
@@ -100,11 +101,12 @@ def match_model(data: TrafficData, vd_ids: tuple[str, ...], features: tuple[str,
     missing_features = [name for name in dict.fromkeys(features) if name not in data.feature_names]
     if missing_features:
         raise DataError(f"{data.source}: missing feature(s) the model reads: {', '.join(missing_features)}; the file has {', '.join(data.feature_names)}")
-    missing = [vd for vd in vd_ids if vd not in set(data.vd_ids)]
-    extra = [vd for vd in data.vd_ids if vd not in set(vd_ids)]
+    position = {vd: i for i, vd in enumerate(data.vd_ids)}
+    missing = [vd for vd in vd_ids if vd not in position]
+    extra = sorted(set(data.vd_ids) - set(vd_ids), key=position.get)
     if missing or extra:
         raise DataError(f"{data.source}: the VDs differ from the model's: {listing(missing, 'missing')}; {listing(extra, 'extra')}")
-    order = [data.vd_ids.index(vd) for vd in vd_ids]
+    order = [position[vd] for vd in vd_ids]
     return attrs.evolve(
         data,
         features=data.features[:, order],
@@ -137,7 +139,7 @@ def model_series(recipe: Recipe, checkpoint: dict, normaliser: Normaliser, data:
 
 
 @torch.no_grad()
-def forecast(model: Forecaster, collator, dataset: WindowDataset, cfg: TrainerConfig) -> torch.Tensor:
+def forecast(model: Forecaster, collator: Collator, dataset: WindowDataset, cfg: TrainerConfig) -> torch.Tensor:
     """[W, H, N] z-scored forecasts of every window, in batches of ``eval_batch_size`` on the run's device and
     precision."""
     device = resolve_device(cfg.device)
