@@ -19,7 +19,7 @@ import torch
 
 from core.api import Collator, DatasetSpec
 from core.data import load_source
-from core.data.windows import Prepared, prepare
+from core.data.windows import Prepared, Windows, prepare
 from core.errors import DataError, RecipeError, TrainingError, run_cli
 from core.io import load_checkpoint, save_text
 from core.metrics import HORIZONS, METRICS
@@ -62,20 +62,9 @@ def run(recipe_path: Path, overrides: list[str], resume_dir: Path | None = None)
     torch.manual_seed(recipe.run.seed)
     np.random.seed(recipe.run.seed)
 
-    cfg = recipe.data
-    data = load_source(cfg.source, cfg.synthetic_seed)
-    prepared = prepare(
-        data, cfg.target, cfg.features, cfg.history, cfg.horizon, cfg.split, cfg.time_of_day, cfg.train_stride,
-        min_history=cfg.min_history, gap_steps=cfg.gap_steps, hide_inputs=cfg.hide_inputs, seed=recipe.run.seed,
-    )
+    prepared = prepare_data(recipe)
     spec = prepared.spec()
-    collator_info = registry.get("collator", recipe.collator.name)
-    collator = collator_info.cls(recipe.collator.config, spec)
-    try:
-        model = build_model(recipe, registry, spec)
-        check_batch_positions(model, collator(prepared.splits["train"].__getitems__([0])).canonical(), spec)
-    except DataError as error:  # e.g. positions that pooling needs: name the file
-        raise DataError(f"{data.source}: {error}") from None
+    model, collator = build_forecaster(recipe, registry, spec, prepared.splits["train"].__getitems__([0]), prepared.data.source)
 
     run_dir = resume_dir or create_run_dir(recipe)
     try:
@@ -84,6 +73,27 @@ def run(recipe_path: Path, overrides: list[str], resume_dir: Path | None = None)
         if not resume_dir and not (run_dir / "last.pt").exists():
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping: no partial run directory
         raise
+
+
+def prepare_data(recipe: Recipe) -> Prepared:
+    """The recipe's data source, split, normalised and windowed."""
+    cfg = recipe.data
+    return prepare(
+        load_source(cfg.source, cfg.synthetic_seed), cfg.target, cfg.features, cfg.history, cfg.horizon, cfg.split, cfg.time_of_day,
+        cfg.train_stride, min_history=cfg.min_history, gap_steps=cfg.gap_steps, hide_inputs=cfg.hide_inputs, seed=recipe.run.seed,
+    )
+
+
+def build_forecaster(recipe: Recipe, registry: Registry, spec: DatasetSpec, first: Windows, source: str) -> tuple[Forecaster, Collator]:
+    """The recipe's model and collator for ``spec``, checked on the ``first`` windows (e.g. the positions that
+    pooling needs); a data error names ``source``."""
+    collator = registry.get("collator", recipe.collator.name).cls(recipe.collator.config, spec)
+    try:
+        model = build_model(recipe, registry, spec)
+        check_batch_positions(model, collator(first).canonical(), spec)
+    except DataError as error:
+        raise DataError(f"{source}: {error}") from None
+    return model, collator
 
 
 def train(recipe: Recipe, model: Forecaster, collator: Collator, prepared: Prepared, spec: DatasetSpec, run_dir: Path, resume: bool) -> int:

@@ -23,6 +23,7 @@ class Normaliser:
 
     mean: np.ndarray  # [F]
     std: np.ndarray  # [F]
+    names: tuple[str, ...]  # the F features, in the order of ``mean`` and ``std``
 
     @classmethod
     def fit(cls, features: np.ndarray, names: tuple[str, ...], source: str) -> Normaliser:
@@ -32,14 +33,20 @@ class Normaliser:
             raise DataError(f"{source}: feature(s) {', '.join(missing)} are NaN everywhere in the training part")
         mean = np.nanmean(features, axis=(0, 1))
         std = np.nanstd(features, axis=(0, 1))
-        return cls(mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32))
+        return cls(mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32), tuple(names))
 
-    def to_dict(self) -> dict[str, list[float]]:
-        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+    def select(self, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and std of the features ``names``, in that order."""
+        index = [self.names.index(name) for name in names]
+        return self.mean[index], self.std[index]
+
+    def to_dict(self) -> dict[str, list]:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "names": list(self.names)}
 
     @classmethod
-    def from_dict(cls, table: dict[str, list[float]]) -> Normaliser:
-        return cls(np.asarray(table["mean"], np.float32), np.asarray(table["std"], np.float32))
+    def from_dict(cls, table: dict[str, list]) -> Normaliser:
+        """Inverse of ``to_dict``; checkpoints written before the names were stored give ``names = ()``."""
+        return cls(np.asarray(table["mean"], np.float32), np.asarray(table["std"], np.float32), tuple(table.get("names", ())))
 
 
 @attrs.frozen
@@ -106,6 +113,11 @@ class Series:
         lengths = self.since_gap[starts + self.history - 1].clamp(max=self.history)
         return lengths.where(lengths >= self.min_history, 0)
 
+    def window_starts(self, first: int, last: int, stride: int = 1) -> torch.Tensor:
+        """Window starts ``first, first + stride, ... <= last``, less the windows with no active VD."""
+        starts = torch.arange(first, last + 1, stride)
+        return starts if self.since_gap is None else starts[(self.lengths(starts) > 0).any(1)]
+
 
 class WindowDataset(torch.utils.data.Dataset):
     """Windows of one split; ``__getitems__`` cuts a whole batch at once (the DataLoader calls it)."""
@@ -138,16 +150,21 @@ class Prepared:
 
     def spec(self) -> DatasetSpec:
         """What plugins are told about this data when they are built."""
-        positions = self.data.positions_xy()
-        return DatasetSpec(
-            vd_ids=self.data.vd_ids,
-            feature_names=self.input_features,
-            num_covariates=self.series.covariates.shape[1],
-            history=self.series.history,
-            horizon=self.series.horizon,
-            positions_xy=None if positions is None else torch.as_tensor(positions, dtype=torch.float32),
-            vd_attributes=self.data.vd_attributes,
-        )
+        return dataset_spec(self.data, self.series, self.input_features)
+
+
+def dataset_spec(data: TrafficData, series: Series, input_features: tuple[str, ...]) -> DatasetSpec:
+    """What plugins are told about ``data`` (windows cut from ``series``) when they are built."""
+    positions = data.positions_xy()
+    return DatasetSpec(
+        vd_ids=data.vd_ids,
+        feature_names=tuple(input_features),
+        num_covariates=series.covariates.shape[1],
+        history=series.history,
+        horizon=series.horizon,
+        positions_xy=None if positions is None else torch.as_tensor(positions, dtype=torch.float32),
+        vd_attributes=data.vd_attributes,
+    )
 
 
 def prepare(
@@ -174,7 +191,6 @@ def prepare(
     """
     target_index = data.feature_index(target)
     features = features or data.feature_names
-    inputs = [data.feature_index(name, "data.features") for name in features]
     steps = data.num_steps
     val_start, test_start = (int(round(steps * split[0])), int(round(steps * (split[0] + split[1]))))
     bounds = {"train": (0, val_start), "val": (val_start, test_start), "test": (test_start, steps)}
@@ -190,24 +206,50 @@ def prepare(
     if blank.any():
         names = [vd for vd, b in zip(data.vd_ids, blank) if b]
         raise DataError(f"{data.source}: VD(s) {', '.join(names[:5])} have no reading at all (every feature NaN at every step); remove them from the file")
-    raw = data.features[:, :, inputs]
     normaliser = Normaliser.fit(data.features[:val_start], data.feature_names, data.source)
+    series = build_series(data, normaliser, target, features, history, horizon, time_of_day, min_history, gap_steps, hide_inputs, seed)
+    if not series.target_mask[:val_start].any():
+        raise DataError(f"{data.source}: the target '{target}' is NaN everywhere in the training part")
+    strides = {"train": train_stride, "val": 1, "test": 1}
+    splits = {}
+    for part, (lo, hi) in bounds.items():
+        starts = series.window_starts(lo, hi - window, strides[part])
+        if not len(starts):
+            raise DataError(f"{data.source}: the {part} part has no window with a VD of at least min_history = {min_history} steps")
+        splits[part] = WindowDataset(series, starts.numpy())
+    return Prepared(data, series, normaliser, tuple(features), target_index, splits, (val_start, test_start))
+
+
+def build_series(
+    data: TrafficData,
+    normaliser: Normaliser,
+    target: str,
+    features: tuple[str, ...],
+    history: int,
+    horizon: int,
+    time_of_day: bool = True,
+    min_history: int = 0,
+    gap_steps: int = 12,
+    hide_inputs: float = 0.0,
+    seed: int = 0,
+) -> Series:
+    """The whole series z-scored with ``normaliser`` (never re-fitted here): the inputs ``features``, the
+    target, their masks and covariates; see ``prepare`` for ``min_history``, ``gap_steps`` and ``hide_inputs``."""
+    raw = data.features[:, :, [data.feature_index(name, "data.features") for name in features]]
     observed = np.isfinite(raw)
     since_gap = steps_since_gap(~observed.any(-1), gap_steps) if min_history else None
     if hide_inputs:
         observed &= np.random.default_rng(seed).random(observed.shape) >= hide_inputs
-    values = np.where(observed, (raw - normaliser.mean[inputs]) / normaliser.std[inputs], 0.0).astype(np.float32)
-    target_raw = data.features[:, :, target_index]
+    mean, std = normaliser.select(features)
+    values = np.where(observed, (raw - mean) / std, 0.0).astype(np.float32)
+    target_raw = data.features[:, :, data.feature_index(target)]
     target_mask = np.isfinite(target_raw)
-    if not target_mask[:val_start].any():
-        raise DataError(f"{data.source}: the target '{target}' is NaN everywhere in the training part")
-    mean, std = normaliser.mean[target_index], normaliser.std[target_index]
-    target_z = np.where(target_mask, (target_raw - mean) / std, 0.0).astype(np.float32)
-
-    series = Series(
+    (target_mean,), (target_std,) = normaliser.select((target,))
+    target_z = np.where(target_mask, (target_raw - target_mean) / target_std, 0.0).astype(np.float32)
+    return Series(
         values=torch.from_numpy(values),
         observed=torch.from_numpy(observed),
-        covariates=torch.from_numpy(time_of_day_features(data.timestamps) if time_of_day else np.zeros((steps, 0), np.float32)),
+        covariates=torch.from_numpy(time_of_day_features(data.timestamps) if time_of_day else np.zeros((data.num_steps, 0), np.float32)),
         target=torch.from_numpy(target_z),
         target_mask=torch.from_numpy(target_mask),
         target_raw=torch.from_numpy(target_raw.astype(np.float32)),
@@ -216,16 +258,6 @@ def prepare(
         since_gap=None if since_gap is None else torch.from_numpy(since_gap),
         min_history=min_history,
     )
-    strides = {"train": train_stride, "val": 1, "test": 1}
-    splits = {}
-    for part, (lo, hi) in bounds.items():
-        starts = torch.arange(lo, hi - window + 1, strides[part])
-        if since_gap is not None:
-            starts = starts[(series.lengths(starts) > 0).any(1)]
-            if not len(starts):
-                raise DataError(f"{data.source}: the {part} part has no window with a VD of at least min_history = {min_history} steps")
-        splits[part] = WindowDataset(series, starts.numpy())
-    return Prepared(data, series, normaliser, tuple(features), target_index, splits, (val_start, test_start))
 
 
 def time_of_day_features(timestamps: np.ndarray) -> np.ndarray:

@@ -1,0 +1,179 @@
+"""``python -m core.predict RUN_DIR --data FILE.h5 [--out preds.h5] [--latest]``: forecast with a trained run.
+
+The run's ``best_model.pt`` is applied, with its resolved ``recipe.toml`` and the normaliser fitted on its
+training part (never re-fitted on the new data), to every window of FILE.h5 that has a full history, or only to
+the latest one. The output HDF5 file (written atomically) holds::
+
+    forecast     float32 [W, H, N]  the target in its own units; NaN for a VD that sits a window out (min_history)
+    issued_at    int64 [W]          the time of each window's last input step (the file's epoch seconds)
+    target_time  int64 [W, H]       the times forecast: issued_at + (1 .. H) x the file's step
+    vd_ids       str [N]            the model's VDs, in its order
+    attrs        target, run_dir, data, step_seconds, history, horizon, epoch (of best_model.pt)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import attrs
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from core.api import Collator
+from core.data.dataset import TrafficData
+from core.data.hdf5 import read_hdf5
+from core.data.windows import Normaliser, Series, WindowDataset, build_series, dataset_spec
+from core.errors import DataError, TrainingError, run_cli
+from core.io import atomic_write, load_checkpoint
+from core.model import Forecaster
+from core.recipe import Recipe, TrainerConfig, load_recipe
+from core.run import build_forecaster
+from core.trainer import AUTOCAST, resolve_device
+
+CHECKPOINT_KEYS = ("model", "normaliser", "vd_ids", "input_features", "target")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core.predict", description="Forecast every window of an HDF5 file with a trained run.")
+    parser.add_argument("run_dir", type=Path, help="a run directory (with recipe.toml and best_model.pt)")
+    parser.add_argument("--data", type=Path, required=True, help="HDF5 file of the project's schema, with the run's VDs and features")
+    parser.add_argument("--out", type=Path, help="output HDF5 file (default RUN_DIR/predictions.h5)")
+    parser.add_argument("--latest", action="store_true", help="forecast only the window that ends at the file's last step")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    args = parser.parse_args(argv)
+    return run_cli(lambda: predict(args.run_dir, args.data, args.out or args.run_dir / "predictions.h5", args.latest), args.debug)
+
+
+def predict(run_dir: Path, data_path: Path, out: Path, latest: bool = False) -> int:
+    """Load the run, forecast the file's windows, write ``out`` and print a one-line summary."""
+    if not (run_dir / "recipe.toml").is_file():
+        raise TrainingError(f"{run_dir}: not a run directory (no recipe.toml)")
+    recipe, registry = load_recipe(run_dir / "recipe.toml")
+    checkpoint = load_checkpoint(run_dir / "best_model.pt", CHECKPOINT_KEYS)
+    normaliser = trained_normaliser(checkpoint, run_dir / "best_model.pt")
+    data = match_model(read_hdf5(data_path), tuple(checkpoint["vd_ids"]), (*checkpoint["input_features"], checkpoint["target"]))
+    series = model_series(recipe, checkpoint, normaliser, with_blank_future(data, recipe.data.horizon))
+    last = data.num_steps - recipe.data.history
+    starts = series.window_starts(last if latest else 0, last)
+    if not len(starts):
+        raise DataError(f"{data.source}: no window with a full history of {recipe.data.history} steps and a VD of at least min_history = {recipe.data.min_history} steps")
+
+    dataset = WindowDataset(series, starts.numpy())
+    model, collator = build_forecaster(recipe, registry, dataset_spec(data, series, tuple(checkpoint["input_features"])), dataset.__getitems__([0]), data.source)
+    model.load_state_dict(checkpoint["model"])
+    z = forecast(model, collator, dataset, recipe.trainer)
+    (mean,), (std,) = normaliser.select((checkpoint["target"],))
+    values = (z * float(std) + float(mean)).numpy()
+    lengths = series.lengths(dataset.starts)
+    if lengths is not None:  # a VD that sits a window out is not forecast
+        values[(lengths == 0)[:, None, :].expand_as(z).numpy()] = np.nan
+
+    issued_at = data.timestamps[dataset.starts.numpy() + recipe.data.history - 1]
+    target_time = issued_at[:, None] + data.interval * np.arange(1, recipe.data.horizon + 1)
+    attributes = {
+        "target": checkpoint["target"], "run_dir": str(run_dir), "data": str(data_path), "step_seconds": data.interval,
+        "history": recipe.data.history, "horizon": recipe.data.horizon, "epoch": checkpoint.get("epoch", 0),
+    }
+    write_forecast(out, values, issued_at, target_time, data.vd_ids, attributes)
+    issued = iso(issued_at[0]) + (f" .. {iso(issued_at[-1])}" if len(issued_at) > 1 else "")
+    print(
+        f"forecast {checkpoint['target']}: {len(values)} window(s) x {recipe.data.horizon} steps x {len(data.vd_ids)} VDs, "
+        f"issued {issued}, from {run_dir / 'best_model.pt'} (epoch {attributes['epoch']}) -> {out}"
+    )
+    return 0
+
+
+def trained_normaliser(checkpoint: dict, path: Path) -> Normaliser:
+    """The normaliser the run was trained with, as ``best_model.pt`` stores it."""
+    normaliser = Normaliser.from_dict(checkpoint["normaliser"])
+    if not normaliser.names:
+        raise TrainingError(f"{path}: the checkpoint's normaliser has no feature names (written by an older version); train the run again")
+    return normaliser
+
+
+def match_model(data: TrafficData, vd_ids: tuple[str, ...], features: tuple[str, ...]) -> TrafficData:
+    """``data`` with the model's VDs in the model's order; a missing or extra VD, or a missing feature, is an error
+    naming them (extra features are ignored)."""
+    missing_features = [name for name in dict.fromkeys(features) if name not in data.feature_names]
+    if missing_features:
+        raise DataError(f"{data.source}: missing feature(s) the model reads: {', '.join(missing_features)}; the file has {', '.join(data.feature_names)}")
+    position = {vd: i for i, vd in enumerate(data.vd_ids)}
+    missing = [vd for vd in vd_ids if vd not in position]
+    extra = sorted(set(data.vd_ids) - set(vd_ids), key=position.get)
+    if missing or extra:
+        raise DataError(f"{data.source}: the VDs differ from the model's: {listing(missing, 'missing')}; {listing(extra, 'extra')}")
+    order = [position[vd] for vd in vd_ids]
+    return attrs.evolve(
+        data,
+        features=data.features[:, order],
+        vd_ids=vd_ids,
+        latlon=None if data.latlon is None else data.latlon[order],
+        vd_attributes={name: tuple(values[i] for i in order) for name, values in data.vd_attributes.items()},
+    )
+
+
+def listing(vds: list[str], what: str, shown: int = 5) -> str:
+    """'2 missing (a, b)', with at most ``shown`` names."""
+    more = ", ..." if len(vds) > shown else ""
+    return f"{len(vds)} {what}" + (f" ({', '.join(vds[:shown])}{more})" if vds else "")
+
+
+def with_blank_future(data: TrafficData, steps: int) -> TrafficData:
+    """``data`` followed by ``steps`` missing readings, so that the last windows have a (masked) future."""
+    blank = np.full((steps, *data.features.shape[1:]), np.nan, np.float32)
+    future = data.timestamps[-1] + data.interval * np.arange(1, steps + 1)
+    return attrs.evolve(data, features=np.concatenate([data.features, blank]), timestamps=np.concatenate([data.timestamps, future]))
+
+
+def model_series(recipe: Recipe, checkpoint: dict, normaliser: Normaliser, data: TrafficData) -> Series:
+    """The series cut as the run cut its own: its features, target, normaliser and window settings."""
+    cfg = recipe.data
+    return build_series(
+        data, normaliser, checkpoint["target"], tuple(checkpoint["input_features"]), cfg.history, cfg.horizon,
+        cfg.time_of_day, cfg.min_history, cfg.gap_steps, cfg.hide_inputs, recipe.run.seed,
+    )
+
+
+@torch.no_grad()
+def forecast(model: Forecaster, collator: Collator, dataset: WindowDataset, cfg: TrainerConfig) -> torch.Tensor:
+    """[W, H, N] z-scored forecasts of every window, in batches of ``eval_batch_size`` on the run's device and
+    precision."""
+    device = resolve_device(cfg.device)
+    model.to(device).eval()
+    dtype = AUTOCAST[cfg.precision]
+    loader = DataLoader(dataset, batch_size=cfg.eval_batch_size, collate_fn=collator, num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
+    parts = []
+    for batch in loader:
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            parts.append(model(batch.to(device).canonical()).float().cpu())
+    return torch.cat(parts)
+
+
+def write_forecast(path: Path, forecast: np.ndarray, issued_at: np.ndarray, target_time: np.ndarray, vd_ids: tuple[str, ...], attributes: dict) -> None:
+    """The output file, written atomically (a failure leaves no partial file and any previous one intact)."""
+
+    def write(tmp: Path) -> None:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("forecast", data=forecast.astype(np.float32), compression="gzip", compression_opts=4)
+            f.create_dataset("issued_at", data=issued_at.astype(np.int64))
+            f.create_dataset("target_time", data=target_time.astype(np.int64))
+            f.create_dataset("vd_ids", data=np.array(vd_ids, dtype=object), dtype=h5py.string_dtype())
+            f.attrs.update(attributes)
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, write)
+    except OSError as error:
+        raise DataError(f"{path}: cannot write: {error.strerror or error}") from None
+
+
+def iso(seconds: int) -> str:
+    return str(np.datetime64(int(seconds), "s"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

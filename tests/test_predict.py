@@ -1,0 +1,168 @@
+"""``python -m core.predict``: forecasts of a tiny trained run equal the model's own on the same windows, with the
+right times; ``--latest``; the normaliser is the run's; mismatching files are refused; the output is atomic."""
+
+from __future__ import annotations
+
+import textwrap
+
+import attrs
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from core.data import write_hdf5
+from core.io import load_checkpoint
+from core.predict import main
+from core.recipe import load_recipe
+from core.run import build_forecaster, prepare_data
+from core.run import main as run_main
+
+torch.set_num_threads(1)
+
+RECIPE = """
+[run]
+name = "predict"
+output_dir = "{out}"
+[data]
+source = "{data}"
+{data_extra}
+[encoder]
+name = "lstm"
+embedding_dim = 8
+[pooling]
+name = "radius"
+radius_m = 1500.0
+[collator]
+name = "{collator}"
+[trainer]
+epochs = 1
+batch_size = 16
+max_batches_per_epoch = 2
+figure_vds = 0
+"""
+RUNS = {
+    "centralized": {"collator": "centralized", "data_extra": ""},
+    "dynamic_padding": {"collator": "dynamic_padding", "data_extra": "min_history = 6\ngap_steps = 3"},
+}
+
+
+@pytest.fixture(scope="module", params=RUNS)
+def run_dir(request, small_h5, tmp_path_factory):
+    """A one-epoch run of the recipe above on the small synthetic file."""
+    root = tmp_path_factory.mktemp(request.param)
+    recipe = root / "recipe.toml"
+    recipe.write_text(textwrap.dedent(RECIPE.format(out=root / "runs", data=small_h5, **RUNS[request.param])))
+    assert run_main([str(recipe)]) == 0
+    (path,) = (root / "runs").iterdir()
+    return path
+
+
+def read(path):
+    with h5py.File(path, "r") as f:
+        return {key: f[key][()] for key in f} | {"attrs": dict(f.attrs)}
+
+
+def reference(run_dir, split="test"):
+    """The trained model's de-normalised forecasts of a split's windows, straight from the training data path."""
+    recipe, registry = load_recipe(run_dir / "recipe.toml")
+    prepared = prepare_data(recipe)
+    windows = prepared.splits[split].__getitems__(list(range(len(prepared.splits[split]))))
+    model, collator = build_forecaster(recipe, registry, prepared.spec(), windows, "test")
+    model.load_state_dict(load_checkpoint(run_dir / "best_model.pt")["model"])
+    with torch.no_grad():
+        z = model.eval()(collator(windows).canonical())
+    index = prepared.target_index
+    return (z * float(prepared.normaliser.std[index]) + float(prepared.normaliser.mean[index])).numpy(), windows
+
+
+def test_round_trip_matches_the_model_on_the_test_windows(run_dir, small_h5, small_data, capsys):
+    assert main([str(run_dir), "--data", str(small_h5)]) == 0
+    assert f"-> {run_dir / 'predictions.h5'}" in capsys.readouterr().out
+    out = read(run_dir / "predictions.h5")
+    history, horizon = 12, 12
+    steps, n = small_data.num_steps, len(small_data.vd_ids)
+    w = len(out["issued_at"])
+    assert out["forecast"].shape == (w, horizon, n) and out["forecast"].dtype == np.float32
+    assert out["target_time"].shape == (w, horizon)
+    assert [v.decode() for v in out["vd_ids"]] == list(small_data.vd_ids)
+    assert out["attrs"]["target"] == "speed" and out["attrs"]["step_seconds"] == 300
+
+    starts = np.searchsorted(small_data.timestamps, out["issued_at"]) - history + 1
+    np.testing.assert_array_equal(small_data.timestamps[starts + history - 1], out["issued_at"])
+    assert starts[-1] == steps - history  # the last window ends at the file's last step
+    inside = starts + history + horizon <= steps
+    np.testing.assert_array_equal(out["target_time"][inside], small_data.timestamps[starts[inside, None] + history + np.arange(horizon)])
+
+    expected, windows = reference(run_dir)
+    rows = np.searchsorted(starts, windows.start.numpy())
+    np.testing.assert_array_equal(starts[rows], windows.start.numpy())
+    active = np.broadcast_to(windows.active.numpy()[:, None, :], expected.shape)
+    forecast = out["forecast"][rows]
+    np.testing.assert_allclose(forecast[active], expected[active], atol=1e-5, rtol=1e-5)
+    assert np.isnan(forecast[~active]).all()
+    if windows.lengths is not None:
+        assert not active.all()  # the variable-length run really has VDs sitting windows out
+
+
+def test_latest_is_one_window_ending_at_the_last_step(run_dir, small_h5, small_data, tmp_path):
+    main([str(run_dir), "--data", str(small_h5), "--out", str(tmp_path / "all.h5")])
+    assert main([str(run_dir), "--data", str(small_h5), "--latest", "--out", str(tmp_path / "latest.h5")]) == 0
+    latest, every = read(tmp_path / "latest.h5"), read(tmp_path / "all.h5")
+    last = small_data.timestamps[-1]
+    np.testing.assert_array_equal(latest["issued_at"], [last])
+    np.testing.assert_array_equal(latest["target_time"], [last + 300 * np.arange(1, 13)])
+    np.testing.assert_allclose(latest["forecast"], every["forecast"][-1:], atol=1e-5, equal_nan=True)
+
+
+def test_uses_the_runs_normaliser_and_the_models_vd_order(run_dir, small_data, tmp_path):
+    """A tail of the file with its VDs reversed gives the full file's forecasts: nothing is re-fitted on it."""
+    tail = 400
+    reversed_tail = attrs.evolve(
+        small_data,
+        features=small_data.features[-tail:, ::-1].copy(),
+        timestamps=small_data.timestamps[-tail:],
+        vd_ids=small_data.vd_ids[::-1],
+        latlon=small_data.latlon[::-1].copy(),
+        vd_attributes={k: v[::-1] for k, v in small_data.vd_attributes.items()},
+    )
+    whole = write_hdf5(small_data, tmp_path / "whole.h5")
+    part = write_hdf5(reversed_tail, tmp_path / "tail.h5")
+    assert main([str(run_dir), "--data", str(whole), "--out", str(tmp_path / "whole_pred.h5")]) == 0
+    assert main([str(run_dir), "--data", str(part), "--out", str(tmp_path / "tail_pred.h5")]) == 0
+    every, some = read(tmp_path / "whole_pred.h5"), read(tmp_path / "tail_pred.h5")
+    np.testing.assert_array_equal(some["vd_ids"], every["vd_ids"])
+    rows = np.searchsorted(every["issued_at"], some["issued_at"])
+    np.testing.assert_array_equal(every["issued_at"][rows], some["issued_at"])
+    np.testing.assert_allclose(some["forecast"], every["forecast"][rows], atol=1e-5, equal_nan=True)
+
+
+def test_refuses_other_vds_or_missing_features_naming_them(run_dir, small_data, tmp_path, capsys):
+    renamed = write_hdf5(attrs.evolve(small_data, vd_ids=("VD-NEW",) + small_data.vd_ids[1:]), tmp_path / "renamed.h5")
+    refused = tmp_path / "refused.h5"
+    assert main([str(run_dir), "--data", str(renamed), "--out", str(refused)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {renamed}: the VDs differ from the model's: 1 missing ({small_data.vd_ids[0]}); 1 extra (VD-NEW)\n"
+
+    keep = [i for i, name in enumerate(small_data.feature_names) if name != "occupancy"]
+    fewer = attrs.evolve(small_data, features=small_data.features[:, :, keep], feature_names=tuple(small_data.feature_names[i] for i in keep))
+    path = write_hdf5(fewer, tmp_path / "fewer.h5")
+    assert main([str(run_dir), "--data", str(path), "--out", str(refused)]) == 2
+    assert capsys.readouterr().err == f"error: {path}: missing feature(s) the model reads: occupancy; the file has speed, volume\n"
+    assert not refused.exists()
+
+
+def test_output_is_written_atomically(run_dir, small_h5, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "preds.h5"
+    assert main([str(run_dir), "--data", str(small_h5), "--out", str(out)]) == 0
+    before = out.read_bytes()
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(h5py, "string_dtype", fail)  # fails after the forecast is in the temporary file
+    assert main([str(run_dir), "--data", str(small_h5), "--out", str(out)]) == 1
+    assert "disk full" in capsys.readouterr().err
+    assert out.read_bytes() == before
+    assert main([str(run_dir), "--data", str(small_h5), "--out", str(tmp_path / "new.h5")]) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["preds.h5"]  # no partial new.h5, no temporary file left
