@@ -47,6 +47,7 @@ class DataConfig:
     min_history: int = attrs.field(default=0, validator=ge(0))  # > 0: variable-length histories (see below)
     gap_steps: int = attrs.field(default=12, validator=gt(0))  # missing steps that cut a VD's history
     hide_inputs: float = attrs.field(default=0.0, validator=[ge(0.0), lt(1.0)])  # fraction of inputs hidden everywhere
+    vds: tuple[str, ...] = ()  # keep only these VD ids, in this order; empty = all
 
     def __attrs_post_init__(self) -> None:
         if self.min_history > self.history:

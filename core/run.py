@@ -66,7 +66,7 @@ def run(recipe_path: Path, overrides: list[str], resume_dir: Path | None = None)
     data = load_source(cfg.source, cfg.synthetic_seed)
     prepared = prepare(
         data, cfg.target, cfg.features, cfg.history, cfg.horizon, cfg.split, cfg.time_of_day, cfg.train_stride,
-        min_history=cfg.min_history, gap_steps=cfg.gap_steps, hide_inputs=cfg.hide_inputs, seed=recipe.run.seed,
+        min_history=cfg.min_history, gap_steps=cfg.gap_steps, hide_inputs=cfg.hide_inputs, seed=recipe.run.seed, vds=cfg.vds,
     )
     spec = prepared.spec()
     collator_info = registry.get("collator", recipe.collator.name)
