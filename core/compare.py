@@ -48,7 +48,7 @@ class RunRecord:
 def load_run(path: Path) -> RunRecord:
     """A finished run directory; anything else is an error naming the folder."""
     if not path.is_dir():
-        raise CompareError(f"{path}: not a folder")
+        raise CompareError(f"{path}: {'not a folder' if path.exists() else 'no such folder'}")
     if not (path / "recipe.toml").is_file():
         raise CompareError(f"{path}: not a run directory (no recipe.toml)")
     if not (path / "metrics.json").is_file():
@@ -113,8 +113,9 @@ def as_text(value: Any) -> str:
     return "–" if value is None else value if isinstance(value, str) else json.dumps(value)
 
 
-def write_report(runs: list[RunRecord], out: Path) -> str:
-    """Draw the plots into ``out`` and write ``out/report.md``; returns the test table."""
+def write_report(runs: list[RunRecord], out: Path, failed: dict[str, str] | None = None) -> str:
+    """Draw the plots into ``out`` and write ``out/report.md`` (with the runs that ``failed``, name → error, if
+    any); returns the test table."""
     out.mkdir(parents=True, exist_ok=True)
     groups = split_groups(runs)
     test_table = table(runs)
@@ -141,6 +142,7 @@ def write_report(runs: list[RunRecord], out: Path) -> str:
         "",
         *(f"![{title}]({file})\n" for title, file in report_plots.TITLES.items() if (out / file).is_file()),
         *(f"- {note}" for note in notes),
+        *(["", "## Failed runs", "", *(f"- `{name}`: {error}" for name, error in failed.items())] if failed else []),
     ]
     save_text("\n".join(lines) + "\n", out / "report.md")
     return test_table
