@@ -46,7 +46,7 @@ class SuiteTable:
     recipes: tuple[str, ...] = ()
     base: str = ""
     grid: Any = attrs.Factory(dict)
-    runs: Any = ()
+    runs: Any = attrs.Factory(list)
 
 
 @attrs.frozen
@@ -83,7 +83,7 @@ def load_suite(path: Path, cli_overrides: list[str]) -> tuple[SuiteTable, list[S
             if not isinstance(values, list) or not values:
                 raise RecipeError(f"{path}: [suite.grid] {key!r} must be a non-empty list of values, got {values!r}")
         for values in itertools.product(*grid.values()):
-            name = "-".join(slug(v) for v in values) or Path(suite.base).stem
+            name = "-".join(slug(key, value) for key, value in zip(grid, values)) or Path(suite.base).stem
             entries.append((name, suite.base, assignments(dict(zip(grid, values)), f"{path}: [suite.grid]")))
     if not isinstance(suite.runs, list):
         raise RecipeError(f"{path}: [suite] runs must be an array of tables ([[suite.runs]])")
@@ -136,10 +136,13 @@ def toml_value(value: Any) -> str:
     return json.dumps(value) if isinstance(value, str) else repr(value)
 
 
-def slug(value: Any) -> str:
-    """A grid value as part of a run name: a table by its ``name`` (or its values), words kept, the rest dashes."""
+def slug(key: str, value: Any) -> str:
+    """A grid value as part of a run name: ``lr_0.001``; a plugin by its name (``lstm`` for ``encoder.name``
+    or an ``encoder`` table); other characters than word characters and dots become ``_``."""
     if isinstance(value, dict):
         value = value.get("name", "_".join(map(str, value.values())))
+    elif not key.endswith(".name"):
+        value = f"{key.split('.')[-1]}_{toml_value(value)}"
     return re.sub(r"[^\w.]+", "_", str(value)).strip("_") or "x"
 
 
