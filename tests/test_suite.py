@@ -15,32 +15,14 @@ from core.errors import DataError, RecipeError
 from core.recipe import apply_override
 from core.run import main
 from core.suite import load_suite
-
-BASE = """
-[run]
-name = "base"
-[data]
-source = "{data}"
-train_stride = 4
-[encoder]
-name = "lstm"
-embedding_dim = 8
-[pooling]
-name = "radius"
-radius_m = 1500.0
-[trainer]
-epochs = 1
-batch_size = 16
-max_batches_per_epoch = 2
-figure_vds = 0
-"""
+from tests.test_compare import RECIPE
 
 
 @pytest.fixture
 def suite_files(small_h5, tmp_path):
     """Write base.toml and a suite file (TOML text, dedented) beside it; returns the suite's path."""
     torch.set_num_threads(1)
-    (tmp_path / "base.toml").write_text(BASE.format(data=small_h5))
+    (tmp_path / "base.toml").write_text(RECIPE.format(name="base", out=tmp_path / "unused", data=small_h5, pooling="radius"))
 
     def write(text: str) -> Path:
         path = tmp_path / "suite.toml"
