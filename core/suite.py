@@ -74,17 +74,7 @@ def load_suite(path: Path, cli_overrides: list[str]) -> tuple[SuiteTable, list[S
         raise RecipeError(f"{path}: a suite file holds only the [suite] table, found [{'], ['.join(sorted(set(raw) - {'suite'}))}]")
     suite = build_config(SuiteTable, raw["suite"], f"{path}: [suite]")
     common = assignments(suite.set, f"{path}: [suite] set")
-    entries = [(Path(recipe).stem, recipe, []) for recipe in suite.recipes]
-    if suite.grid and not suite.base:
-        raise RecipeError(f"{path}: [suite.grid] needs a base recipe: [suite] base = \"recipes/....toml\"")
-    if suite.base:
-        grid = as_table(suite.grid, f"{path}: [suite.grid]")
-        for key, values in grid.items():
-            if not isinstance(values, list) or not values:
-                raise RecipeError(f"{path}: [suite.grid] {key!r} must be a non-empty list of values, got {values!r}")
-        for values in itertools.product(*grid.values()):
-            name = "-".join(slug(key, value) for key, value in zip(grid, values)) or Path(suite.base).stem
-            entries.append((name, suite.base, assignments(dict(zip(grid, values)), f"{path}: [suite.grid]")))
+    entries = [(Path(recipe).stem, recipe, []) for recipe in suite.recipes] + grid_entries(suite, path)
     if not isinstance(suite.runs, list):
         raise RecipeError(f"{path}: [suite] runs must be an array of tables ([[suite.runs]])")
     for number, table in enumerate(suite.runs, 1):
@@ -101,6 +91,23 @@ def load_suite(path: Path, cli_overrides: list[str]) -> tuple[SuiteTable, list[S
     for run in runs:
         check_run(path, run)
     return suite, runs
+
+
+def grid_entries(suite: SuiteTable, path: Path) -> list[tuple[str, str, list[str]]]:
+    """(name, recipe, overrides) for every combination of the grid's values over the base recipe."""
+    if not suite.base:
+        if suite.grid:
+            raise RecipeError(f"{path}: [suite.grid] needs a base recipe: [suite] base = \"recipes/....toml\"")
+        return []
+    grid = as_table(suite.grid, f"{path}: [suite.grid]")
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise RecipeError(f"{path}: [suite.grid] {key!r} must be a non-empty list of values, got {values!r}")
+    return [
+        ("-".join(slug(key, value) for key, value in zip(grid, values)) or Path(suite.base).stem, suite.base,
+         assignments(dict(zip(grid, values)), f"{path}: [suite.grid]"))
+        for values in itertools.product(*grid.values())
+    ]
 
 
 def check_run(path: Path, run: SuiteRun) -> None:
