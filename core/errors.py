@@ -30,6 +30,10 @@ class TrainingError(SocialXLSTMError):
     """Training cannot go on (a non-finite loss, a checkpoint that does not match)."""
 
 
+class CompareError(SocialXLSTMError):
+    """A folder given to compare is not a finished run directory (or its files are unreadable)."""
+
+
 class Interrupted(SocialXLSTMError):
     """SIGINT or SIGTERM stopped training after a resumable checkpoint; exit code 128 + the signal number."""
 

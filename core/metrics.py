@@ -15,12 +15,14 @@ def masked_mae(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> 
 
 
 class HorizonMetrics:
-    """MAE, RMSE and MAPE (%) at horizon steps 3, 6, 12 and on average, accumulated over batches."""
+    """MAE, RMSE and MAPE (%) at horizon steps 3, 6, 12 and on average, accumulated over batches; MAE per
+    horizon step and per VD too."""
 
     def __init__(self, horizon: int, min_abs_target: float = 1e-3):
         self.horizon = horizon
         self.min_abs_target = min_abs_target
         self.sums = torch.zeros(5, horizon, dtype=torch.float64)  # abs, squared, ape, count, ape count
+        self.vd_sums: torch.Tensor | None = None  # abs, count per VD [2, N] (sized by the first batch)
 
     @torch.no_grad()
     def update(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> None:
@@ -30,6 +32,16 @@ class HorizonMetrics:
         err = (pred - target).where(mask, 0.0)
         ape = (err.abs() / target.abs().clamp_min(self.min_abs_target)).where(ape_mask, 0.0)
         self.sums += torch.stack([err.abs(), err.square(), ape, mask.double(), ape_mask.double()]).sum((1, 3)).cpu()
+        per_vd = torch.stack([err.abs(), mask.double()]).sum((1, 2)).cpu()
+        self.vd_sums = per_vd if self.vd_sums is None else self.vd_sums + per_vd
+
+    def mae_by_step(self) -> list[float]:
+        """MAE at every horizon step 1..H (NaN where nothing was observed)."""
+        return (self.sums[0] / self.sums[3]).tolist()
+
+    def mae_by_vd(self) -> list[float]:
+        """MAE of every VD over all horizon steps, in the data's VD order (NaN where nothing was observed)."""
+        return [] if self.vd_sums is None else (self.vd_sums[0] / self.vd_sums[1]).tolist()
 
     def compute(self) -> dict[str, float]:
         steps = {f"@{h}": slice(h - 1, h) for h in HORIZONS if h <= self.horizon}

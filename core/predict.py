@@ -55,7 +55,9 @@ def predict(run_dir: Path, data_path: Path, out: Path, latest: bool = False) -> 
     recipe, registry = load_recipe(run_dir / "recipe.toml")
     checkpoint = load_checkpoint(run_dir / "best_model.pt", CHECKPOINT_KEYS)
     normaliser = trained_normaliser(checkpoint, run_dir / "best_model.pt")
-    data = match_model(read_hdf5(data_path), tuple(checkpoint["vd_ids"]), (*checkpoint["input_features"], checkpoint["target"]))
+    data = match_model(
+        read_hdf5(data_path), tuple(checkpoint["vd_ids"]), (*checkpoint["input_features"], checkpoint["target"]), subset=bool(recipe.data.vds)
+    )
     series = model_series(recipe, checkpoint, normaliser, with_blank_future(data, recipe.data.horizon))
     last = data.num_steps - recipe.data.history
     starts = series.window_starts(last if latest else 0, last)
@@ -95,25 +97,18 @@ def trained_normaliser(checkpoint: dict, path: Path) -> Normaliser:
     return normaliser
 
 
-def match_model(data: TrafficData, vd_ids: tuple[str, ...], features: tuple[str, ...]) -> TrafficData:
-    """``data`` with the model's VDs in the model's order; a missing or extra VD, or a missing feature, is an error
-    naming them (extra features are ignored)."""
+def match_model(data: TrafficData, vd_ids: tuple[str, ...], features: tuple[str, ...], subset: bool = False) -> TrafficData:
+    """``data`` with the model's VDs in the model's order; a missing VD or feature is an error naming them, and so
+    is an extra VD unless the run trained on a ``subset`` (``[data] vds``) of its file. Extra features are ignored."""
     missing_features = [name for name in dict.fromkeys(features) if name not in data.feature_names]
     if missing_features:
         raise DataError(f"{data.source}: missing feature(s) the model reads: {', '.join(missing_features)}; the file has {', '.join(data.feature_names)}")
-    position = {vd: i for i, vd in enumerate(data.vd_ids)}
-    missing = [vd for vd in vd_ids if vd not in position]
-    extra = sorted(set(data.vd_ids) - set(vd_ids), key=position.get)
+    model_vds, file_vds = set(vd_ids), set(data.vd_ids)
+    missing = [vd for vd in vd_ids if vd not in file_vds]
+    extra = [] if subset else [vd for vd in data.vd_ids if vd not in model_vds]
     if missing or extra:
         raise DataError(f"{data.source}: the VDs differ from the model's: {listing(missing, 'missing')}; {listing(extra, 'extra')}")
-    order = [position[vd] for vd in vd_ids]
-    return attrs.evolve(
-        data,
-        features=data.features[:, order],
-        vd_ids=vd_ids,
-        latlon=None if data.latlon is None else data.latlon[order],
-        vd_attributes={name: tuple(values[i] for i in order) for name, values in data.vd_attributes.items()},
-    )
+    return data.select(vd_ids)
 
 
 def listing(vds: list[str], what: str, shown: int = 5) -> str:

@@ -47,6 +47,7 @@ class DataConfig:
     min_history: int = attrs.field(default=0, validator=ge(0))  # > 0: variable-length histories (see below)
     gap_steps: int = attrs.field(default=12, validator=gt(0))  # missing steps that cut a VD's history
     hide_inputs: float = attrs.field(default=0.0, validator=[ge(0.0), lt(1.0)])  # fraction of inputs hidden everywhere
+    vds: tuple[str, ...] = ()  # keep only these VD ids, in this order; empty = all
 
     def __attrs_post_init__(self) -> None:
         if self.min_history > self.history:
@@ -139,15 +140,19 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
 
 def apply_override(raw: dict[str, Any], assignment: str) -> None:
-    """Apply ``TABLE.KEY=VALUE`` (VALUE in TOML syntax; a bare word is a string) to a parsed recipe."""
+    """Apply ``TABLE.KEY=VALUE`` (VALUE in TOML syntax; a bare word is a string) to a parsed recipe, or
+    ``TABLE={...}`` (a TOML inline table), which replaces the whole table, e.g. ``pooling={name = "none"}``."""
     key, sep, text = assignment.partition("=")
     parts = key.strip().split(".")
-    if not sep or len(parts) != 2 or not all(parts):
-        raise RecipeError(f"--set {assignment!r}: expected TABLE.KEY=VALUE, e.g. trainer.epochs=3")
     try:
         value = tomllib.loads(f"v = {text.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = text.strip()
+    if sep and len(parts) == 1 and parts[0] and isinstance(value, dict):
+        raw[parts[0]] = value
+        return
+    if not sep or len(parts) != 2 or not all(parts):
+        raise RecipeError(f"--set {assignment!r}: expected TABLE.KEY=VALUE, e.g. trainer.epochs=3, or TABLE={{inline table}}")
     table, name = parts
     target = raw.setdefault(table, {})
     if not isinstance(target, dict):

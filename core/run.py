@@ -26,13 +26,14 @@ from core.metrics import HORIZONS, METRICS
 from core.model import Forecaster, build_model, check_batch_positions
 from core.recipe import Recipe, load_recipe
 from core.registry import Registry
+from core.suite import is_suite, run_suite
 from core.tensorboard import RunLogger
 from core.trainer import Trainer
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.run", description="Train and test a forecaster from a TOML recipe.")
-    parser.add_argument("recipe", nargs="?", help="the recipe, e.g. recipes/shared_radius.toml")
+    parser.add_argument("recipe", nargs="?", help="the recipe, e.g. recipes/shared_radius.toml, or a suite of runs (a [suite] table), e.g. suites/lstm_vs_xlstm.toml")
     parser.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE", help="override a recipe value (repeatable)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt")
     parser.add_argument("--list-plugins", action="store_true", help="list the registered plugins and exit")
@@ -52,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
             if not (run_dir / "recipe.toml").is_file():
                 raise TrainingError(f"--resume {run_dir}: not a run directory (no recipe.toml)")
             return run(run_dir / "recipe.toml", args.set, resume_dir=run_dir)
+        if is_suite(Path(args.recipe)):
+            return run_suite(Path(args.recipe), args.set, run)
         return run(Path(args.recipe), args.set)
 
     return run_cli(command, args.debug)
@@ -81,6 +84,7 @@ def prepare_data(recipe: Recipe) -> Prepared:
     return prepare(
         load_source(cfg.source, cfg.synthetic_seed), cfg.target, cfg.features, cfg.history, cfg.horizon, cfg.split, cfg.time_of_day,
         cfg.train_stride, min_history=cfg.min_history, gap_steps=cfg.gap_steps, hide_inputs=cfg.hide_inputs, seed=recipe.run.seed,
+        vds=cfg.vds,
     )
 
 

@@ -281,7 +281,7 @@ class Trainer:
             if baselines:
                 for name, forecast in baselines.predict(batch.start.cpu()).items():
                     metrics[name].update(forecast.to(self.device), truth, batch.target_mask)
-        return {"loss": loss_sum / max(count, 1), **{name: m.compute() for name, m in metrics.items()}}
+        return {"loss": loss_sum / max(count, 1), **{name: m.compute() for name, m in metrics.items()}, "accumulated": metrics}
 
     def denormalise(self, z: torch.Tensor) -> torch.Tensor:
         return z * self.target_std + self.target_mean
@@ -299,6 +299,11 @@ class Trainer:
             "epochs": self.state.epoch,
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "train_seconds": self.state.train_seconds,
+            # for python -m core.compare: MAE per horizon step (model and baselines) and per VD, VD positions in metres
+            "test_mae_by_step": {name: m.mae_by_step() for name, m in result["accumulated"].items()},
+            "test_mae_by_vd": result["accumulated"]["model"].mae_by_vd(),
+            "vd_ids": list(self.spec.vd_ids),
+            "positions_xy": None if self.spec.positions_xy is None else self.spec.positions_xy.tolist(),
         }
         save_json(metrics, self.run_dir / "metrics.json")
         step = self.state.global_step

@@ -8,7 +8,7 @@ import attrs
 import numpy as np
 
 from core.data.geo import project_to_metres
-from core.errors import DataError
+from core.errors import DataError, closest
 
 
 @attrs.frozen(eq=False)
@@ -69,6 +69,24 @@ class TrafficData:
         """The most common step between readings, in seconds."""
         steps, counts = np.unique(np.diff(self.timestamps), return_counts=True)
         return int(steps[np.argmax(counts)]) if len(steps) else 300
+
+    def select(self, vds: tuple[str, ...]) -> TrafficData:
+        """Only the VDs ``vds``, in that order (``[data] vds``); an unknown id is an error naming it."""
+        index = {vd: i for i, vd in enumerate(self.vd_ids)}
+        unknown = [vd for vd in vds if vd not in index]
+        if unknown:
+            raise DataError(
+                f"{self.source}: data.vds: unknown VD id(s) {', '.join(repr(vd) for vd in unknown[:5])}"
+                f"{closest(unknown[0], self.vd_ids)}; the data has {len(self.vd_ids)} VDs, e.g. {', '.join(self.vd_ids[:3])}"
+            )
+        keep = np.array([index[vd] for vd in vds], dtype=np.int64)
+        return attrs.evolve(
+            self,
+            features=self.features[:, keep],
+            vd_ids=tuple(vds),
+            latlon=None if self.latlon is None else self.latlon[keep],
+            vd_attributes={name: tuple(values[i] for i in keep) for name, values in self.vd_attributes.items()},
+        )
 
     def positions_xy(self) -> np.ndarray | None:
         """VD positions in metres (a local transverse Mercator projection), NaN where unknown."""

@@ -180,6 +180,7 @@ def prepare(
     gap_steps: int = 12,
     hide_inputs: float = 0.0,
     seed: int = 0,
+    vds: tuple[str, ...] = (),
 ) -> Prepared:
     """Split chronologically, fit the normaliser on train, and index the windows of each part.
 
@@ -187,8 +188,10 @@ def prepare(
     ``gap_steps`` missing steps (late start, drop-out), up to ``history`` steps; a VD with fewer than
     ``min_history`` steps is inactive in that window, and windows with no active VD are dropped.
     ``hide_inputs`` hides that fraction of the observed inputs everywhere (a fixed draw from ``seed``):
-    sparse observations; the targets are kept.
+    sparse observations; the targets are kept. ``vds`` keeps only those VDs, in that order (empty = all).
     """
+    if vds:
+        data = data.select(vds)
     target_index = data.feature_index(target)
     features = features or data.feature_names
     steps = data.num_steps

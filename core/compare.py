@@ -1,0 +1,175 @@
+"""``python -m core.compare RUN_DIR... [--out DIR]``: finished runs side by side, as one Markdown report with plots.
+
+``report.md`` holds the test table (MAE, RMSE, MAPE at @3/@6/@12/@avg per run, beside the last-value and
+historical-average baselines once per distinct data set and test split, with parameters, training time and
+best epoch), the recipe values that differ between the runs, and the plots of ``core.report_plots``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from core import report_plots
+from core.errors import CompareError, run_cli
+from core.io import save_text
+
+LABELS = ("@3", "@6", "@12", "@avg")
+COLUMNS = [(metric, label) for metric in ("mae", "rmse", "mape") for label in LABELS]
+BASELINES = ("last_value", "historical_average")
+# what makes two runs' test windows (and so their baselines) the same
+SPLIT_KEYS = ("source", "synthetic_seed", "target", "history", "horizon", "split", "vds", "min_history", "gap_steps")
+
+
+@attrs.frozen
+class RunRecord:
+    """What a finished run directory holds, as read by compare."""
+
+    path: Path
+    recipe: dict[str, Any]
+    metrics: dict[str, Any]
+    history: list[dict[str, float]]
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def split_key(self) -> str:
+        return json.dumps([self.recipe["data"].get(key) for key in SPLIT_KEYS])
+
+
+def load_run(path: Path) -> RunRecord:
+    """A finished run directory; anything else is an error naming the folder."""
+    if not path.is_dir():
+        raise CompareError(f"{path}: {'not a folder' if path.exists() else 'no such folder'}")
+    if not (path / "recipe.toml").is_file():
+        raise CompareError(f"{path}: not a run directory (no recipe.toml)")
+    if not (path / "metrics.json").is_file():
+        raise CompareError(f"{path}: unfinished run (no metrics.json); finish it with: python -m core.run --resume {path}")
+    history = path / "training_history.json"
+    try:
+        recipe = tomllib.loads((path / "recipe.toml").read_text(encoding="utf-8"))
+        metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
+        return RunRecord(path, recipe, metrics, json.loads(history.read_text(encoding="utf-8")) if history.is_file() else [])
+    except (OSError, UnicodeDecodeError, ValueError) as error:  # tomllib and json errors are ValueErrors
+        raise CompareError(f"{path}: unreadable run files ({type(error).__name__}: {error})") from None
+
+
+def split_groups(runs: list[RunRecord]) -> dict[str, list[RunRecord]]:
+    """Runs grouped by data set and test split, in order of first appearance."""
+    groups: dict[str, list[RunRecord]] = {}
+    for run in runs:
+        groups.setdefault(run.split_key(), []).append(run)
+    return groups
+
+
+def describe_data(data: dict[str, Any]) -> str:
+    source = f"synthetic network (seed {data['synthetic_seed']})" if data["source"] == "default" else data["source"]
+    vds = f", {len(data['vds'])} VDs ({', '.join(data['vds'][:3])}{', ...' if len(data['vds']) > 3 else ''})" if data.get("vds") else ""
+    return f"{source}{vds}, target {data['target']}, history {data['history']} → horizon {data['horizon']}, split {data['split']}"
+
+
+def table(runs: list[RunRecord]) -> str:
+    """The Markdown test table: each data set's runs, then its baselines."""
+    groups = split_groups(runs)
+    header = ["run", "encoder", "pooling"] + [f"{m.upper()}{label}" for m, label in COLUMNS] + ["parameters", "train s", "best epoch"]
+    rows = []
+    for number, members in enumerate(groups.values(), 1):
+        suffix = f" (data {number})" if len(groups) > 1 else ""
+        for run in members:
+            extra = [f"{run.metrics['parameters']:,}", f"{run.metrics['train_seconds']:.0f}", str(run.metrics["best_epoch"])]
+            rows.append([run.name, run.recipe["encoder"]["name"], run.recipe["pooling"]["name"], *cells(run.metrics["test"]), *extra])
+        for baseline in BASELINES:
+            rows.append([f"*{baseline.replace('_', ' ')}*{suffix}", "", "", *cells(members[0].metrics["baselines"][baseline]), "", "", ""])
+    lines = [header, ["---"] * 3 + ["---:"] * (len(header) - 3), *rows]
+    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
+
+
+def cells(values: dict[str, float]) -> list[str]:
+    return [f"{values[f'{m}{label}']:.2f}" if f"{m}{label}" in values else "–" for m, label in COLUMNS]
+
+
+def differences(runs: list[RunRecord]) -> str:
+    """The recipe values that differ between the runs (run name and output folder left out), as a table."""
+    flat = [{f"{t}.{k}": v for t, values in run.recipe.items() for k, v in values.items()} for run in runs]
+    keys = sorted({key for values in flat for key in values} - {"run.name", "run.output_dir"})
+    differing = [key for key in keys if len({json.dumps(values.get(key)) for values in flat}) > 1]
+    if not differing:
+        return "The runs' recipes are the same (apart from their names)."
+    lines = [["run", *differing], ["---"] * (len(differing) + 1)]
+    lines += [[run.name, *(as_text(values.get(key)) for key in differing)] for run, values in zip(runs, flat)]
+    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
+
+
+def as_text(value: Any) -> str:
+    """A recipe value as written in a recipe; '–' where the run's recipe has no such key."""
+    return "–" if value is None else value if isinstance(value, str) else json.dumps(value)
+
+
+def write_report(runs: list[RunRecord], out: Path, failed: dict[str, str] | None = None) -> str:
+    """Draw the plots into ``out`` and write ``out/report.md`` (with the runs that ``failed``, name → error, if
+    any); returns the test table."""
+    out.mkdir(parents=True, exist_ok=True)
+    groups = split_groups(runs)
+    test_table = table(runs)
+    notes = report_plots.draw_all(runs, list(groups.values()), out)
+    data_lines = [f"- data {i}: {describe_data(g[0].recipe['data'])}" for i, g in enumerate(groups.values(), 1)]
+    lines = [
+        f"# Comparison of {len(runs)} runs ({time.strftime('%Y-%m-%d %H:%M')})",
+        "",
+        *(f"- `{run.name}`: `{run.path.resolve()}`" for run in runs),
+        "",
+        "## Test metrics",
+        "",
+        "Best checkpoint of each run on the test split (MAPE in %); the baselines are computed on the same windows.",
+        "",
+        test_table,
+        "",
+        *(data_lines if len(groups) > 1 else [f"Data: {describe_data(runs[0].recipe['data'])}."]),
+        "",
+        "## What differs between the recipes",
+        "",
+        differences(runs),
+        "",
+        "## Plots",
+        "",
+        *(f"![{title}]({file})\n" for title, file in report_plots.TITLES.items() if (out / file).is_file()),
+        *(f"- {note}" for note in notes),
+        *(["", "## Failed runs", "", *(f"- `{name}`: {error}" for name, error in failed.items())] if failed else []),
+    ]
+    save_text("\n".join(lines) + "\n", out / "report.md")
+    return test_table
+
+
+def compare(run_dirs: list[Path], out: Path | None = None) -> Path:
+    """Read the runs (all of them, before writing anything), write the report, print the table."""
+    runs = [load_run(Path(path)) for path in run_dirs]
+    out = out or runs[0].path.resolve().parent.parent / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    print(write_report(runs, out))
+    print(f"report: {out / 'report.md'}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core.compare", description="Compare finished runs in one Markdown report with plots.")
+    parser.add_argument("runs", nargs="+", type=Path, help="run directories, e.g. runs/lstm_radius-20250101-120000")
+    parser.add_argument("--out", type=Path, help="report folder (default: compare-<date>-<time> beside the first run's parent folder)")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    args = parser.parse_args(argv)
+
+    def command() -> int:
+        compare(args.runs, args.out)
+        return 0
+
+    return run_cli(command, args.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

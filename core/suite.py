@@ -1,0 +1,184 @@
+"""Suites: several runs trained one after another, then compared in one report.
+
+``python -m core.run SUITE.toml [--set TABLE.KEY=VALUE ...]`` recognises a suite by its top-level ``[suite]``
+table. Paths are relative to the suite file; every run lands in ``<output_dir>/<name>-<date>-<time>/``, and so
+do the report and plots of ``core.compare``.
+
+    [suite]
+    name = "lstm_vs_xlstm"
+    set = {"trainer.epochs" = 2}                   # overrides for every run
+    recipes = ["../recipes/lstm_radius.toml"]      # one run per recipe, named after its file
+    base = "../recipes/shared_radius.toml"         # the base recipe x the grid (cartesian product)
+    [suite.grid]
+    "trainer.lr" = [0.001, 0.002]                  # TABLE.KEY = values; TABLE = [inline tables] replaces a table
+    [[suite.runs]]                                 # named runs with their own overrides
+    name = "single_vd"
+    recipe = "../recipes/shared_none.toml"
+    set = {"data.vds" = ["VD-N1-05"]}
+
+Overrides apply in this order: the suite's ``set``, the run's ``set`` (or grid values), the command line's ``--set``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from core.compare import load_run, write_report
+from core.config import build_config
+from core.errors import DataError, Interrupted, RecipeError, SocialXLSTMError
+from core.recipe import load_recipe, read_toml
+
+
+@attrs.frozen
+class SuiteTable:
+    name: str = "suite"
+    output_dir: str = "runs"
+    set: Any = attrs.Factory(dict)
+    recipes: tuple[str, ...] = ()
+    base: str = ""
+    grid: Any = attrs.Factory(dict)
+    runs: Any = attrs.Factory(list)
+
+
+@attrs.frozen
+class RunTable:
+    name: str
+    recipe: str
+    set: Any = attrs.Factory(dict)
+
+
+@attrs.frozen
+class SuiteRun:
+    name: str
+    recipe: Path
+    overrides: tuple[str, ...]
+
+
+def is_suite(path: Path) -> bool:
+    return "suite" in read_toml(path)
+
+
+def load_suite(path: Path, cli_overrides: list[str]) -> tuple[SuiteTable, list[SuiteRun]]:
+    """The suite's table and its runs, every run's recipe validated (no data read)."""
+    raw = read_toml(path)
+    if set(raw) != {"suite"}:
+        raise RecipeError(f"{path}: a suite file holds only the [suite] table, found [{'], ['.join(sorted(set(raw) - {'suite'}))}]")
+    suite = build_config(SuiteTable, raw["suite"], f"{path}: [suite]")
+    common = assignments(suite.set, f"{path}: [suite] set")
+    entries = [(Path(recipe).stem, recipe, []) for recipe in suite.recipes] + grid_entries(suite, path)
+    if not isinstance(suite.runs, list):
+        raise RecipeError(f"{path}: [suite] runs must be an array of tables ([[suite.runs]])")
+    for number, table in enumerate(suite.runs, 1):
+        where = f"{path}: [[suite.runs]] #{number}"
+        run = build_config(RunTable, as_table(table, where), where)
+        entries.append((run.name, run.recipe, assignments(run.set, f"{where} set")))
+    if not entries:
+        raise RecipeError(f"{path}: [suite] lists no runs; give recipes, base (+ grid) or [[suite.runs]]")
+    names = [name for name, _, _ in entries]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise RecipeError(f"{path}: run name(s) {', '.join(repeated)} appear more than once; give the [[suite.runs]] distinct names")
+    runs = [SuiteRun(name, Path(os.path.normpath(path.parent / recipe)), (*common, *own, *cli_overrides)) for name, recipe, own in entries]
+    for run in runs:
+        check_run(path, run)
+    return suite, runs
+
+
+def grid_entries(suite: SuiteTable, path: Path) -> list[tuple[str, str, list[str]]]:
+    """(name, recipe, overrides) for every combination of the grid's values over the base recipe."""
+    if not suite.base:
+        if suite.grid:
+            raise RecipeError(f"{path}: [suite.grid] needs a base recipe: [suite] base = \"recipes/....toml\"")
+        return []
+    grid = as_table(suite.grid, f"{path}: [suite.grid]")
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise RecipeError(f"{path}: [suite.grid] {key!r} must be a non-empty list of values, got {values!r}")
+    return [
+        ("-".join(slug(key, value) for key, value in zip(grid, values)) or Path(suite.base).stem, suite.base,
+         assignments(dict(zip(grid, values)), f"{path}: [suite.grid]"))
+        for values in itertools.product(*grid.values())
+    ]
+
+
+def check_run(path: Path, run: SuiteRun) -> None:
+    """Fail before any training: the recipe must load and a data file must exist."""
+    try:
+        recipe, _ = load_recipe(run.recipe, list(run.overrides))
+    except SocialXLSTMError as error:
+        raise RecipeError(f"{path}: run '{run.name}': {error}") from None
+    source = recipe.data.source
+    if source != "default" and not Path(source).is_file():
+        raise DataError(f"{path}: run '{run.name}': data file '{source}' not found; pass yours with --set data.source=PATH")
+
+
+def as_table(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise RecipeError(f"{where} must be a table, got {value!r}")
+    return value
+
+
+def assignments(table: Any, where: str) -> list[str]:
+    """``{"trainer.epochs": 2, "pooling": {"name": "none"}}`` → ``["trainer.epochs=2", 'pooling={name = "none"}']``."""
+    return [f"{key}={toml_value(value)}" for key, value in as_table(table, where).items()]
+
+
+def toml_value(value: Any) -> str:
+    """A value in TOML's inline syntax."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+def slug(key: str, value: Any) -> str:
+    """A grid value as part of a run name: ``lr_0.001``; a plugin by its name (``lstm`` for ``encoder.name``
+    or an ``encoder`` table); other characters than word characters and dots become ``_``."""
+    if isinstance(value, dict):
+        value = value.get("name", "_".join(map(str, value.values())))
+    elif not key.endswith(".name"):
+        value = f"{key.split('.')[-1]}_{toml_value(value)}"
+    return re.sub(r"[^\w.]+", "_", str(value)).strip("_") or "x"
+
+
+def run_suite(path: Path, cli_overrides: list[str], train: Callable[[Path, list[str]], int]) -> int:
+    """Train every run with ``train`` (core.run's ``run``), a failed one reported and skipped, then compare the
+    finished runs in the suite's folder. Exit code 1 when a run failed."""
+    suite, runs = load_suite(path, cli_overrides)
+    folder = Path(suite.output_dir) / f"{suite.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        folder.mkdir(parents=True)
+    except OSError as error:
+        raise RecipeError(f"{path}: [suite] output_dir = '{suite.output_dir}': cannot create {folder}: {error.strerror}") from None
+    finished, failed = [], {}
+    for number, run in enumerate(runs, 1):
+        print(f"\n=== suite {suite.name}: run {number}/{len(runs)} '{run.name}' ({run.recipe}{''.join(' --set ' + o for o in run.overrides)})")
+        before = set(folder.iterdir())
+        try:
+            train(run.recipe, [*run.overrides, f"run.name={toml_value(run.name)}", f"run.output_dir={toml_value(str(folder))}"])
+            (run_dir,) = set(folder.iterdir()) - before
+            finished.append(load_run(run_dir))
+        except Interrupted:
+            raise
+        except Exception as error:  # noqa: BLE001 - a failed run is reported and the suite goes on
+            failed[run.name] = " ".join(f"{type(error).__name__}: {error}".split())
+            print(f"=== suite {suite.name}: run '{run.name}' failed: {failed[run.name]}")
+    print(f"\n=== suite {suite.name}: {len(finished)} of {len(runs)} runs finished")
+    if finished:
+        print(write_report(finished, folder, failed))
+        print(f"report: {folder / 'report.md'}\nTensorBoard: tensorboard --logdir {folder}")
+    for name, error in failed.items():
+        print(f"failed: {name}: {error}")
+    return 1 if failed else 0

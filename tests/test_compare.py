@@ -1,0 +1,150 @@
+"""python -m core.compare: the report's numbers are the runs' own, the plots are images, bad folders are named."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tomllib
+
+import matplotlib.image
+import pytest
+import tomli_w
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from core.compare import main
+from core.run import main as run_main
+
+RECIPE = """
+[run]
+name = "{name}"
+output_dir = "{out}"
+[data]
+source = "{data}"
+train_stride = 4
+[encoder]
+name = "lstm"
+embedding_dim = 8
+[pooling]
+name = "{pooling}"
+[trainer]
+epochs = 1
+batch_size = 16
+max_batches_per_epoch = 2
+figure_vds = 0
+"""
+
+
+@pytest.fixture(scope="module")
+def runs(small_h5, tmp_path_factory):
+    """Two finished tiny runs on the same data: LSTM with and without radius pooling."""
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("compare")
+    dirs = []
+    for name, pooling in (("radius", "radius"), ("alone", "none")):
+        recipe = root / f"{name}.toml"
+        recipe.write_text(RECIPE.format(name=name, out=root / "runs", data=small_h5, pooling=pooling))
+        before = set((root / "runs").glob("*"))
+        assert run_main([str(recipe)]) == 0
+        (run_dir,) = set((root / "runs").glob("*")) - before
+        dirs.append(run_dir)
+    return dirs
+
+
+def metrics_of(run_dir):
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def table_rows(report: str) -> dict[str, list[str]]:
+    """The test table's rows by their first cell."""
+    section = report.split("## Test metrics")[1].split("## What differs")[0]
+    rows = [line.strip("|").split("|") for line in section.splitlines() if line.startswith("| ")]
+    return {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in rows}
+
+
+def test_report_table_holds_each_runs_metrics_and_the_baselines_once(runs, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main([*map(str, runs), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = (out / "report.md").read_text()
+    rows = table_rows(report)
+    columns = [f"{m}@{h}" for m in ("mae", "rmse", "mape") for h in (3, 6, 12, "avg")]
+    for run_dir in runs:
+        metrics = metrics_of(run_dir)
+        row = rows[run_dir.name]
+        assert row[2:14] == [f"{metrics['test'][c]:.2f}" for c in columns]
+        assert row[14:] == [f"{metrics['parameters']:,}", f"{metrics['train_seconds']:.0f}", str(metrics["best_epoch"])]
+        assert f"| {run_dir.name} |" in printed
+    baselines = metrics_of(runs[0])["baselines"]
+    assert rows["*last value*"][2:14] == [f"{baselines['last_value'][c]:.2f}" for c in columns]
+    assert rows["*historical average*"][2:14] == [f"{baselines['historical_average'][c]:.2f}" for c in columns]
+    assert report.count("*last value*") == 1  # same data and split: the baselines once
+    assert rows[runs[0].name][1] == "radius" and rows[runs[1].name][1] == "none"
+    assert "| pooling.name |" in report  # the recipe values that differ
+
+
+def test_plots_are_images(runs, tmp_path):
+    out = tmp_path / "report"
+    assert main([*map(str, runs), "--out", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    for name in ("learning_curves.png", "error_by_horizon.png", "error_map.png"):
+        image = matplotlib.image.imread(out / name)
+        assert image.shape[0] > 100 and image.shape[1] > 100 and image.std() > 0, name
+        assert f"]({name})" in report
+
+
+def test_metrics_json_has_per_step_and_per_vd_mae(runs, small_data):
+    metrics = metrics_of(runs[0])
+    assert metrics["vd_ids"] == list(small_data.vd_ids)
+    assert len(metrics["test_mae_by_vd"]) == len(metrics["positions_xy"]) == len(small_data.vd_ids)
+    by_step = metrics["test_mae_by_step"]
+    assert set(by_step) == {"model", "last_value", "historical_average"} and len(by_step["model"]) == 12
+    assert by_step["model"][2] == pytest.approx(metrics["test"]["mae@3"])
+    assert by_step["last_value"][11] == pytest.approx(metrics["baselines"]["last_value"]["mae@12"])
+
+
+def test_hparams_in_the_run_folder_itself(runs):
+    assert not [p for p in runs[0].iterdir() if p.is_dir()]  # no sub-run folder
+    events = EventAccumulator(str(runs[0])).Reload()
+    assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
+
+
+def test_a_run_without_positions_is_left_off_the_map(runs, tmp_path):
+    copy = shutil.copytree(runs[1], tmp_path / "no_positions")
+    metrics = metrics_of(copy) | {"positions_xy": None}
+    (copy / "metrics.json").write_text(json.dumps(metrics))
+    assert main([str(copy), "--out", str(tmp_path / "report")]) == 0
+    assert "`no_positions`: the data has no VD positions: not on the map" in (tmp_path / "report" / "report.md").read_text()
+    assert not (tmp_path / "report" / "error_map.png").exists()
+
+
+def test_folders_that_are_not_finished_runs_are_named(runs, tmp_path, capsys):
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(runs[0], unfinished)
+    (unfinished / "metrics.json").unlink()
+    (tmp_path / "empty").mkdir()
+    cases = {
+        tmp_path / "empty": "not a run directory (no recipe.toml)",
+        tmp_path / "missing": "no such folder",
+        unfinished: f"unfinished run (no metrics.json); finish it with: python -m core.run --resume {unfinished}",
+    }
+    for folder, message in cases.items():
+        assert main([str(runs[0]), str(folder), "--out", str(tmp_path / "report")]) == 2
+        assert capsys.readouterr().err == f"error: {folder}: {message}\n"
+    assert not (tmp_path / "report").exists()
+
+
+def test_baselines_once_per_data_set(runs, tmp_path):
+    other = shutil.copytree(runs[1], tmp_path / "other_split")
+    recipe = tomllib.loads((other / "recipe.toml").read_text())
+    recipe["data"]["split"] = [0.6, 0.2, 0.2]
+    (other / "recipe.toml").write_text(tomli_w.dumps(recipe))
+    metrics = metrics_of(other)
+    metrics["baselines"]["last_value"]["mae@3"] = 99.0
+    (other / "metrics.json").write_text(json.dumps(metrics))
+    assert main([str(runs[0]), str(other), "--out", str(tmp_path / "report")]) == 0
+    report = (tmp_path / "report" / "report.md").read_text()
+    rows = table_rows(report)
+    assert rows["*last value* (data 1)"][2] == f"{metrics_of(runs[0])['baselines']['last_value']['mae@3']:.2f}"
+    assert rows["*last value* (data 2)"][2] == "99.00"
+    assert "- data 2: " in report and "split [0.6, 0.2, 0.2]" in report

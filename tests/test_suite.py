@@ -1,0 +1,134 @@
+"""Suites: a grid trains one run per value with the right overrides, a failed run is reported, data.vds."""
+
+from __future__ import annotations
+
+import textwrap
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core.data.windows import prepare
+from core.errors import DataError, RecipeError
+from core.recipe import apply_override
+from core.run import main
+from core.suite import load_suite
+from tests.test_compare import RECIPE
+
+
+@pytest.fixture
+def suite_files(small_h5, tmp_path):
+    """Write base.toml and a suite file (TOML text, dedented) beside it; returns the suite's path."""
+    torch.set_num_threads(1)
+    (tmp_path / "base.toml").write_text(RECIPE.format(name="base", out=tmp_path / "unused", data=small_h5, pooling="radius"))
+
+    def write(text: str) -> Path:
+        path = tmp_path / "suite.toml"
+        path.write_text(textwrap.dedent(text).replace("OUT", str(tmp_path / "out")))
+        return path
+
+    return write
+
+
+def suite_folder(tmp_path: Path) -> Path:
+    (folder,) = (tmp_path / "out").iterdir()
+    return folder
+
+
+def test_grid_trains_one_run_per_value_and_writes_the_report(suite_files, tmp_path, capsys):
+    suite = suite_files("""
+        [suite]
+        name = "tiny"
+        output_dir = "OUT"
+        base = "base.toml"
+        set = {"trainer.lr" = 0.003}
+        [suite.grid]
+        "model.hidden_dim" = [8, 16]
+    """)
+    assert main([str(suite), "--set", "trainer.batch_size=8"]) == 0
+    folder = suite_folder(tmp_path)
+    assert folder.name.startswith("tiny-")
+    runs = sorted(p for p in folder.iterdir() if p.is_dir())
+    assert [p.name.split("-")[0] for p in runs] == ["hidden_dim_16", "hidden_dim_8"]
+    for run_dir, hidden in zip(runs, (16, 8)):
+        recipe = tomllib.loads((run_dir / "recipe.toml").read_text())
+        assert recipe["model"]["hidden_dim"] == hidden
+        assert recipe["trainer"]["lr"] == 0.003 and recipe["trainer"]["batch_size"] == 8  # suite set, then --set
+        assert recipe["run"]["output_dir"] == str(folder)
+    report = (folder / "report.md").read_text()
+    assert all(f"| {p.name} | lstm | radius |" in report for p in runs)
+    assert (folder / "learning_curves.png").stat().st_size > 0
+    assert f"report: {folder / 'report.md'}" in capsys.readouterr().out
+
+
+def test_a_failed_run_is_reported_and_the_suite_goes_on(suite_files, small_data, tmp_path, capsys):
+    suite = suite_files("""
+        [suite]
+        output_dir = "OUT"
+        [[suite.runs]]
+        name = "unknown_vd"
+        recipe = "base.toml"
+        set = {"data.vds" = ["VD-N1-00", "VD-NOPE"]}
+        [[suite.runs]]
+        name = "one_vd"
+        recipe = "base.toml"
+        set = {"data.vds" = ["VD-N1-03"], pooling = {name = "none"}}
+    """)
+    assert main([str(suite)]) == 1
+    folder = suite_folder(tmp_path)
+    (run_dir,) = [p for p in folder.iterdir() if p.is_dir()]
+    assert run_dir.name.startswith("one_vd-")
+    recipe = tomllib.loads((run_dir / "recipe.toml").read_text())
+    assert recipe["data"]["vds"] == ["VD-N1-03"] and recipe["pooling"] == {"name": "none"}
+    report = (folder / "report.md").read_text()
+    assert "## Failed runs" in report and "`unknown_vd`: DataError:" in report and "'VD-NOPE'" in report
+    assert "failed: unknown_vd: DataError:" in capsys.readouterr().out
+
+
+def test_bad_suites_stop_before_training(suite_files, tmp_path, capsys):
+    cases = {
+        '[suite]\noutput_dir = "OUT"\n[suite.grid]\n"model.hidden_dim" = [8]\n': "[suite.grid] needs a base recipe",
+        '[suite]\nrecipe = "base.toml"\n': "[suite]: unknown key 'recipe' (did you mean 'recipes'?)",
+        '[suite]\nrecipes = ["base.toml"]\nset = {"trainer.epocs" = 1}\n': "run 'base': ",
+        '[suite]\nrecipes = ["base.toml"]\nset = {"data.source" = "nowhere.h5"}\n': "run 'base': data file 'nowhere.h5' not found; pass yours with --set data.source=PATH",
+        '[suite]\nbase = "base.toml"\n[suite.grid]\n"trainer.lr" = 0.1\n': "'trainer.lr' must be a non-empty list of values",
+    }
+    for text, message in cases.items():
+        assert main([str(suite_files(text))]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.startswith(f"error: {tmp_path / 'suite.toml'}: ") and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_shipped_suite_loads():
+    suite, runs = load_suite(Path("suites/lstm_vs_xlstm.toml"), [])
+    assert [run.name for run in runs] == [
+        "single_vd-lstm", "single_vd-xlstm", "multi_vd-lstm", "multi_vd-xlstm", "independent_multi_vd-xlstm",
+    ]
+    assert 'data.vds=["VD-N1-05"]' in runs[0].overrides
+
+
+def test_set_replaces_a_whole_table():
+    raw = {"pooling": {"name": "radius", "radius_m": 1500.0}}
+    apply_override(raw, 'pooling={name = "none"}')
+    assert raw == {"pooling": {"name": "none"}}
+    with pytest.raises(RecipeError, match="expected TABLE.KEY=VALUE"):
+        apply_override(raw, "pooling=none")
+
+
+def test_data_vds_keeps_exactly_those_vds(small_data):
+    chosen = ("VD-N1-04", "VD-N1-01")
+    prepared = prepare(small_data, "speed", vds=chosen)
+    index = [small_data.vd_ids.index(vd) for vd in chosen]
+    assert prepared.spec().vd_ids == chosen
+    np.testing.assert_array_equal(prepared.data.features, small_data.features[:, index])
+    np.testing.assert_array_equal(prepared.data.latlon, small_data.latlon[index])
+    xy = prepared.spec().positions_xy.numpy()  # projected about the kept VDs: distances are what stays
+    assert np.linalg.norm(xy[0] - xy[1]) == pytest.approx(np.linalg.norm(np.subtract(*small_data.positions_xy()[index])), rel=1e-3)
+    assert {name: values for name, values in prepared.data.vd_attributes.items()} == {
+        name: tuple(values[i] for i in index) for name, values in small_data.vd_attributes.items()
+    }
+    with pytest.raises(DataError, match=r"data.vds: unknown VD id\(s\) 'VD-N1-4' \(did you mean 'VD-N1-04'\?\)"):
+        prepare(small_data, "speed", vds=("VD-N1-01", "VD-N1-4"))
