@@ -3,7 +3,8 @@
 Everything a run produces lands in one run directory: ``recipe.toml`` (resolved), ``best_model.pt``,
 ``last.pt`` (resumable) and ``last.prev.pt``, ``training_history.json``, ``metrics.json`` and the TensorBoard
 events. The directory is created only once the recipe, the data and the model are valid, and removed again if
-the run fails before its first checkpoint.
+the run fails before its first checkpoint. Under ``torchrun`` the same command trains with DDP on every process
+(``core.distributed``); rank 0 alone writes.
 """
 
 from __future__ import annotations

@@ -28,11 +28,13 @@ output_dir = "{out}"
 [data]
 source = "{data}"
 train_stride = 24
+[model]
+dropout = 0.0
 [encoder]
 name = "lstm"
 embedding_dim = 8
 [pooling]
-name = "radius"
+name = "learnable_radius"  # a learned radius: the pooling's gradients are reduced too
 [trainer]
 epochs = 2
 batch_size = 8
@@ -60,14 +62,6 @@ def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_two_processes_equal_one(small_h5, write_recipe, tmp_path, one_thread):
     assert main([str(write_recipe(RECIPE.format(out=tmp_path / "one", data=small_h5)))]) == 0
     (one,) = (tmp_path / "one").iterdir()
@@ -93,7 +87,7 @@ def test_two_processes_equal_one(small_h5, write_recipe, tmp_path, one_thread):
 
     got, want = scalars(two), scalars(one)
     assert got.keys() == want.keys()
-    for tag in ("train/loss_step", "train/loss", "train/grad_norm", "train/samples_per_s", "val/mae@avg"):
+    for tag in ("train/loss_step", "train/loss", "train/grad_norm", "train/samples_per_s", "val/mae@avg", "pooling/radius_m"):
         assert [s for s, _ in got[tag]] == [s for s, _ in want[tag]], tag
         if tag != "train/samples_per_s":
             assert [v for _, v in got[tag]] == pytest.approx([v for _, v in want[tag]], rel=1e-5), tag
