@@ -48,11 +48,27 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def torchrun(*args: str) -> str:
+NAN_ON_RANK_1 = """
+import itertools, math, os, sys
+import core.distributed
+from core.run import main
+
+metric, calls = core.distributed.masked_mae, itertools.count(1)
+
+def masked_mae(*args):  # rank 1's own loss is NaN at step 3
+    loss = metric(*args)
+    return loss * math.nan if next(calls) == 3 and os.environ["RANK"] == "1" else loss
+
+core.distributed.masked_mae = masked_mae
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def torchrun(*args: str, program: tuple[str, ...] = ("-m", "core.run")) -> str:
     """``torchrun --standalone --nproc_per_node=2 -m core.run ARGS`` (a free port of its own); its stdout."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "core.run", *args]
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *program, *args]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
@@ -92,6 +108,18 @@ def test_two_processes_equal_one(small_h5, write_recipe, tmp_path, one_thread):
         if tag != "train/samples_per_s":
             assert [v for _, v in got[tag]] == pytest.approx([v for _, v in want[tag]], rel=1e-5), tag
     assert got["test/mae@avg"][-1] == pytest.approx(want["test/mae@avg"][-1], rel=1e-5)  # (the 1-epoch run's test is at step 5)
+
+
+def test_a_nonfinite_loss_on_one_rank_is_skipped_by_both(small_h5, write_recipe, tmp_path):
+    """Every rank sees the global loss, so both skip step 3 (neither waits forever for the other)."""
+    script = tmp_path / "nan_on_rank_1.py"
+    script.write_text(NAN_ON_RANK_1)
+    recipe = write_recipe(RECIPE.format(out=tmp_path / "runs", data=small_h5))
+    out = torchrun(str(recipe), "--set", "trainer.epochs=1", "--set", "trainer.on_nonfinite=skip", program=(str(script),))
+    assert "skipped a step: non-finite loss (nan) at epoch 1, batch 3 (step 3)" in out
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    steps = scalars(run_dir)
+    assert [s for s, _ in steps["train/loss_step"]] == [1, 2, 4, 5] and steps["train/skipped_steps"] == [(5, 1.0)]
 
 
 def test_batch_size_must_split_over_the_processes(small_h5, write_recipe, tmp_path, monkeypatch, capsys):
