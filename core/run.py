@@ -3,7 +3,8 @@
 Everything a run produces lands in one run directory: ``recipe.toml`` (resolved), ``best_model.pt``,
 ``last.pt`` (resumable) and ``last.prev.pt``, ``training_history.json``, ``metrics.json`` and the TensorBoard
 events. The directory is created only once the recipe, the data and the model are valid, and removed again if
-the run fails before its first checkpoint.
+the run fails before its first checkpoint. Under ``torchrun`` the same command trains with DDP on every process
+(``core.distributed``); rank 0 alone writes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from core.api import Collator, DatasetSpec
 from core.data import load_source
 from core.data.windows import Prepared, Windows, prepare
+from core.distributed import Distributed, Silent, setup
 from core.errors import DataError, RecipeError, TrainingError, run_cli
 from core.io import load_checkpoint, save_text
 from core.metrics import HORIZONS, METRICS
@@ -62,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(recipe_path: Path, overrides: list[str], resume_dir: Path | None = None) -> int:
     recipe, registry = load_recipe(recipe_path, overrides)
+    dist = setup(recipe)  # several processes under torchrun
     torch.manual_seed(recipe.run.seed)
     np.random.seed(recipe.run.seed)
 
@@ -69,11 +72,11 @@ def run(recipe_path: Path, overrides: list[str], resume_dir: Path | None = None)
     spec = prepared.spec()
     model, collator = build_forecaster(recipe, registry, spec, prepared.splits["train"].__getitems__([0]), prepared.data.source)
 
-    run_dir = resume_dir or create_run_dir(recipe)
+    run_dir = resume_dir or dist.from_main(lambda: create_run_dir(recipe))
     try:
-        return train(recipe, model, collator, prepared, spec, run_dir, resume=resume_dir is not None)
+        return train(recipe, model, collator, prepared, spec, run_dir, resume=resume_dir is not None, dist=dist)
     except BaseException:
-        if not resume_dir and not (run_dir / "last.pt").exists():
+        if dist.is_main and not resume_dir and not (run_dir / "last.pt").exists():
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping: no partial run directory
         raise
 
@@ -100,14 +103,18 @@ def build_forecaster(recipe: Recipe, registry: Registry, spec: DatasetSpec, firs
     return model, collator
 
 
-def train(recipe: Recipe, model: Forecaster, collator: Collator, prepared: Prepared, spec: DatasetSpec, run_dir: Path, resume: bool) -> int:
-    """Fit (or go on fitting), test and report; every output goes to ``run_dir``."""
+def train(
+    recipe: Recipe, model: Forecaster, collator: Collator, prepared: Prepared, spec: DatasetSpec, run_dir: Path, resume: bool,
+    dist: Distributed = Distributed(),
+) -> int:
+    """Fit (or go on fitting), test and report; every output goes to ``run_dir``, written by rank 0 alone."""
     data = prepared.data
-    trainer = Trainer(recipe, model, collator, prepared, spec, run_dir)
+    trainer = Trainer(recipe, model, collator, prepared, spec, run_dir, dist)
     if resume:
-        trainer.restore(load_last(run_dir, spec))
-        save_text(recipe.to_toml(), run_dir / "recipe.toml")
-    logger = RunLogger(run_dir, purge_step=trainer.state.global_step + 1 if resume else None)
+        trainer.restore(load_last(run_dir, spec))  # on every rank
+        if dist.is_main:
+            save_text(recipe.to_toml(), run_dir / "recipe.toml")
+    logger = RunLogger(run_dir, purge_step=trainer.state.global_step + 1 if resume else None) if dist.is_main else Silent()
     logger.recipe(recipe.to_toml())
 
     parameters = sum(p.numel() for p in model.parameters())
@@ -121,7 +128,7 @@ def train(recipe: Recipe, model: Forecaster, collator: Collator, prepared: Prepa
     )
     try:
         trainer.fit(logger)
-        metrics = trainer.test()
+        metrics = dist.from_main(trainer.test)
         logger.hparams(recipe.flat(), {f"test/{k}": v for k, v in metrics["test"].items()} | {"best_val_mae": metrics["best_val_mae"]})
     finally:
         logger.close()

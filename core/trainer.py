@@ -28,6 +28,7 @@ from tqdm import tqdm
 from core.api import Batch, Collator, DatasetSpec
 from core.baselines import Baselines
 from core.data.windows import Prepared
+from core.distributed import Distributed
 from core.errors import Interrupted, TrainingError
 from core.io import load_checkpoint, save_checkpoint, save_json
 from core.metrics import HorizonMetrics, masked_mae
@@ -72,13 +73,14 @@ class TrainState:
 
 
 class Trainer:
-    def __init__(self, recipe: Recipe, model: Forecaster, collator: Collator, prepared: Prepared, spec: DatasetSpec, run_dir: Path):
-        self.recipe, self.cfg = recipe, recipe.trainer
+    def __init__(self, recipe: Recipe, model: Forecaster, collator: Collator, prepared: Prepared, spec: DatasetSpec, run_dir: Path, dist: Distributed = Distributed()):
+        self.recipe, self.cfg, self.dist = recipe, recipe.trainer, dist
         self.prepared, self.spec, self.collator = prepared, spec, collator
         self.run_dir = run_dir
         self.device = resolve_device(self.cfg.device)
         self.model = model.to(self.device)
         self.forward = torch.compile(self.model) if self.cfg.compile else self.model  # same weights, same state dict
+        self.train_forward = dist.wrap(self.model, self.cfg.compile) if dist.enabled else self.forward  # DDP under torchrun
         self.autocast_dtype = AUTOCAST[self.cfg.precision]
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         self.scheduler = {
@@ -99,18 +101,17 @@ class Trainer:
     # ----------------------------------------------------------------------------------------------- data
     def loader(self, split: str, epoch: int = 0, skip: int = 0) -> DataLoader:
         """Batches of a split; training batches in an order that depends on (seed, epoch) only, the first
-        ``skip`` left out (a resumed epoch). The loader's own generator keeps the global RNG untouched."""
+        ``skip`` left out (a resumed epoch), this process's part of each (``Distributed.shard``). The loader's
+        own generator keeps the global RNG untouched."""
         dataset = self.prepared.splits[split]
-        training = split == "train"
         seed = self.recipe.run.seed
-        order = None
-        if training:
+        batching = {"batch_size": self.cfg.eval_batch_size}
+        if split == "train":
             permutation = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed * 1000 + epoch))
-            order = permutation[skip * self.cfg.batch_size :].tolist()
+            batching = {"batch_sampler": self.dist.shard(permutation[skip * self.cfg.batch_size :], self.cfg.batch_size)}
         return DataLoader(
             dataset,
-            batch_size=self.cfg.batch_size if training else self.cfg.eval_batch_size,
-            sampler=order,
+            **batching,
             collate_fn=self.collator,
             num_workers=self.cfg.num_workers,
             pin_memory=self.device.type == "cuda",
@@ -136,15 +137,15 @@ class Trainer:
                 self.epoch_started = time.perf_counter() - self.state.epoch_seconds
                 # on a terminal the bar redraws; in a log file it prints little more than one line per epoch
                 interval = 0.5 if sys.stderr.isatty() else 60.0
-                with tqdm(total=batches, initial=self.state.batch, desc=f"epoch {epoch}/{self.cfg.epochs}", unit="batch", mininterval=interval, dynamic_ncols=True) as bar:
+                with tqdm(total=batches, initial=self.state.batch, desc=f"epoch {epoch}/{self.cfg.epochs}", unit="batch", mininterval=interval, dynamic_ncols=True, disable=not self.dist.is_main) as bar:
                     train = self.train_epoch(epoch, batches, bar)
-                    val = self.evaluate("val")
+                    val = self.dist.from_main(lambda: self.evaluate("val")[0])
                     bar.set_postfix(loss=f"{train['loss']:.4f}", val_mae=f"{val['model']['mae@avg']:.4f}", samples_s=f"{train['samples_per_s']:.0f}")
                 seconds = time.perf_counter() - self.epoch_started
                 self.state.train_seconds += seconds
                 self.end_epoch(epoch, train, val, seconds)
-                if self.stop_signal:
-                    self.interrupted(f"after epoch {epoch}")
+                if stop := self.stopping():
+                    self.interrupted(stop, f"after epoch {epoch}")
 
     def train_epoch(self, epoch: int, total: int, bar: tqdm) -> dict[str, float]:
         """Batches ``state.batch + 1 .. total`` of an epoch; checkpoints mid-epoch every ``checkpoint_every``
@@ -170,15 +171,16 @@ class Trainer:
                 norm = self.optimizer_step(epoch, i)
                 if norm is not None:
                     state.epoch_norms.append(norm)
-            state.epoch_samples += batch.size
+            state.epoch_samples += min(self.cfg.batch_size, len(self.prepared.splits["train"]) - (i - 1) * self.cfg.batch_size)  # global batch
             rate = state.epoch_samples / (time.perf_counter() - self.epoch_started)
             bar.set_postfix(loss=f"{np.mean(state.epoch_losses or [math.nan]):.4f}", samples_s=f"{rate:.0f}", refresh=False)
             bar.update()
-            due = self.stop_signal or (self.cfg.checkpoint_every and i % self.cfg.checkpoint_every == 0)
+            stop = self.stopping()
+            due = stop or (self.cfg.checkpoint_every and i % self.cfg.checkpoint_every == 0)
             if boundary and due and i < total:
                 self.save_last()
-                if self.stop_signal:
-                    self.interrupted(f"at epoch {epoch}, batch {i} of {total}")
+                if stop:
+                    self.interrupted(stop, f"at epoch {epoch}, batch {i} of {total}")
         mean = lambda values: float(np.mean(values)) if values else math.nan  # noqa: E731 - every step skipped
         return {
             "loss": mean(state.epoch_losses),
@@ -202,8 +204,8 @@ class Trainer:
 
     def step_loss(self, batch: Batch) -> torch.Tensor:
         with self.autocast():
-            pred = self.forward(batch)
-        return masked_mae(pred.float(), batch.target, batch.target_mask)
+            pred = self.train_forward(batch)
+        return self.dist.masked_mae(pred.float(), batch.target, batch.target_mask)
 
     def optimizer_step(self, epoch: int, batch: int) -> float | None:
         """Unscale, clip and step; returns the gradient norm, or None when there is no step to take (every loss
@@ -255,16 +257,19 @@ class Trainer:
             self.scheduler.step(val_mae) if self.cfg.scheduler == "plateau" else self.scheduler.step()
         if improved:
             self.state.best_val_mae, self.state.best_epoch, self.state.bad_epochs = val_mae, epoch, 0
-            save_checkpoint(self.best_checkpoint(), self.run_dir / "best_model.pt")
+            if self.dist.is_main:
+                save_checkpoint(self.best_checkpoint(), self.run_dir / "best_model.pt")
         else:
             self.state.bad_epochs += 1
-        save_json(self.state.history, self.run_dir / "training_history.json")
+        if self.dist.is_main:
+            save_json(self.state.history, self.run_dir / "training_history.json")
         self.save_last()  # last: a crash before this repeats the epoch, which rewrites the files above identically
 
     # ----------------------------------------------------------------------------------------- evaluation
     @torch.no_grad()
-    def evaluate(self, split: str, baselines: Baselines | None = None) -> dict[str, Any]:
-        """Metrics of the model (and of the baselines, if given) on a split, in the data's units."""
+    def evaluate(self, split: str, baselines: Baselines | None = None) -> tuple[dict[str, Any], dict[str, HorizonMetrics]]:
+        """Metrics of the model (and of the baselines, if given) on a split, in the data's units, and the
+        accumulators they were computed from (for per-step and per-VD errors)."""
         self.model.eval()
         horizon = self.spec.horizon
         metrics = {"model": HorizonMetrics(horizon)}
@@ -281,7 +286,7 @@ class Trainer:
             if baselines:
                 for name, forecast in baselines.predict(batch.start.cpu()).items():
                     metrics[name].update(forecast.to(self.device), truth, batch.target_mask)
-        return {"loss": loss_sum / max(count, 1), **{name: m.compute() for name, m in metrics.items()}, "accumulated": metrics}
+        return {"loss": loss_sum / max(count, 1), **{name: m.compute() for name, m in metrics.items()}}, metrics
 
     def denormalise(self, z: torch.Tensor) -> torch.Tensor:
         return z * self.target_std + self.target_mean
@@ -290,7 +295,7 @@ class Trainer:
         """Test metrics of the best checkpoint beside the baselines; writes metrics.json."""
         best = load_checkpoint(self.run_dir / "best_model.pt")
         self.model.load_state_dict(best["model"])
-        result = self.evaluate("test", Baselines(self.prepared))
+        result, accumulated = self.evaluate("test", Baselines(self.prepared))
         metrics = {
             "test": result["model"],
             "baselines": {name: result[name] for name in Baselines.names},
@@ -300,8 +305,8 @@ class Trainer:
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "train_seconds": self.state.train_seconds,
             # for python -m core.compare: MAE per horizon step (model and baselines) and per VD, VD positions in metres
-            "test_mae_by_step": {name: m.mae_by_step() for name, m in result["accumulated"].items()},
-            "test_mae_by_vd": result["accumulated"]["model"].mae_by_vd(),
+            "test_mae_by_step": {name: m.mae_by_step() for name, m in accumulated.items()},
+            "test_mae_by_vd": accumulated["model"].mae_by_vd(),
             "vd_ids": list(self.spec.vd_ids),
             "positions_xy": None if self.spec.positions_xy is None else self.spec.positions_xy.tolist(),
         }
@@ -366,8 +371,9 @@ class Trainer:
         """Flush the TensorBoard events up to now, then write ``last.pt``, keeping the one it replaces as
         ``last.prev.pt`` (``--resume`` falls back to it if ``last.pt`` is unreadable)."""
         self.state.epoch_seconds = time.perf_counter() - self.epoch_started if self.state.batch else 0.0
-        self.logger.writer.flush()
-        save_checkpoint(self.last_checkpoint(), self.run_dir / "last.pt", previous=self.run_dir / "last.prev.pt")
+        if self.dist.is_main:  # the other ranks hold the same state
+            self.logger.writer.flush()
+            save_checkpoint(self.last_checkpoint(), self.run_dir / "last.pt", previous=self.run_dir / "last.prev.pt")
         self.saved = self.state.position()
 
     @contextmanager
@@ -390,9 +396,13 @@ class Trainer:
             for s, h in previous.items():
                 signal.signal(s, h)
 
-    def interrupted(self, where: str) -> None:
+    def stopping(self) -> int:
+        """The signal that stops the run (0: none), agreed by all processes so that they stop at the same batch."""
+        return self.dist.any_signal(self.stop_signal)
+
+    def interrupted(self, signum: int, where: str) -> None:
         raise Interrupted(
-            self.stop_signal,
+            signum,
             f"{where}; saved {self.run_dir / 'last.pt'}; resume with: python -m core.run --resume {self.run_dir}",
         )
 

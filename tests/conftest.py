@@ -36,6 +36,15 @@ def write_recipe(tmp_path):
     return write
 
 
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test (bit-identical floats across runs, faster on a busy 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def make_spec(n: int = 5, features: int = 1, positions: torch.Tensor | None = None, history: int = 6, horizon: int = 3) -> DatasetSpec:
     return DatasetSpec(
         vd_ids=tuple(f"vd{i}" for i in range(n)),

@@ -51,13 +51,7 @@ checkpoint_every = {{every}}
 """
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """In-process runs on one thread too: faster on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # in-process runs on one thread too: faster on a busy 2-core machine
 
 
 @pytest.fixture(scope="module")
