@@ -152,6 +152,26 @@ def test_refuses_other_vds_or_missing_features_naming_them(run_dir, small_data, 
     assert not refused.exists()
 
 
+def test_a_run_on_chosen_vds_forecasts_them_from_the_whole_file(small_h5, small_data, tmp_path, capsys):
+    """A ``[data] vds`` run reads its VDs out of a file that holds more (and refuses one that lacks them)."""
+    chosen = small_data.vd_ids[4:1:-1]
+    extra = f"vds = {list(chosen)}".replace("'", '"')
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(textwrap.dedent(RECIPE.format(out=tmp_path / "runs", data=small_h5, collator="centralized", data_extra=extra)))
+    assert run_main([str(recipe)]) == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert main([str(run_dir), "--data", str(small_h5)]) == 0
+    out = read(run_dir / "predictions.h5")
+    assert [v.decode() for v in out["vd_ids"]] == list(chosen) and out["forecast"].shape[2] == 3
+    expected, windows = reference(run_dir)
+    rows = np.searchsorted(out["issued_at"], small_data.timestamps[windows.start.numpy() + 11])
+    np.testing.assert_allclose(out["forecast"][rows], expected, atol=1e-5, rtol=1e-5)
+
+    lacking = write_hdf5(small_data.select(small_data.vd_ids[3:]), tmp_path / "lacking.h5")
+    assert main([str(run_dir), "--data", str(lacking), "--out", str(tmp_path / "no.h5")]) == 2
+    assert f"1 missing ({small_data.vd_ids[2]}); 0 extra" in capsys.readouterr().err
+
+
 def test_output_is_written_atomically(run_dir, small_h5, tmp_path, monkeypatch, capsys):
     out = tmp_path / "preds.h5"
     assert main([str(run_dir), "--data", str(small_h5), "--out", str(out)]) == 0
