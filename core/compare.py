@@ -20,12 +20,14 @@ import attrs
 from core import report_plots
 from core.errors import CompareError, run_cli
 from core.io import save_text
+from core.recipe import DataConfig
 
 LABELS = ("@3", "@6", "@12", "@avg")
 COLUMNS = [(metric, label) for metric in ("mae", "rmse", "mape") for label in LABELS]
 BASELINES = ("last_value", "historical_average")
 # what makes two runs' test windows (and so their baselines) the same
 SPLIT_KEYS = ("source", "synthetic_seed", "target", "history", "horizon", "split", "vds", "min_history", "gap_steps")
+DATA_DEFAULTS = {field.name: field.default for field in attrs.fields(DataConfig)}  # for keys older runs lack
 
 
 @attrs.frozen
@@ -42,7 +44,7 @@ class RunRecord:
         return self.path.name
 
     def split_key(self) -> str:
-        return json.dumps([self.recipe["data"].get(key) for key in SPLIT_KEYS])
+        return json.dumps([self.recipe["data"].get(key, DATA_DEFAULTS[key]) for key in SPLIT_KEYS])
 
 
 def load_run(path: Path) -> RunRecord:

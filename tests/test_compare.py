@@ -148,3 +148,13 @@ def test_baselines_once_per_data_set(runs, tmp_path):
     assert rows["*last value* (data 1)"][2] == f"{metrics_of(runs[0])['baselines']['last_value']['mae@3']:.2f}"
     assert rows["*last value* (data 2)"][2] == "99.00"
     assert "- data 2: " in report and "split [0.6, 0.2, 0.2]" in report
+
+
+def test_a_run_whose_recipe_predates_a_data_key_is_on_the_same_data(runs, tmp_path):
+    older = shutil.copytree(runs[1], tmp_path / "older")
+    recipe = tomllib.loads((older / "recipe.toml").read_text())
+    del recipe["data"]["gap_steps"], recipe["data"]["min_history"]  # keys added later, at their defaults
+    (older / "recipe.toml").write_text(tomli_w.dumps(recipe))
+    assert main([str(runs[0]), str(older), "--out", str(tmp_path / "report")]) == 0
+    rows = table_rows((tmp_path / "report" / "report.md").read_text())
+    assert "*last value*" in rows and "*last value* (data 2)" not in rows
