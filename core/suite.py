@@ -17,6 +17,8 @@ do the report and plots of ``core.compare``.
     set = {"data.vds" = ["VD-N1-05"]}
 
 Overrides apply in this order: the suite's ``set``, the run's ``set`` (or grid values), the command line's ``--set``.
+With ``parallel = K`` (> 1) up to K runs train at once, each in its own ``python -m core.run`` process whose
+output goes to ``<folder>/<run name>.log`` (for a GPU with room for several).
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ import itertools
 import json
 import os
 import re
+import subprocess
+import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,6 +47,7 @@ from core.recipe import load_recipe, read_toml
 class SuiteTable:
     name: str = "suite"
     output_dir: str = "runs"
+    parallel: int = attrs.field(default=1, validator=attrs.validators.gt(0))  # runs trained at once
     set: Any = attrs.Factory(dict)
     recipes: tuple[str, ...] = ()
     base: str = ""
@@ -162,19 +168,14 @@ def run_suite(path: Path, cli_overrides: list[str], train: Callable[[Path, list[
         folder.mkdir(parents=True)
     except OSError as error:
         raise RecipeError(f"{path}: [suite] output_dir = '{suite.output_dir}': cannot create {folder}: {error.strerror}") from None
-    finished, failed = [], {}
-    for number, run in enumerate(runs, 1):
-        print(f"\n=== suite {suite.name}: run {number}/{len(runs)} '{run.name}' ({run.recipe}{''.join(' --set ' + o for o in run.overrides)})")
-        before = set(folder.iterdir())
-        try:
-            train(run.recipe, [*run.overrides, f"run.name={toml_value(run.name)}", f"run.output_dir={toml_value(str(folder))}"])
-            (run_dir,) = set(folder.iterdir()) - before
-            finished.append(load_run(run_dir))
-        except Interrupted:
-            raise
-        except Exception as error:  # noqa: BLE001 - a failed run is reported and the suite goes on
-            failed[run.name] = " ".join(f"{type(error).__name__}: {error}".split())
-            print(f"=== suite {suite.name}: run '{run.name}' failed: {failed[run.name]}")
+    if suite.parallel > 1:
+        print(f"=== suite {suite.name}: {len(runs)} runs, {suite.parallel} at a time; their output: {folder}/<run name>.log")
+        with ThreadPoolExecutor(suite.parallel) as pool:
+            errors = list(pool.map(lambda run: train_in_process(run, folder), runs))
+    else:
+        errors = [train_here(suite.name, number, len(runs), run, folder, train) for number, run in enumerate(runs, 1)]
+    failed = {run.name: error for run, error in zip(runs, errors) if error is not None}
+    finished = [load_run(run_dir(folder, run.name)) for run in runs if run.name not in failed]
     print(f"\n=== suite {suite.name}: {len(finished)} of {len(runs)} runs finished")
     if finished:
         print(write_report(finished, folder, failed))
@@ -182,3 +183,41 @@ def run_suite(path: Path, cli_overrides: list[str], train: Callable[[Path, list[
     for name, error in failed.items():
         print(f"failed: {name}: {error}")
     return 1 if failed else 0
+
+
+def suite_overrides(run: SuiteRun, folder: Path) -> list[str]:
+    return [*run.overrides, f"run.name={toml_value(run.name)}", f"run.output_dir={toml_value(str(folder))}"]
+
+
+def train_here(suite: str, number: int, total: int, run: SuiteRun, folder: Path, train: Callable[[Path, list[str]], int]) -> str | None:
+    """Train ``run`` in this process; None, or why it failed."""
+    print(f"\n=== suite {suite}: run {number}/{total} '{run.name}' ({run.recipe}{''.join(' --set ' + o for o in run.overrides)})")
+    try:
+        train(run.recipe, suite_overrides(run, folder))
+        run_dir(folder, run.name)
+        return None
+    except Interrupted:
+        raise
+    except Exception as error:  # noqa: BLE001 - a failed run is reported and the suite goes on
+        reason = " ".join(f"{type(error).__name__}: {error}".split())
+        print(f"=== suite {suite}: run '{run.name}' failed: {reason}")
+        return reason
+
+
+def train_in_process(run: SuiteRun, folder: Path) -> str | None:
+    """Train ``run`` in a ``python -m core.run`` process of its own, output to ``<folder>/<name>.log``; None, or
+    why it failed (the log's last line)."""
+    log = folder / f"{run.name}.log"
+    command = [sys.executable, "-m", "core.run", str(run.recipe), *itertools.chain.from_iterable(("--set", o) for o in suite_overrides(run, folder))]
+    print(f"=== start '{run.name}'")
+    with log.open("w") as out:
+        code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
+    lines = log.read_text(errors="replace").strip().splitlines()
+    print(f"=== {'done' if code == 0 else 'FAILED'} '{run.name}'")
+    return None if code == 0 else f"exit {code}: {lines[-1] if lines else 'no output'} (see {log})"
+
+
+def run_dir(folder: Path, name: str) -> Path:
+    """The run directory that run ``name`` created in the suite's ``folder``."""
+    (path,) = [p for p in folder.iterdir() if p.is_dir() and re.fullmatch(re.escape(name) + r"-\d{8}-\d{6}(-\d+)?", p.name)]
+    return path

@@ -87,6 +87,32 @@ def test_a_failed_run_is_reported_and_the_suite_goes_on(suite_files, small_data,
     assert "failed: unknown_vd: DataError:" in capsys.readouterr().out
 
 
+def test_parallel_runs_train_in_processes_of_their_own(suite_files, tmp_path, capsys):
+    suite = suite_files("""
+        [suite]
+        output_dir = "OUT"
+        parallel = 2
+        [[suite.runs]]
+        name = "unknown_vd"
+        recipe = "base.toml"
+        set = {"data.vds" = ["VD-N1-00", "VD-NOPE"]}
+        [[suite.runs]]
+        name = "one_vd"
+        recipe = "base.toml"
+        set = {"data.vds" = ["VD-N1-03"], pooling = {name = "none"}}
+    """)
+    assert main([str(suite)]) == 1
+    folder = suite_folder(tmp_path)
+    (run_dir,) = [p for p in folder.iterdir() if p.is_dir()]
+    assert run_dir.name.startswith("one_vd-") and (run_dir / "metrics.json").is_file()
+    assert f"run directory {run_dir}" in (folder / "one_vd.log").read_text()
+    assert "'VD-NOPE'" in (folder / "unknown_vd.log").read_text().splitlines()[-1]
+    report = (folder / "report.md").read_text()
+    assert f"| {run_dir.name} | lstm | none |" in report
+    assert "`unknown_vd`: exit 2: error: " in report and "'VD-NOPE'" in report
+    assert "=== FAILED 'unknown_vd'" in capsys.readouterr().out
+
+
 def test_bad_suites_stop_before_training(suite_files, tmp_path, capsys):
     cases = {
         '[suite]\noutput_dir = "OUT"\n[suite.grid]\n"model.hidden_dim" = [8]\n': "[suite.grid] needs a base recipe",
