@@ -18,6 +18,18 @@ from core.suite import load_suite
 from tests.test_compare import RECIPE
 
 
+FAILING_AND_ONE_VD = """
+[[suite.runs]]
+name = "unknown_vd"
+recipe = "base.toml"
+set = {"data.vds" = ["VD-N1-00", "VD-NOPE"]}
+[[suite.runs]]
+name = "one_vd"
+recipe = "base.toml"
+set = {"data.vds" = ["VD-N1-03"], pooling = {name = "none"}}
+"""
+
+
 @pytest.fixture
 def suite_files(small_h5, tmp_path):
     """Write base.toml and a suite file (TOML text, dedented) beside it; returns the suite's path."""
@@ -64,18 +76,7 @@ def test_grid_trains_one_run_per_value_and_writes_the_report(suite_files, tmp_pa
 
 
 def test_a_failed_run_is_reported_and_the_suite_goes_on(suite_files, small_data, tmp_path, capsys):
-    suite = suite_files("""
-        [suite]
-        output_dir = "OUT"
-        [[suite.runs]]
-        name = "unknown_vd"
-        recipe = "base.toml"
-        set = {"data.vds" = ["VD-N1-00", "VD-NOPE"]}
-        [[suite.runs]]
-        name = "one_vd"
-        recipe = "base.toml"
-        set = {"data.vds" = ["VD-N1-03"], pooling = {name = "none"}}
-    """)
+    suite = suite_files('[suite]\noutput_dir = "OUT"\n' + FAILING_AND_ONE_VD)
     assert main([str(suite)]) == 1
     folder = suite_folder(tmp_path)
     (run_dir,) = [p for p in folder.iterdir() if p.is_dir()]
@@ -88,19 +89,7 @@ def test_a_failed_run_is_reported_and_the_suite_goes_on(suite_files, small_data,
 
 
 def test_parallel_runs_train_in_processes_of_their_own(suite_files, tmp_path, capsys):
-    suite = suite_files("""
-        [suite]
-        output_dir = "OUT"
-        parallel = 2
-        [[suite.runs]]
-        name = "unknown_vd"
-        recipe = "base.toml"
-        set = {"data.vds" = ["VD-N1-00", "VD-NOPE"]}
-        [[suite.runs]]
-        name = "one_vd"
-        recipe = "base.toml"
-        set = {"data.vds" = ["VD-N1-03"], pooling = {name = "none"}}
-    """)
+    suite = suite_files('[suite]\noutput_dir = "OUT"\nparallel = 2\n' + FAILING_AND_ONE_VD)
     assert main([str(suite)]) == 1
     folder = suite_folder(tmp_path)
     (run_dir,) = [p for p in folder.iterdir() if p.is_dir()]
