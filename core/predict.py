@@ -129,7 +129,7 @@ def model_series(recipe: Recipe, checkpoint: dict, normaliser: Normaliser, data:
     cfg = recipe.data
     return build_series(
         data, normaliser, checkpoint["target"], tuple(checkpoint["input_features"]), cfg.history, cfg.horizon,
-        cfg.time_of_day, cfg.min_history, cfg.gap_steps, cfg.hide_inputs, recipe.run.seed,
+        cfg.time_of_day, cfg.min_history, cfg.gap_steps, cfg.hide_inputs, recipe.run.seed, cfg.weekend,
     )
 
 

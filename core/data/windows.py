@@ -181,6 +181,7 @@ def prepare(
     hide_inputs: float = 0.0,
     seed: int = 0,
     vds: tuple[str, ...] = (),
+    weekend: bool = False,
 ) -> Prepared:
     """Split chronologically, fit the normaliser on train, and index the windows of each part.
 
@@ -189,6 +190,7 @@ def prepare(
     ``min_history`` steps is inactive in that window, and windows with no active VD are dropped.
     ``hide_inputs`` hides that fraction of the observed inputs everywhere (a fixed draw from ``seed``):
     sparse observations; the targets are kept. ``vds`` keeps only those VDs, in that order (empty = all).
+    ``time_of_day`` and ``weekend`` choose the calendar covariates (``calendar_features``).
     """
     if vds:
         data = data.select(vds)
@@ -210,7 +212,7 @@ def prepare(
         names = [vd for vd, b in zip(data.vd_ids, blank) if b]
         raise DataError(f"{data.source}: VD(s) {', '.join(names[:5])} have no reading at all (every feature NaN at every step); remove them from the file")
     normaliser = Normaliser.fit(data.features[:val_start], data.feature_names, data.source)
-    series = build_series(data, normaliser, target, features, history, horizon, time_of_day, min_history, gap_steps, hide_inputs, seed)
+    series = build_series(data, normaliser, target, features, history, horizon, time_of_day, min_history, gap_steps, hide_inputs, seed, weekend)
     if not series.target_mask[:val_start].any():
         raise DataError(f"{data.source}: the target '{target}' is NaN everywhere in the training part")
     strides = {"train": train_stride, "val": 1, "test": 1}
@@ -235,6 +237,7 @@ def build_series(
     gap_steps: int = 12,
     hide_inputs: float = 0.0,
     seed: int = 0,
+    weekend: bool = False,
 ) -> Series:
     """The whole series z-scored with ``normaliser`` (never re-fitted here): the inputs ``features``, the
     target, their masks and covariates; see ``prepare`` for ``min_history``, ``gap_steps`` and ``hide_inputs``."""
@@ -252,7 +255,7 @@ def build_series(
     return Series(
         values=torch.from_numpy(values),
         observed=torch.from_numpy(observed),
-        covariates=torch.from_numpy(time_of_day_features(data.timestamps) if time_of_day else np.zeros((data.num_steps, 0), np.float32)),
+        covariates=torch.from_numpy(calendar_features(data.timestamps, time_of_day, weekend)),
         target=torch.from_numpy(target_z),
         target_mask=torch.from_numpy(target_mask),
         target_raw=torch.from_numpy(target_raw.astype(np.float32)),
@@ -263,10 +266,16 @@ def build_series(
     )
 
 
-def time_of_day_features(timestamps: np.ndarray) -> np.ndarray:
-    """[T, 2]: sine and cosine of the time of day."""
-    angle = 2 * np.pi * (timestamps % 86400) / 86400.0
-    return np.stack([np.sin(angle), np.cos(angle)], 1).astype(np.float32)
+def calendar_features(timestamps: np.ndarray, time_of_day: bool = True, weekend: bool = False) -> np.ndarray:
+    """[T, K] covariates read off the file's clock: sine and cosine of the time of day, and 1.0 on Saturdays
+    and Sundays (else 0.0)."""
+    columns = []
+    if time_of_day:
+        angle = 2 * np.pi * (timestamps % 86400) / 86400.0
+        columns += [np.sin(angle), np.cos(angle)]
+    if weekend:
+        columns.append((timestamps // 86400 + 3) % 7 >= 5)  # 1970-01-01 was a Thursday: day 0 -> 3 (Mon = 0)
+    return np.stack(columns, 1).astype(np.float32) if columns else np.zeros((len(timestamps), 0), np.float32)
 
 
 def steps_since_gap(missing: np.ndarray, gap_steps: int) -> np.ndarray:
