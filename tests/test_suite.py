@@ -125,7 +125,7 @@ def test_every_shipped_suite_loads(path, tmp_path):
     assert runs and all(run.recipe.is_file() for run in runs)
     if path.stem in ("lstm_vs_xlstm", "pems_bay_16"):  # seed 002's three modes
         names = [run.name for run in runs]
-        assert names == ["single_vd-lstm", "single_vd-xlstm", "multi_vd-lstm", "multi_vd-xlstm", "independent_multi_vd-xlstm"]
+        assert names[:5] == ["single_vd-lstm", "single_vd-xlstm", "multi_vd-lstm", "multi_vd-xlstm", "independent_multi_vd-xlstm"]
         assert any(override.startswith("data.vds=[") for override in runs[0].overrides)
 
 
