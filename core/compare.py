@@ -151,8 +151,9 @@ def write_report(runs: list[RunRecord], out: Path, failed: dict[str, str] | None
 
 
 def compare(run_dirs: list[Path], out: Path | None = None) -> Path:
-    """Read the runs (all of them, before writing anything), write the report, print the table."""
-    runs = [load_run(Path(path)) for path in run_dirs]
+    """Read the runs (all of them, before writing anything; a folder named twice counts once), write the
+    report, print the table."""
+    runs = [load_run(path) for path in dict.fromkeys(Path(path).resolve() for path in run_dirs)]
     out = out or runs[0].path.resolve().parent.parent / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
     print(write_report(runs, out))
     print(f"report: {out / 'report.md'}")
