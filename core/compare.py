@@ -27,7 +27,7 @@ COLUMNS = [(metric, label) for metric in ("mae", "rmse", "mape") for label in LA
 BASELINES = ("last_value", "historical_average")
 # what makes two runs' test windows (and so their baselines) the same
 SPLIT_KEYS = ("source", "synthetic_seed", "target", "history", "horizon", "split", "vds", "min_history", "gap_steps")
-DATA_DEFAULTS = {field.name: field.default for field in attrs.fields(DataConfig)}  # for keys older runs lack
+DATA_DEFAULTS = {field.name: list(field.default) if isinstance(field.default, tuple) else field.default for field in attrs.fields(DataConfig)}
 
 
 @attrs.frozen
@@ -44,7 +44,7 @@ class RunRecord:
         return self.path.name
 
     def split_key(self) -> str:
-        return json.dumps([self.recipe["data"].get(key, DATA_DEFAULTS[key]) for key in SPLIT_KEYS])
+        return json.dumps([self.recipe["data"][key] for key in SPLIT_KEYS])
 
 
 def load_run(path: Path) -> RunRecord:
@@ -58,6 +58,7 @@ def load_run(path: Path) -> RunRecord:
     history = path / "training_history.json"
     try:
         recipe = tomllib.loads((path / "recipe.toml").read_text(encoding="utf-8"))
+        recipe["data"] = {**DATA_DEFAULTS, **recipe.get("data", {})}  # a run from before a data key has its default
         metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
         return RunRecord(path, recipe, metrics, json.loads(history.read_text(encoding="utf-8")) if history.is_file() else [])
     except (OSError, UnicodeDecodeError, ValueError) as error:  # tomllib and json errors are ValueErrors
