@@ -77,6 +77,13 @@ class Distributed:
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return int(flag)
 
+    def finish(self) -> None:
+        """Leave the process group together: a barrier, then each rank tears its group down (a rank that leaves
+        while another still talks to it can abort that one's gloo threads)."""
+        if self.enabled and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
     def from_main(self, compute: Callable[[], T]) -> T:
         """``compute()`` run by rank 0 alone, its result handed to every rank."""
         if not self.enabled:
@@ -117,7 +124,7 @@ def setup(recipe: Recipe) -> Distributed:
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        atexit.register(dist.destroy_process_group)
+        atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())  # after an error
     rank = dist.get_rank()
     if rank:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - only rank 0 prints; errors still reach stderr

@@ -74,7 +74,9 @@ def run(recipe_path: Path, overrides: list[str], resume_dir: Path | None = None)
 
     run_dir = resume_dir or dist.from_main(lambda: create_run_dir(recipe))
     try:
-        return train(recipe, model, collator, prepared, spec, run_dir, resume=resume_dir is not None, dist=dist)
+        code = train(recipe, model, collator, prepared, spec, run_dir, resume=resume_dir is not None, dist=dist)
+        dist.finish()
+        return code
     except BaseException:
         if dist.is_main and not resume_dir and not (run_dir / "last.pt").exists():
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping: no partial run directory
