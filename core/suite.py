@@ -171,7 +171,7 @@ def run_suite(path: Path, cli_overrides: list[str], train: Callable[[Path, list[
     if suite.parallel > 1:
         print(f"=== suite {suite.name}: {len(runs)} runs, {suite.parallel} at a time; their output: {folder}/<run name>.log")
         with ThreadPoolExecutor(suite.parallel) as pool:
-            errors = list(pool.map(lambda run: train_in_process(run, folder), runs))
+            errors = list(pool.map(lambda run: train_in_process(run, folder, suite.parallel), runs))
     else:
         errors = [train_here(suite.name, number, len(runs), run, folder, train) for number, run in enumerate(runs, 1)]
     failed = {run.name: error for run, error in zip(runs, errors) if error is not None}
@@ -204,14 +204,15 @@ def train_here(suite: str, number: int, total: int, run: SuiteRun, folder: Path,
         return reason
 
 
-def train_in_process(run: SuiteRun, folder: Path) -> str | None:
-    """Train ``run`` in a ``python -m core.run`` process of its own, output to ``<folder>/<name>.log``; None, or
-    why it failed (the log's last line)."""
+def train_in_process(run: SuiteRun, folder: Path, parallel: int) -> str | None:
+    """Train ``run`` in a ``python -m core.run`` process of its own (with its share of the CPU threads, unless
+    OMP_NUM_THREADS is set), output to ``<folder>/<name>.log``; None, or why it failed (the log's last line)."""
     log = folder / f"{run.name}.log"
     command = [sys.executable, "-m", "core.run", str(run.recipe), *itertools.chain.from_iterable(("--set", o) for o in suite_overrides(run, folder))]
+    env = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // parallel)), **os.environ}
     print(f"=== start '{run.name}'")
     with log.open("w") as out:
-        code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
+        code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env, check=False).returncode
     lines = log.read_text(errors="replace").strip().splitlines()
     print(f"=== {'done' if code == 0 else 'FAILED'} '{run.name}'")
     return None if code == 0 else f"exit {code}: {lines[-1] if lines else 'no output'} (see {log})"
