@@ -10,7 +10,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from core.api import Encoder, EncoderInput
 from core.hookspecs import hookimpl
-from core.sequence import roll_time
+from core.sequence import causal_over_padding
 
 
 @attrs.frozen
@@ -38,12 +38,14 @@ class LSTMEncoder(Encoder):
         x = x.reshape(b * n, t, e)
         if inputs.step_mask is None:
             return self.lstm(x)[0].reshape(b, n, t, e)
-        # time padding: a packed sequence per VD, so the LSTM runs over real steps only
-        lengths = inputs.step_mask.reshape(b * n, t).sum(-1)
-        packed = pack_padded_sequence(roll_time(x, lengths - t), lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
-        hidden = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=t)[0]
-        hidden = roll_time(hidden, t - lengths) * (lengths > 0)[:, None, None]  # back to left padding
-        return hidden.reshape(b, n, t, e)
+        step_mask = inputs.step_mask.reshape(b * n, t)
+        lengths = step_mask.sum(-1).clamp(min=1).cpu()  # an absent VD runs one (masked) step
+
+        def packed(right_padded: torch.Tensor) -> torch.Tensor:  # the LSTM over each VD's real steps only
+            sequences = pack_padded_sequence(right_padded, lengths, batch_first=True, enforce_sorted=False)
+            return pad_packed_sequence(self.lstm(sequences)[0], batch_first=True, total_length=t)[0]
+
+        return causal_over_padding(packed, x, step_mask).reshape(b, n, t, e)
 
 
 @hookimpl
