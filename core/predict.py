@@ -129,7 +129,8 @@ def model_series(recipe: Recipe, checkpoint: dict, normaliser: Normaliser, data:
     cfg = recipe.data
     return build_series(
         data, normaliser, checkpoint["target"], tuple(checkpoint["input_features"]), cfg.history, cfg.horizon,
-        cfg.time_of_day, cfg.min_history, cfg.gap_steps, cfg.hide_inputs, recipe.run.seed, cfg.weekend,
+        time_of_day=cfg.time_of_day, weekend=cfg.weekend, min_history=cfg.min_history, gap_steps=cfg.gap_steps,
+        hide_inputs=cfg.hide_inputs, seed=recipe.run.seed,
     )
 
 

@@ -194,7 +194,6 @@ def train_here(suite: str, number: int, total: int, run: SuiteRun, folder: Path,
     print(f"\n=== suite {suite}: run {number}/{total} '{run.name}' ({run.recipe}{''.join(' --set ' + o for o in run.overrides)})")
     try:
         train(run.recipe, suite_overrides(run, folder))
-        run_dir(folder, run.name)
         return None
     except Interrupted:
         raise

@@ -212,7 +212,10 @@ def prepare(
         names = [vd for vd, b in zip(data.vd_ids, blank) if b]
         raise DataError(f"{data.source}: VD(s) {', '.join(names[:5])} have no reading at all (every feature NaN at every step); remove them from the file")
     normaliser = Normaliser.fit(data.features[:val_start], data.feature_names, data.source)
-    series = build_series(data, normaliser, target, features, history, horizon, time_of_day, min_history, gap_steps, hide_inputs, seed, weekend)
+    series = build_series(
+        data, normaliser, target, features, history, horizon, time_of_day=time_of_day, weekend=weekend,
+        min_history=min_history, gap_steps=gap_steps, hide_inputs=hide_inputs, seed=seed,
+    )
     if not series.target_mask[:val_start].any():
         raise DataError(f"{data.source}: the target '{target}' is NaN everywhere in the training part")
     strides = {"train": train_stride, "val": 1, "test": 1}
