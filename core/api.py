@@ -248,6 +248,12 @@ class Pooling(nn.Module):
         """Scalars logged to TensorBoard after every epoch (e.g. a learned radius)."""
         return {}
 
+    def edges(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """What the ``pooling/map`` figure draws after every epoch: for each VD, the VDs it pools from
+        (``index [N, K]``) and the weight of each edge (``weights [N, K]``, mean over the last validation pass;
+        0 = no edge). None (the default) draws no map."""
+        return None
+
 
 class Collator:
     """Windows cut from the data → one batch in the collator's ``layout`` (a ``Batch`` or ``DistributedBatch``)."""

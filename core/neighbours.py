@@ -96,8 +96,8 @@ class NeighbourPooling(Pooling):
     """Base of the strategies that pool over ``self.neighbours`` (built once from the dataset's positions).
 
     A strategy calls ``record(weights)`` with its per-edge weights ``[B, N, K, ...]`` (e.g. per head); in
-    evaluation their mean over the batch (and the trailing axes) is kept as ``edge_weights`` ``[N, K]`` for the
-    TensorBoard map. In training it costs nothing.
+    evaluation their mean over every window since the model was last put in eval mode (and over the trailing
+    axes) is kept as ``edge_weights`` ``[N, K]`` for the TensorBoard map. In training it costs nothing.
     """
 
     Config = NeighbourhoodConfig
@@ -106,11 +106,25 @@ class NeighbourPooling(Pooling):
         super().__init__(config, spec, dim)
         self.neighbours = NeighbourLists.from_spec(spec, config)
         self.edge_weights: torch.Tensor | None = None
+        self._edge_windows = 0
+
+    def train(self, mode: bool = True) -> NeighbourPooling:
+        if not mode:  # a new evaluation pass: start a new mean
+            self.edge_weights, self._edge_windows = None, 0
+        return super().train(mode)
 
     def record(self, weights: torch.Tensor) -> None:
-        if not self.training:
-            w = weights.detach().float()
-            self.edge_weights = w.reshape(*w.shape[:3], -1).mean((0, 3))
+        if self.training:
+            return
+        w = weights.detach().float()
+        w = w.reshape(*w.shape[:3], -1).mean(3)  # [B, N, K]
+        total = w.sum(0) if self.edge_weights is None else self.edge_weights * self._edge_windows + w.sum(0)
+        self._edge_windows += w.shape[0]
+        self.edge_weights = total / self._edge_windows
+
+    def edges(self) -> tuple[torch.Tensor, torch.Tensor]:
+        weights = self.edge_weights if self.edge_weights is not None else self.neighbours.valid.float()
+        return self.neighbours.index, weights * self.neighbours.valid
 
     def summary(self) -> dict[str, float]:
         return {"pooling/isolated_fraction": self.neighbours.fraction_isolated()}

@@ -33,7 +33,6 @@ from core.errors import Interrupted, TrainingError
 from core.io import load_checkpoint, save_checkpoint, save_json
 from core.metrics import HorizonMetrics, masked_mae
 from core.model import Forecaster
-from core.neighbours import NeighbourPooling
 from core.recipe import Recipe
 from core.tensorboard import RunLogger
 
@@ -243,8 +242,8 @@ class Trainer:
             },
             step,
         )
+        self.log_pooling(step)  # first: its map is the mean over the validation pass just made
         self.log_forecast_figure("val", step)
-        self.log_pooling(step)
         improved = val_mae < self.state.best_val_mae
         self.state.epoch = epoch
         self.state.batch, self.state.epoch_losses, self.state.epoch_norms = 0, [], []
@@ -343,16 +342,16 @@ class Trainer:
         self.model.train()
 
     def log_pooling(self, step: int) -> None:
-        """The pooling's own scalars (e.g. a learned radius) and, for neighbour-list pooling, the map."""
+        """The pooling's own scalars (e.g. a learned radius) and the map of the edges it offers (``Pooling.edges``)."""
         pooling = self.model.pooling
         self.logger.scalars(pooling.summary(), step)
-        if not isinstance(pooling, NeighbourPooling) or not self.cfg.figure_vds:
+        edges = pooling.edges()
+        if edges is None or not self.cfg.figure_vds or self.spec.positions_xy is None:
             return
-        lists = pooling.neighbours
-        weights = pooling.edge_weights if pooling.edge_weights is not None else lists.valid.float()
+        index, weights = edges
         positions = self.spec.positions_xy.numpy()
         focus = np.linspace(0, len(positions) - 1, min(self.cfg.figure_vds, len(positions))).astype(int).tolist()
-        self.logger.neighbour_map("pooling/map", positions, lists.index.cpu().numpy(), weights.cpu().numpy(), focus, step)
+        self.logger.neighbour_map("pooling/map", positions, index.cpu().numpy(), weights.cpu().numpy(), focus, step)
 
     # ---------------------------------------------------------------------------------------- checkpoints
     def best_checkpoint(self) -> dict[str, Any]:

@@ -163,3 +163,20 @@ def test_strict_mode(positions, message):
 def test_none_pooling_needs_no_positions():
     pooling = NoPooling(NoPoolingConfig(), make_spec(positions=None), dim=4)
     assert torch.all(pooling(torch.randn(2, 5, 4), torch.ones(2, 5, dtype=torch.bool)) == 0)
+
+
+def test_the_map_shows_the_mean_edge_weight_over_a_whole_evaluation_pass():
+    torch.manual_seed(0)
+    pooling = STRATEGIES["attention"](make_spec(positions=POSITIONS), 4).eval()
+    node_mask = torch.ones(1, 5, dtype=torch.bool)
+    first, second = torch.randn(1, 5, 4), torch.randn(1, 5, 4)
+    pooling(first, node_mask)
+    alone = pooling.edge_weights.clone()
+    pooling(second, node_mask)
+    pooling.train().eval()  # a new pass starts a new mean
+    pooling(second, node_mask)
+    torch.testing.assert_close(pooling.edges()[1], pooling.edge_weights)
+    second_alone = pooling.edge_weights.clone()
+    pooling(first, node_mask)
+    torch.testing.assert_close(pooling.edge_weights, (alone + second_alone) / 2)
+    assert not torch.allclose(alone, second_alone)
