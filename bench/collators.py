@@ -29,6 +29,7 @@ import attrs  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from core.data.config import DataConfig  # noqa: E402
 from core.data.importers import import_wide_csv  # noqa: E402
 from core.data.windows import Prepared, prepare  # noqa: E402
 from core.model import Forecaster  # noqa: E402
@@ -128,7 +129,7 @@ def main() -> None:
         sys.exit(f"{folder}: no los_speed.csv; pass --data DIR (see ../shared/data/README.md)")
     data = import_wide_csv(folder / "los_speed.csv", folder / "graph_sensor_locations.csv", start="2012-03-01T00:00:00")
     settings = dict(history=HISTORY, horizon=HORIZON, min_history=MIN_HISTORY, gap_steps=GAP_STEPS)
-    sets = {"complete": prepare(data, "speed", **settings), "outages": prepare(with_outages(data), "speed", **settings)}
+    sets = {"complete": prepare(data, DataConfig(**settings)), "outages": prepare(with_outages(data), DataConfig(**settings))}
 
     collation = []
     for name, prepared in sets.items():

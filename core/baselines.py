@@ -9,7 +9,8 @@ from core.data.windows import Prepared
 
 
 class Baselines:
-    """``last_value``: the last observed target of each VD in the input window, held for the horizon.
+    """``last_value``: the last observed target of each VD, held for the horizon (never from before a time
+    jump: the VD's mean then).
     ``historical_average``: the training part's mean per VD and time-of-day slot (the VD's mean where a slot
     was never observed).
     """
@@ -22,7 +23,8 @@ class Baselines:
         steps, n = raw.shape
         self.history, self.horizon = series.history, series.horizon
         observed = np.isfinite(raw)
-        last_seen = np.maximum.accumulate(np.where(observed, np.arange(steps)[:, None], 0), axis=0)
+        stretch_start = np.diff(series.stretch.numpy(), prepend=-1) != 0  # [T] the first step after a time jump
+        last_seen = np.maximum.accumulate(np.where(observed | stretch_start[:, None], np.arange(steps)[:, None], 0), axis=0)
         vd_mean = np.nanmean(raw[: prepared.boundaries[0]], 0)
         filled = raw[last_seen, np.arange(n)]
         self.last = torch.from_numpy(np.where(np.isfinite(filled), filled, vd_mean).astype(np.float32))

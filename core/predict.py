@@ -125,13 +125,10 @@ def with_blank_future(data: TrafficData, steps: int) -> TrafficData:
 
 
 def model_series(recipe: Recipe, checkpoint: dict, normaliser: Normaliser, data: TrafficData) -> Series:
-    """The series cut as the run cut its own: its features, target, normaliser and window settings."""
-    cfg = recipe.data
-    return build_series(
-        data, normaliser, checkpoint["target"], tuple(checkpoint["input_features"]), cfg.history, cfg.horizon,
-        time_of_day=cfg.time_of_day, weekend=cfg.weekend, min_history=cfg.min_history, gap_steps=cfg.gap_steps,
-        hide_inputs=cfg.hide_inputs, seed=recipe.run.seed,
-    )
+    """The series cut as the run cut its own (features, target, normaliser, window settings), from every observed
+    reading: ``hide_inputs`` is a training experiment and is not applied to the data forecast."""
+    cfg = attrs.evolve(recipe.data, target=checkpoint["target"], hide_inputs=0.0)
+    return build_series(data, normaliser, cfg, tuple(checkpoint["input_features"]))
 
 
 @torch.no_grad()

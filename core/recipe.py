@@ -12,13 +12,9 @@ import tomli_w
 from attrs.validators import ge, gt, lt
 
 from core.config import build_config, config_to_dict
+from core.data.config import DataConfig
 from core.errors import PluginError, RecipeError, closest
 from core.registry import Registry
-
-
-def _split_is_valid(instance, attribute, value) -> None:
-    if len(value) != 3 or min(value) <= 0 or abs(sum(value) - 1) > 1e-6:
-        raise ValueError(f"'{attribute.name}' must be three positive fractions (train, val, test) summing to 1: {list(value)}")
 
 
 def _device_is_valid(instance, attribute, value) -> None:
@@ -31,28 +27,6 @@ class RunConfig:
     name: str = "run"
     seed: int = 0
     output_dir: str = "runs"
-
-
-@attrs.frozen
-class DataConfig:
-    source: str = "default"  # "default" = the embedded synthetic network, else an HDF5 file
-    target: str = "speed"
-    features: tuple[str, ...] = ()  # input features; empty = all
-    history: int = attrs.field(default=12, validator=gt(0))
-    horizon: int = attrs.field(default=12, validator=gt(0))
-    split: tuple[float, ...] = attrs.field(default=(0.7, 0.1, 0.2), validator=_split_is_valid)
-    time_of_day: bool = True
-    weekend: bool = False  # a 0/1 covariate: Saturday or Sunday on the file's clock
-    train_stride: int = attrs.field(default=1, validator=gt(0))
-    synthetic_seed: int = 0
-    min_history: int = attrs.field(default=0, validator=ge(0))  # > 0: variable-length histories (see below)
-    gap_steps: int = attrs.field(default=12, validator=gt(0))  # missing steps that cut a VD's history
-    hide_inputs: float = attrs.field(default=0.0, validator=[ge(0.0), lt(1.0)])  # fraction of inputs hidden everywhere
-    vds: tuple[str, ...] = ()  # keep only these VD ids, in this order; empty = all
-
-    def __attrs_post_init__(self) -> None:
-        if self.min_history > self.history:
-            raise ValueError(f"'min_history' ({self.min_history}) must not exceed 'history' ({self.history})")
 
 
 @attrs.frozen

@@ -85,12 +85,7 @@ def run(recipe_path: Path, overrides: list[str], resume_dir: Path | None = None)
 
 def prepare_data(recipe: Recipe) -> Prepared:
     """The recipe's data source, split, normalised and windowed."""
-    cfg = recipe.data
-    return prepare(
-        load_source(cfg.source, cfg.synthetic_seed), cfg.target, cfg.features, cfg.history, cfg.horizon, cfg.split, cfg.time_of_day,
-        cfg.train_stride, min_history=cfg.min_history, gap_steps=cfg.gap_steps, hide_inputs=cfg.hide_inputs, seed=recipe.run.seed,
-        vds=cfg.vds, weekend=cfg.weekend,
-    )
+    return prepare(load_source(recipe.data.source, recipe.data.synthetic_seed), recipe.data, recipe.run.seed)
 
 
 def build_forecaster(recipe: Recipe, registry: Registry, spec: DatasetSpec, first: Windows, source: str) -> tuple[Forecaster, Collator]:
@@ -125,7 +120,7 @@ def train(
         f"{recipe.encoder.name} + {recipe.pooling.name} pooling ({parameters:,} parameters) on {trainer.device}, "
         f"precision {recipe.trainer.precision}\n"
         f"data {data.source}: {data.num_steps} steps x {len(data.vd_ids)} VDs x {len(prepared.input_features)} features; "
-        f"windows {sizes}\nrun directory {run_dir}"
+        f"windows {sizes}{jumps_note(data, prepared.windows_across_jumps)}\nrun directory {run_dir}"
         + (f" (resuming at epoch {trainer.state.epoch + 1}, batch {trainer.state.batch + 1})" if resume else "")
     )
     try:
@@ -139,6 +134,12 @@ def train(
     print(f"best epoch {metrics['best_epoch']} (val MAE {metrics['best_val_mae']:.4f}), {metrics['train_seconds']:.0f} s of training")
     print(f"run directory: {run_dir}\nTensorBoard:   tensorboard --logdir {run_dir.parent}")
     return 0
+
+
+def jumps_note(data, removed: int) -> str:
+    """What ``irregular_steps = "split"`` did, for the run's header ('' for a regular file)."""
+    jumps = len(data.time_jumps())
+    return f" ({removed} window(s) spanning the file's {jumps} time jump(s) left out)" if jumps else ""
 
 
 def create_run_dir(recipe: Recipe) -> Path:

@@ -13,6 +13,7 @@ from core.data import TrafficData, read_hdf5, write_hdf5
 from core.data.geo import project_to_metres
 from core.data.importers import import_pandas_h5, import_per_detector, import_wide_csv, read_vd_attributes
 from core.data.synthetic import generate
+from core.data.config import DataConfig
 from core.data.windows import calendar_features, prepare
 from core.errors import DataError
 from tests.conftest import SHARED_DATA
@@ -84,7 +85,7 @@ def test_projection_distances_are_true_metres(lat):
 
 
 def test_windows_are_the_series_cut_by_index(small_data):
-    prepared = prepare(small_data, "speed", history=12, horizon=12)
+    prepared = prepare(small_data, DataConfig(history=12, horizon=12))
     raw = small_data.features
     mean, std = prepared.normaliser.mean, prepared.normaliser.std
     test = prepared.splits["test"]
@@ -110,7 +111,7 @@ def test_calendar_covariates_follow_the_files_clock(small_data):
 
     friday = int(np.datetime64("2012-03-02T00:00", "s").astype(np.int64))
     data = attrs.evolve(small_data, timestamps=small_data.timestamps - small_data.timestamps[0] + friday)  # Fri .. Mon
-    prepared = prepare(data, "speed", weekend=True)
+    prepared = prepare(data, DataConfig(weekend=True))
     weekday = np.array([datetime.datetime.fromtimestamp(int(t), datetime.timezone.utc).weekday() for t in data.timestamps])
     np.testing.assert_array_equal(prepared.series.covariates[:, 2].numpy(), weekday >= 5)
     assert 0 < (weekday >= 5).mean() < 1 and prepared.spec().num_covariates == 3
@@ -119,7 +120,7 @@ def test_calendar_covariates_follow_the_files_clock(small_data):
 
 
 def test_splits_are_chronological_and_normaliser_uses_train_only(small_data):
-    prepared = prepare(small_data, "speed", split=(0.7, 0.1, 0.2))
+    prepared = prepare(small_data, DataConfig(split=(0.7, 0.1, 0.2)))
     steps = small_data.num_steps
     val_start, test_start = prepared.boundaries
     assert (val_start, test_start) == (round(0.7 * steps), round(0.8 * steps))
@@ -134,14 +135,14 @@ def test_splits_are_chronological_and_normaliser_uses_train_only(small_data):
 def test_too_short_and_all_nan_target_are_errors(small_data):
     short = TrafficData(small_data.features[:100], small_data.vd_ids, small_data.feature_names, small_data.timestamps[:100], source="short.h5")
     with pytest.raises(DataError, match="short.h5: fewer time steps than one window: the val part has 10 of 100 steps, a window needs 24"):
-        prepare(short, "speed")
+        prepare(short)
     features = small_data.features.copy()
     features[..., 0] = np.nan
     blank = TrafficData(features, small_data.vd_ids, small_data.feature_names, small_data.timestamps, source="blank.h5")
     with pytest.raises(DataError, match="blank.h5: feature.*speed are NaN everywhere in the training part"):
-        prepare(blank, "speed")
+        prepare(blank)
     with pytest.raises(DataError, match="data.target 'flow' is not a feature of the data; features: speed, occupancy, volume"):
-        prepare(small_data, "flow")
+        prepare(small_data, DataConfig(target="flow"))
 
 
 def test_synthetic_is_deterministic_and_congestion_travels_upstream():

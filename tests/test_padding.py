@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from core.api import DatasetSpec
+from core.data.config import DataConfig
 from core.data.windows import prepare, steps_since_gap
 from core.metrics import masked_mae
 from core.model import Forecaster
@@ -55,7 +56,7 @@ def outages(small_data):
 
 @pytest.fixture(scope="module")
 def prepared(outages):
-    return prepare(outages, "speed", history=HISTORY, horizon=HORIZON, min_history=MIN_HISTORY, gap_steps=GAP)
+    return prepare(outages, DataConfig(history=HISTORY, horizon=HORIZON, min_history=MIN_HISTORY, gap_steps=GAP))
 
 
 def test_variable_windows_follow_the_gaps(prepared):
@@ -138,7 +139,7 @@ def test_dynamic_padding_shapes_masks_and_max_sequence_length(prepared):
 
 
 def test_fixed_windows_make_a_full_batch(small_data):
-    prepared = prepare(small_data, "speed", history=HISTORY, horizon=HORIZON)
+    prepared = prepare(small_data, DataConfig(history=HISTORY, horizon=HORIZON))
     spec = prepared.spec()
     windows = prepared.splits["train"].__getitems__([0, 5])
     batch = DynamicPaddingCollator(DynamicPaddingConfig(), spec)(windows)
@@ -148,8 +149,8 @@ def test_fixed_windows_make_a_full_batch(small_data):
 
 
 def test_hidden_inputs_are_missing_inputs_and_targets_are_kept(small_data):
-    plain = prepare(small_data, "speed", history=HISTORY, horizon=HORIZON)
-    hidden = prepare(small_data, "speed", history=HISTORY, horizon=HORIZON, hide_inputs=0.25, seed=1)
+    plain = prepare(small_data, DataConfig(history=HISTORY, horizon=HORIZON))
+    hidden = prepare(small_data, DataConfig(history=HISTORY, horizon=HORIZON, hide_inputs=0.25), seed=1)
     kept = hidden.series.observed.sum() / plain.series.observed.sum()
     assert 0.74 < float(kept) < 0.76
     assert not (hidden.series.observed & ~plain.series.observed).any()

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from core.api import DistributedBatch, EncoderInput
+from core.data.config import DataConfig
 from core.data.windows import prepare
 from core.errors import DataError, RecipeError
 from core.model import Forecaster
@@ -105,7 +106,7 @@ def test_shared_per_vd_conditioning_is_per_vd():
 
 @pytest.mark.parametrize("encoder", ["lstm", "xlstm_shared", "xlstm_per_vd"])
 def test_distributed_and_centralized_layouts_give_the_same_forecast(small_data, encoder):
-    prepared = prepare(small_data, "speed", history=6, horizon=3)
+    prepared = prepare(small_data, DataConfig(history=6, horizon=3))
     spec = prepared.spec()
     windows = prepared.splits["val"].__getitems__([0, 5, 9])
     central = CentralizedCollator(CentralizedConfig(), spec)(windows)

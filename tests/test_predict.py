@@ -3,6 +3,7 @@ right times; ``--latest``; the normaliser is the run's; mismatching files are re
 
 from __future__ import annotations
 
+import shutil
 import textwrap
 
 import attrs
@@ -186,3 +187,14 @@ def test_output_is_written_atomically(run_dir, small_h5, tmp_path, monkeypatch, 
     assert out.read_bytes() == before
     assert main([str(run_dir), "--data", str(small_h5), "--out", str(tmp_path / "new.h5")]) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["preds.h5"]  # no partial new.h5, no temporary file left
+
+
+def test_forecasts_use_every_reading_even_when_the_run_hid_inputs_in_training(run_dir, small_h5, tmp_path):
+    """``hide_inputs`` is a training experiment: the forecast of a run trained with it sees every observed reading."""
+    copy = tmp_path / "hiding"
+    shutil.copytree(run_dir, copy)
+    recipe = (copy / "recipe.toml").read_text()
+    (copy / "recipe.toml").write_text(recipe.replace("hide_inputs = 0.0", "hide_inputs = 0.5"))
+    assert main([str(copy), "--data", str(small_h5), "--out", str(tmp_path / "hiding.h5")]) == 0
+    assert main([str(run_dir), "--data", str(small_h5), "--out", str(tmp_path / "plain.h5")]) == 0
+    np.testing.assert_array_equal(read(tmp_path / "hiding.h5")["forecast"], read(tmp_path / "plain.h5")["forecast"])

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from core.data.config import DataConfig
 from core.data.windows import prepare
 from core.errors import DataError, RecipeError
 from core.recipe import apply_override
@@ -139,7 +140,7 @@ def test_set_replaces_a_whole_table():
 
 def test_data_vds_keeps_exactly_those_vds(small_data):
     chosen = ("VD-N1-04", "VD-N1-01")
-    prepared = prepare(small_data, "speed", vds=chosen)
+    prepared = prepare(small_data, DataConfig(vds=chosen))
     index = [small_data.vd_ids.index(vd) for vd in chosen]
     assert prepared.spec().vd_ids == chosen
     np.testing.assert_array_equal(prepared.data.features, small_data.features[:, index])
@@ -150,4 +151,4 @@ def test_data_vds_keeps_exactly_those_vds(small_data):
         name: tuple(values[i] for i in index) for name, values in small_data.vd_attributes.items()
     }
     with pytest.raises(DataError, match=r"data.vds: unknown VD id\(s\) 'VD-N1-4' \(did you mean 'VD-N1-04'\?\)"):
-        prepare(small_data, "speed", vds=("VD-N1-01", "VD-N1-4"))
+        prepare(small_data, DataConfig(vds=("VD-N1-01", "VD-N1-4")))

@@ -70,8 +70,11 @@ def summary(data) -> str:
     start, end = (np.datetime64(int(t), "s") for t in data.timestamps[[0, -1]])
     missing = np.isnan(data.features).mean(axis=(0, 1))
     positions = "none" if data.latlon is None else f"{int(np.isfinite(data.latlon).all(1).sum())} of {len(data.vd_ids)} VDs"
+    jumps = data.time_jumps()
+    gaps = [f"step {i} ({int(data.timestamps[i] - data.timestamps[i - 1])} s after the previous step)" for i in jumps[:5]]
     lines = [
         f"{data.num_steps} steps from {start} to {end} every {data.interval} s; {len(data.vd_ids)} VDs; positions: {positions}",
+        *([f"irregular time steps: {len(jumps)}: " + ", ".join(gaps) + (", ..." if len(jumps) > 5 else "")] if len(jumps) else []),
         *(f"  {name}: {100 * m:.1f}% missing" for name, m in zip(data.feature_names, missing)),
         "VD attributes: " + (", ".join(f"{k} ({len(set(v) - {''})} values)" for k, v in data.vd_attributes.items()) or "none"),
     ]

@@ -70,6 +70,10 @@ class TrafficData:
         steps, counts = np.unique(np.diff(self.timestamps), return_counts=True)
         return int(steps[np.argmax(counts)]) if len(steps) else 300
 
+    def time_jumps(self) -> np.ndarray:
+        """The steps whose distance from the previous step is not ``interval`` (ascending; empty: regular)."""
+        return np.flatnonzero(np.diff(self.timestamps) != self.interval) + 1
+
     def select(self, vds: tuple[str, ...]) -> TrafficData:
         """Only the VDs ``vds``, in that order (``[data] vds``); an unknown id is an error naming it."""
         index = {vd: i for i, vd in enumerate(self.vd_ids)}

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from core.api import DatasetSpec
+from core.data.config import DataConfig
 from core.data.dataset import TrafficData
 from core.errors import DataError
 
@@ -87,6 +88,7 @@ class Series:
     horizon: int
     since_gap: torch.Tensor | None = None  # [T, N] steps since the VD's last long gap; None = fixed windows
     min_history: int = 0
+    stretch: torch.Tensor | None = None  # [T] which regular stretch (between time jumps) each step is in; None = one
 
     def cut(self, starts: torch.Tensor) -> Windows:
         past = starts[:, None] + torch.arange(self.history)
@@ -114,9 +116,17 @@ class Series:
         return lengths.where(lengths >= self.min_history, 0)
 
     def window_starts(self, first: int, last: int, stride: int = 1) -> torch.Tensor:
-        """Window starts ``first, first + stride, ... <= last``, less the windows with no active VD."""
+        """Window starts ``first, first + stride, ... <= last``, less the windows with no active VD and those
+        that span a time jump."""
         starts = torch.arange(first, last + 1, stride)
+        starts = starts[~self.spans_jump(starts)]
         return starts if self.since_gap is None else starts[(self.lengths(starts) > 0).any(1)]
+
+    def spans_jump(self, starts: torch.Tensor) -> torch.Tensor:
+        """[B] bool: the window (history and horizon) starting at each of ``starts`` crosses a time jump."""
+        if self.stretch is None:
+            return torch.zeros(starts.shape, dtype=torch.bool)
+        return self.stretch[starts] != self.stretch[starts + self.history + self.horizon - 1]
 
 
 class WindowDataset(torch.utils.data.Dataset):
@@ -147,6 +157,7 @@ class Prepared:
     target_index: int  # of the target among the data's features
     splits: dict[str, WindowDataset]
     boundaries: tuple[int, int]  # first step of val and of test
+    windows_across_jumps: int = 0  # windows left out because they span a time jump (irregular_steps = "split")
 
     def spec(self) -> DatasetSpec:
         """What plugins are told about this data when they are built."""
@@ -167,44 +178,29 @@ def dataset_spec(data: TrafficData, series: Series, input_features: tuple[str, .
     )
 
 
-def prepare(
-    data: TrafficData,
-    target: str,
-    features: tuple[str, ...] = (),
-    history: int = 12,
-    horizon: int = 12,
-    split: tuple[float, ...] = (0.7, 0.1, 0.2),
-    time_of_day: bool = True,
-    train_stride: int = 1,
-    min_history: int = 0,
-    gap_steps: int = 12,
-    hide_inputs: float = 0.0,
-    seed: int = 0,
-    vds: tuple[str, ...] = (),
-    weekend: bool = False,
-) -> Prepared:
+def prepare(data: TrafficData, cfg: DataConfig = DataConfig(), seed: int = 0) -> Prepared:
     """Split chronologically, fit the normaliser on train, and index the windows of each part.
 
-    ``min_history > 0`` makes variable-length windows: a VD's history starts after its last gap of at least
+    ``cfg.min_history > 0`` makes variable-length windows: a VD's history starts after its last gap of at least
     ``gap_steps`` missing steps (late start, drop-out), up to ``history`` steps; a VD with fewer than
     ``min_history`` steps is inactive in that window, and windows with no active VD are dropped.
-    ``hide_inputs`` hides that fraction of the observed inputs everywhere (a fixed draw from ``seed``):
-    sparse observations; the targets are kept. ``vds`` keeps only those VDs, in that order (empty = all).
-    ``time_of_day`` and ``weekend`` choose the calendar covariates (``calendar_features``).
+    ``cfg.hide_inputs`` hides that fraction of the observed inputs everywhere (a fixed draw from ``seed``): an
+    experiment with sparse observations; the targets are kept. ``cfg.vds`` keeps only those VDs, in that order.
+    A file whose time step jumps is refused, or with ``irregular_steps = "split"`` no window spans a jump.
     """
-    if vds:
-        data = data.select(vds)
-    target_index = data.feature_index(target)
-    features = features or data.feature_names
+    if cfg.vds:
+        data = data.select(cfg.vds)
+    target_index = data.feature_index(cfg.target)
+    features = cfg.features or data.feature_names
     steps = data.num_steps
-    val_start, test_start = (int(round(steps * split[0])), int(round(steps * (split[0] + split[1]))))
+    val_start, test_start = (int(round(steps * cfg.split[0])), int(round(steps * (cfg.split[0] + cfg.split[1]))))
     bounds = {"train": (0, val_start), "val": (val_start, test_start), "test": (test_start, steps)}
-    window = history + horizon
+    window = cfg.history + cfg.horizon
     for part, (lo, hi) in bounds.items():
         if hi - lo < window:
             raise DataError(
                 f"{data.source}: fewer time steps than one window: the {part} part has {hi - lo} of {steps} steps, "
-                f"a window needs {window} (history {history} + horizon {horizon})"
+                f"a window needs {window} (history {cfg.history} + horizon {cfg.horizon})"
             )
 
     blank = np.isnan(data.features).all(axis=(0, 2))
@@ -212,60 +208,56 @@ def prepare(
         names = [vd for vd, b in zip(data.vd_ids, blank) if b]
         raise DataError(f"{data.source}: VD(s) {', '.join(names[:5])} have no reading at all (every feature NaN at every step); remove them from the file")
     normaliser = Normaliser.fit(data.features[:val_start], data.feature_names, data.source)
-    series = build_series(
-        data, normaliser, target, features, history, horizon, time_of_day=time_of_day, weekend=weekend,
-        min_history=min_history, gap_steps=gap_steps, hide_inputs=hide_inputs, seed=seed,
-    )
+    series = build_series(data, normaliser, cfg, tuple(features), seed)
     if not series.target_mask[:val_start].any():
-        raise DataError(f"{data.source}: the target '{target}' is NaN everywhere in the training part")
-    strides = {"train": train_stride, "val": 1, "test": 1}
-    splits = {}
+        raise DataError(f"{data.source}: the target '{cfg.target}' is NaN everywhere in the training part")
+    strides = {"train": cfg.train_stride, "val": 1, "test": 1}
+    splits, across_jumps = {}, 0
     for part, (lo, hi) in bounds.items():
         starts = series.window_starts(lo, hi - window, strides[part])
         if not len(starts):
-            raise DataError(f"{data.source}: the {part} part has no window with a VD of at least min_history = {min_history} steps")
+            raise DataError(f"{data.source}: the {part} part has no window with a VD of at least min_history = {cfg.min_history} steps")
         splits[part] = WindowDataset(series, starts.numpy())
-    return Prepared(data, series, normaliser, tuple(features), target_index, splits, (val_start, test_start))
+        across_jumps += int(series.spans_jump(torch.arange(lo, hi - window + 1, strides[part])).sum())
+    return Prepared(data, series, normaliser, tuple(features), target_index, splits, (val_start, test_start), across_jumps)
 
 
-def build_series(
-    data: TrafficData,
-    normaliser: Normaliser,
-    target: str,
-    features: tuple[str, ...],
-    history: int,
-    horizon: int,
-    time_of_day: bool = True,
-    min_history: int = 0,
-    gap_steps: int = 12,
-    hide_inputs: float = 0.0,
-    seed: int = 0,
-    weekend: bool = False,
-) -> Series:
+def build_series(data: TrafficData, normaliser: Normaliser, cfg: DataConfig, features: tuple[str, ...], seed: int = 0) -> Series:
     """The whole series z-scored with ``normaliser`` (never re-fitted here): the inputs ``features``, the
-    target, their masks and covariates; see ``prepare`` for ``min_history``, ``gap_steps`` and ``hide_inputs``."""
+    target, their masks and covariates, as ``cfg`` says (see ``prepare``)."""
+    jumps = data.time_jumps()
+    if len(jumps) and cfg.irregular_steps == "refuse":
+        first = int(jumps[0])
+        found = int(data.timestamps[first] - data.timestamps[first - 1])
+        raise DataError(
+            f"{data.source}: irregular time step at step {first}: {found} s after the previous step, expected {data.interval} s "
+            f"({len(jumps)} irregular step(s); [data] irregular_steps = \"split\" cuts windows only between them)"
+        )
     raw = data.features[:, :, [data.feature_index(name, "data.features") for name in features]]
     observed = np.isfinite(raw)
-    since_gap = steps_since_gap(~observed.any(-1), gap_steps) if min_history else None
-    if hide_inputs:
-        observed &= np.random.default_rng(seed).random(observed.shape) >= hide_inputs
+    since_gap = steps_since_gap(~observed.any(-1), cfg.gap_steps) if cfg.min_history else None
+    if cfg.hide_inputs:
+        observed &= np.random.default_rng(seed).random(observed.shape) >= cfg.hide_inputs
     mean, std = normaliser.select(features)
     values = np.where(observed, (raw - mean) / std, 0.0).astype(np.float32)
-    target_raw = data.features[:, :, data.feature_index(target)]
+    target_raw = data.features[:, :, data.feature_index(cfg.target)]
     target_mask = np.isfinite(target_raw)
-    (target_mean,), (target_std,) = normaliser.select((target,))
+    (target_mean,), (target_std,) = normaliser.select((cfg.target,))
     target_z = np.where(target_mask, (target_raw - target_mean) / target_std, 0.0).astype(np.float32)
+    stretch = np.zeros(data.num_steps, np.int64)
+    stretch[jumps] = 1
     return Series(
         values=torch.from_numpy(values),
         observed=torch.from_numpy(observed),
-        covariates=torch.from_numpy(calendar_features(data.timestamps, time_of_day, weekend)),
+        covariates=torch.from_numpy(calendar_features(data.timestamps, cfg.time_of_day, cfg.weekend)),
         target=torch.from_numpy(target_z),
         target_mask=torch.from_numpy(target_mask),
         target_raw=torch.from_numpy(target_raw.astype(np.float32)),
-        history=history,
-        horizon=horizon,
+        history=cfg.history,
+        horizon=cfg.horizon,
         since_gap=None if since_gap is None else torch.from_numpy(since_gap),
-        min_history=min_history,
+        min_history=cfg.min_history,
+        stretch=torch.from_numpy(stretch.cumsum()),
     )
 
 
