@@ -108,9 +108,13 @@ def train(
     data = prepared.data
     trainer = Trainer(recipe, model, collator, prepared, spec, run_dir, dist)
     if resume:
-        trainer.restore(load_last(run_dir, spec))  # on every rank
+        checkpoint = load_last(run_dir, spec)
+        changes = resume_changes(checkpoint.get("recipe") or load_recipe(run_dir / "recipe.toml")[0].to_dict(), recipe, run_dir)
+        trainer.restore(checkpoint)  # on every rank
         if dist.is_main:
             save_text(recipe.to_toml(), run_dir / "recipe.toml")
+            for change in changes:
+                print(f"resuming with {change}")
     logger = RunLogger(run_dir, purge_step=trainer.state.global_step + 1 if resume else None) if dist.is_main else Silent()
     logger.recipe(recipe.to_toml())
 
@@ -159,6 +163,31 @@ def create_run_dir(recipe: Recipe) -> Path:
     except OSError as error:
         raise RecipeError(f"{recipe.path}: [run] output_dir = '{root}': cannot create a run directory there: {error.strerror}") from None
     raise TrainingError(f"{root}: cannot create a run directory for '{stem}'")
+
+
+# Recipe keys a resumed run may change: they change neither the saved model nor what its saved position means.
+SAFE_ON_RESUME = frozenset({
+    "run.name", "run.output_dir", "trainer.epochs", "trainer.patience", "trainer.figure_vds", "trainer.checkpoint_every",
+    "trainer.num_workers", "trainer.eval_batch_size", "trainer.on_nonfinite", "trainer.max_skipped_steps", "trainer.device",
+    "trainer.compile",
+})
+
+
+def resume_changes(saved: dict, recipe: Recipe, run_dir: Path) -> list[str]:
+    """The safe changes (``SAFE_ON_RESUME``) from the ``saved`` recipe (as ``Recipe.to_dict``) to ``recipe``, as
+    'KEY OLD -> NEW'; any other change is an error naming the keys and both values."""
+    flat = lambda table: {f"{t}.{k}": v for t, values in table.items() for k, v in values.items()}  # noqa: E731
+    before, after = flat(saved), flat(recipe.to_dict())
+    changed = [key for key in sorted(before.keys() | after.keys()) if before.get(key) != after.get(key)]
+    show = lambda key: f"{key} {before.get(key, '(unset)')!r} -> {after.get(key, '(unset)')!r}"  # noqa: E731
+    unsafe = [show(key) for key in changed if key not in SAFE_ON_RESUME]
+    if unsafe:
+        raise TrainingError(
+            f"--resume {run_dir}: the recipe changes {'; '.join(unsafe[:5])}{'; ...' if len(unsafe) > 5 else ''}: that changes what "
+            f"the saved model or its position in the epoch means; resume with the run's values, or start a new run. "
+            f"Safe to change: {', '.join(sorted(SAFE_ON_RESUME))}"
+        )
+    return [show(key) for key in changed]
 
 
 LAST_KEYS = ("model", "optimizer", "scheduler", "scaler", "state", "rng")

@@ -294,7 +294,8 @@ class Trainer:
         """Test metrics of the best checkpoint beside the baselines; writes metrics.json."""
         best = load_checkpoint(self.run_dir / "best_model.pt")
         self.model.load_state_dict(best["model"])
-        result, accumulated = self.evaluate("test", Baselines(self.prepared))
+        with self.stop_at_once():
+            result, accumulated = self.evaluate("test", Baselines(self.prepared))
         metrics = {
             "test": result["model"],
             "baselines": {name: result[name] for name in Baselines.names},
@@ -379,21 +380,27 @@ class Trainer:
     def stop_on_signals(self):
         """SIGINT/SIGTERM only set ``stop_signal``: the loop then saves ``last.pt`` at the next batch boundary and
         stops (``Interrupted``). A second signal gets the previous handler (e.g. KeyboardInterrupt at once)."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = {}
 
         def handler(signum, frame):
             self.stop_signal = signum
             signal.signal(signum, previous[signum])
 
-        previous.update({s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)})
-        try:
+        with handling_signals(handler) as previous:
             yield
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, h)
+
+    @contextmanager
+    def stop_at_once(self):
+        """During the final test a signal stops at once, saying what is saved and how to finish the run."""
+
+        def handler(signum, frame):
+            raise Interrupted(
+                signum,
+                f"during the final test; the training is finished and saved in {self.run_dir / 'last.pt'}; "
+                f"resume with: python -m core.run --resume {self.run_dir} (it repeats the test)",
+            )
+
+        with handling_signals(handler):
+            yield
 
     def stopping(self) -> int:
         """The signal that stops the run (0: none), agreed by all processes so that they stop at the same batch."""
@@ -415,6 +422,7 @@ class Trainer:
             "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "vd_ids": list(self.spec.vd_ids),
+            "recipe": self.recipe.to_dict(),  # what --resume may not change (core.run.resume_changes)
         }
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
@@ -429,3 +437,18 @@ class Trainer:
         torch.set_rng_state(checkpoint["rng"])
         if checkpoint["cuda_rng"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])
+
+
+@contextmanager
+def handling_signals(handler):
+    """``handler`` for SIGINT and SIGTERM inside the block (main thread only), the previous handlers after it;
+    yields the previous handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield {}
+        return
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield previous
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)

@@ -349,3 +349,39 @@ def test_concurrent_runs_never_share_a_run_directory(make_recipe, tmp_path, monk
         t.join()
     assert len(set(made)) == 8 and sorted(p.name for p in made) == sorted(["crash-20260101-000000"] + [f"crash-20260101-000000-{k}" for k in range(2, 9)])
     assert all((p / "recipe.toml").is_file() for p in made)
+
+
+def test_resume_refuses_a_recipe_that_changes_what_the_checkpoint_means(reference, tmp_path, capsys):
+    run_dir = Path(shutil.copytree(reference, tmp_path / "run"))
+    before = (run_dir / "last.pt").read_bytes()
+    assert main(["--resume", str(run_dir), "--set", "trainer.batch_size=4"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --resume {run_dir}: the recipe changes trainer.batch_size 8 -> 4: that changes what the saved model")
+    assert main(["--resume", str(run_dir), "--set", "encoder.embedding_dim=16", "--set", "data.train_stride=2"]) == 2
+    assert "the recipe changes data.train_stride 1 -> 2; encoder.embedding_dim 8 -> 16:" in capsys.readouterr().err
+    assert (run_dir / "last.pt").read_bytes() == before and "batch_size = 8" in (run_dir / "recipe.toml").read_text()
+    assert main(["--resume", str(run_dir), "--set", "trainer.epochs=4", "--set", "trainer.patience=2"]) == 0
+    out = capsys.readouterr().out
+    assert "resuming with trainer.epochs 3 -> 4\nresuming with trainer.patience 5 -> 2\n" in out
+    assert len(json.loads((run_dir / "training_history.json").read_text())) == 4
+
+
+def test_a_signal_during_the_final_test_says_what_is_saved_and_how_to_resume(make_recipe, tmp_path, monkeypatch, capsys):
+    original = Trainer.evaluate
+
+    def evaluate(self, split, baselines=None):
+        if split == "test":
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, split, baselines)
+
+    monkeypatch.setattr(Trainer, "evaluate", evaluate)
+    assert main([str(make_recipe(tmp_path)), "--set", "trainer.epochs=1"]) == 128 + signal.SIGTERM
+    run_dir = only_run(tmp_path / "runs")
+    assert last_line(capsys.readouterr().err) == (
+        f"interrupted by SIGTERM during the final test; the training is finished and saved in {run_dir / 'last.pt'}; "
+        f"resume with: python -m core.run --resume {run_dir} (it repeats the test)\n"
+    )
+    assert not (run_dir / "metrics.json").exists() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    monkeypatch.setattr(Trainer, "evaluate", original)
+    assert main(["--resume", str(run_dir)]) == 0
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 1
