@@ -28,9 +28,14 @@ class RunLogger:
         self.writer.add_text("recipe", "\n".join("    " + line for line in toml_text.splitlines()))
 
     def hparams(self, recipe_values: dict[str, object], metrics: dict[str, float]) -> None:
-        """Recipe values and final metrics in the HParams tab, in this run's own directory (no sub-run)."""
+        """Recipe values and final metrics in the HParams tab, in this run's own directory (no sub-run).
+
+        Only the session summaries are written, not an experiment summary: TensorBoard then builds the table's
+        columns from every run's values (the union: an xLSTM run's ``encoder.num_blocks`` beside an LSTM run's
+        ``encoder.num_layers``), where one run's experiment summary would fix the columns to that run's keys."""
         tags = {f"hparam/{key}": value for key, value in metrics.items()}
-        for summary in hparams(recipe_values, tags):
+        _, session_start, session_end = hparams(recipe_values, tags)
+        for summary in (session_start, session_end):
             self.writer.file_writer.add_summary(summary)
         self.scalars(tags, 0)
 

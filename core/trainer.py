@@ -172,6 +172,9 @@ class Trainer:
                     state.epoch_norms.append(norm)
             state.epoch_samples += min(self.cfg.batch_size, len(self.prepared.splits["train"]) - (i - 1) * self.cfg.batch_size)  # global batch
             rate = state.epoch_samples / (time.perf_counter() - self.epoch_started)
+            if boundary:
+                per_step = {"train/lr_step": self.optimizer.param_groups[0]["lr"], "train/samples_per_s_step": rate}
+                self.logger.scalars(per_step | ({} if norm is None else {"train/grad_norm_step": norm}), state.global_step)
             bar.set_postfix(loss=f"{np.mean(state.epoch_losses or [math.nan]):.4f}", samples_s=f"{rate:.0f}", refresh=False)
             bar.update()
             stop = self.stopping()

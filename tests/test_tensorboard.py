@@ -1,0 +1,103 @@
+"""What TensorBoard shows: per-step and per-epoch scalars, every tag documented in the README, and one HParams
+table whose columns are the union of every run's recipe keys (read through TensorBoard's own hparams backend)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard import context
+from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins import base_plugin
+from tensorboard.plugins.hparams import backend_context
+
+from core.run import main as run_main
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+BATCHES = 3
+RECIPE = """
+[run]
+name = "{name}"
+output_dir = "{out}"
+[data]
+source = "{data}"
+train_stride = 4
+[encoder]
+{encoder}
+[pooling]
+name = "radius"
+[trainer]
+epochs = 2
+batch_size = 16
+max_batches_per_epoch = {batches}
+figure_vds = 1
+"""
+ENCODERS = {
+    "lstm": 'name = "lstm"\nembedding_dim = 8',
+    "xlstm": 'name = "xlstm_shared"\nembedding_dim = 8\nnum_blocks = 2\nslstm_at = [1]\nnum_heads = 2',
+}
+
+
+@pytest.fixture(scope="module")
+def runs(small_h5, tmp_path_factory, one_thread_module):
+    root = tmp_path_factory.mktemp("tensorboard")
+    for name, encoder in ENCODERS.items():
+        recipe = root / f"{name}.toml"
+        recipe.write_text(RECIPE.format(name=name, out=root / "runs", data=small_h5, encoder=encoder, batches=BATCHES))
+        assert run_main([str(recipe)]) == 0
+    return root / "runs"
+
+
+@pytest.fixture(scope="module")
+def one_thread_module():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def events(run_dir: Path) -> EventAccumulator:
+    return EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0}).Reload()
+
+
+def test_learning_rate_gradient_norm_and_throughput_are_logged_per_step_and_per_epoch(runs):
+    for run_dir in runs.iterdir():
+        scalars = events(run_dir)
+        for tag in ("train/loss_step", "train/lr_step", "train/grad_norm_step", "train/samples_per_s_step"):
+            assert [e.step for e in scalars.Scalars(tag)] == list(range(1, 2 * BATCHES + 1)), tag
+        for tag in ("train/lr", "train/grad_norm", "train/samples_per_s"):
+            assert [e.step for e in scalars.Scalars(tag)] == [BATCHES, 2 * BATCHES], tag
+        lr = [e.value for e in scalars.Scalars("train/lr_step")]
+        assert lr[0] == pytest.approx(1e-3) and lr[-1] < lr[0]  # the cosine schedule moves it between epochs
+        assert all(e.value > 0 for e in scalars.Scalars("train/grad_norm_step"))
+
+
+def test_every_tag_written_is_listed_in_the_readme(runs):
+    section = README.read_text().split("## TensorBoard")[1].split("\n## ")[0]
+    for run_dir in runs.iterdir():
+        tags = events(run_dir).Tags()
+        written = tags["scalars"] + tags["images"] + list(tags["tensors"])
+        for tag in (t for t in written if not t.startswith("_hparams_/")):  # TensorBoard's own HParams records aside
+            documented = re.sub(r"(mae|rmse|mape)@(\d+|avg)", "<metric>@<h>", tag.removesuffix("/text_summary"))
+            assert f"`{documented}`" in section, f"{tag} is written but not listed in the README's TensorBoard section"
+
+
+def test_the_hparams_table_has_every_runs_encoder_keys(runs):
+    multiplexer = plugin_event_multiplexer.EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(str(runs))
+    multiplexer.Reload()
+    provider = data_provider.MultiplexerDataProvider(multiplexer, str(runs))
+    hparams = backend_context.Context(base_plugin.TBContext(logdir=str(runs), data_provider=provider, multiplexer=multiplexer))
+    request = context.RequestContext()
+    experiment = hparams.experiment_from_metadata(
+        request, "", True, hparams.hparams_metadata(request, ""), hparams.hparams_from_data_provider(request, "", limit=None)
+    )
+    columns = {info.name for info in experiment.hparam_infos}
+    assert {"encoder.num_layers", "encoder.num_blocks", "encoder.slstm_at", "encoder.name", "trainer.lr"} <= columns
+    names = next(info for info in experiment.hparam_infos if info.name == "encoder.name")
+    assert sorted(v.string_value for v in names.domain_discrete.values) == ["lstm", "xlstm_shared"]
+    metrics = {info.name.tag for info in experiment.metric_infos}
+    assert {"hparam/test/mae@12", "hparam/best_val_mae"} <= metrics
