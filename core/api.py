@@ -6,6 +6,7 @@ the plugin is validated against ``Config`` and the instance is built as ``cls(co
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
 import attrs
@@ -203,7 +204,8 @@ class EncoderInput:
 
 
 class Encoder(nn.Module):
-    """History of every VD → per-VD hidden states ``[B, N, T, E]`` (``E = self.out_dim``).
+    """History of every VD slot → per-slot hidden states ``[B, M, T, E]`` (``E = self.out_dim``), or only the
+    last states ``[B, M, E]`` for an encoder that is not recurrent.
 
     Representations of different VDs are never mixed, unless the encoder is spatial by design.
     ``layouts`` names the collator layouts whose batches the encoder can take.
@@ -221,6 +223,42 @@ class Encoder(nn.Module):
 
     def forward(self, inputs: EncoderInput) -> torch.Tensor:
         raise NotImplementedError
+
+
+class LayerwiseEncoder(Encoder):
+    """An encoder that also offers its computation layer by layer, so that the model's social modes
+    (``[model] social = "every_step"`` or ``"interleaved"``) can pool between layers.
+
+    ``forward(inputs) == finish(layer(L-1, ... layer(0, embed(inputs)) ...))`` with ``L = num_layers``; every
+    intermediate state is ``[B, M, T, E]``, in the input's slot layout and time-aligned (left padding, the last
+    step real). Each ``layer`` is causal in time and exact under padding: padded steps are zero, take no part in
+    the real steps and get no gradient (``core.sequence.causal_over_padding`` does this for a causal layer).
+    """
+
+    num_layers: int
+
+    def forward(self, inputs: EncoderInput) -> torch.Tensor:
+        return self.run_layers(inputs)
+
+    def run_layers(self, inputs: EncoderInput, before_layer: Callable[[int, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """The layer-wise computation, ``before_layer(index, states)`` (e.g. a social step) applied to the states
+        entering each layer."""
+        x = self.embed(inputs)
+        for index in range(self.num_layers):
+            x = self.layer(index, before_layer(index, x) if before_layer else x, inputs)
+        return self.finish(x, inputs)
+
+    def embed(self, inputs: EncoderInput) -> torch.Tensor:
+        """The states entering the first layer, ``[B, M, T, E]``."""
+        raise NotImplementedError
+
+    def layer(self, index: int, x: torch.Tensor, inputs: EncoderInput) -> torch.Tensor:
+        """Layer ``index`` on the states ``x [B, M, T, E]``."""
+        raise NotImplementedError
+
+    def finish(self, x: torch.Tensor, inputs: EncoderInput) -> torch.Tensor:
+        """What follows the last layer (e.g. a final norm); the identity by default."""
+        return x
 
 
 class Pooling(nn.Module):

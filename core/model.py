@@ -1,29 +1,43 @@
-"""The forecaster: encoder → last step → social pooling → fusion head → ``[B, H, N]``."""
+"""The forecaster: encoder → last step → social pooling → fusion head → ``[B, H, N]``.
+
+``[model] social`` says where pooling acts: on the encoder's last states only (``last``), or also inside a
+layer-wise encoder: on every time step's input states, fed into its first layer (``every_step``), or between
+every two of its layers, each with its own pooling weights (``interleaved``). Inside the encoder the pooling
+plugin sees every time step folded into the batch (``[B·T, N, E]``, a VD present where its step is real) and its
+context enters the states through a zero-initialised linear map (a residual): training starts from ``last``.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from core.api import Batch, DatasetSpec, Encoder, EncoderInput, Pooling, require_positions, scatter_vds
-from core.errors import PluginError, SocialXLSTMError
+from core.api import Batch, DatasetSpec, Encoder, EncoderInput, LayerwiseEncoder, Pooling, require_positions, scatter_vds
+from core.errors import PluginError, RecipeError, SocialXLSTMError
 from core.recipe import HeadConfig, Recipe
 from core.registry import Registry
 
 
 class Forecaster(nn.Module):
-    def __init__(self, encoder: Encoder, pooling: Pooling, head: HeadConfig, horizon: int):
+    def __init__(self, encoder: Encoder, pooling: Pooling, head: HeadConfig, horizon: int, inner: dict[int, Pooling] | None = None):
+        """``inner`` maps an encoder layer to the pooling acting on the states entering it (the social modes)."""
         super().__init__()
         self.num_vds = encoder.spec.num_vds
         self.encoder = encoder
         self.pooling = pooling
         e = encoder.out_dim
+        self.inner = nn.ModuleDict({str(layer): p for layer, p in (inner or {}).items()})
+        self.inject = nn.ModuleDict({key: _zero_linear(e) for key in self.inner})
         self.head = nn.Sequential(
             nn.Linear(2 * e, head.hidden_dim), nn.GELU(), nn.Dropout(head.dropout), nn.Linear(head.hidden_dim, horizon)
         )
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        hidden = self.encoder(EncoderInput.from_batch(batch))  # [B, M, T, E] (left padding: last step aligned)
+        inputs = EncoderInput.from_batch(batch)
+        if self.inner:
+            hidden = self.encoder.run_layers(inputs, lambda layer, x: self.social_step(layer, x, inputs))
+        else:
+            hidden = self.encoder(inputs)  # [B, M, T, E] (left padding: last step aligned) or [B, M, E]
         last = hidden[:, :, -1] if hidden.dim() == 4 else hidden
         last = last * batch.node_mask[..., None].to(last.dtype)  # an absent VD's state is zero
         node_mask = batch.node_mask
@@ -33,12 +47,50 @@ class Forecaster(nn.Module):
         context = self.pooling(last, node_mask)  # [B, N, E]
         return self.head(torch.cat([last, context], -1)).transpose(1, 2)  # [B, H, N]
 
+    def social_step(self, layer: int, x: torch.Tensor, inputs: EncoderInput) -> torch.Tensor:
+        """``x [B, M, T, E]`` plus the social context of every time step, if a pooling acts before ``layer``."""
+        key = str(layer)
+        if key not in self.inner:
+            return x
+        b, m, t, e = x.shape
+        present = torch.ones(b, m, t, dtype=torch.bool, device=x.device) if inputs.step_mask is None else inputs.step_mask
+        if inputs.node_mask is not None:
+            present = present & inputs.node_mask[..., None]
+        states, where = x * present[..., None].to(x.dtype), present
+        if inputs.vd_index is not None:  # slots → all N VDs, the layout the pooling's neighbour lists index
+            states, where = scatter_vds(states, inputs.vd_index, self.num_vds), scatter_vds(present, inputs.vd_index, self.num_vds)
+        n = states.shape[1]
+        context = self.inner[key](states.transpose(1, 2).reshape(b * t, n, e), where.transpose(1, 2).reshape(b * t, n))
+        context = inputs.take_slots(context.reshape(b, t, n, e).transpose(1, 2))  # [B, M, T, E]
+        return x + self.inject[key](context) * present[..., None].to(x.dtype)
+
+
+def _zero_linear(dim: int) -> nn.Linear:
+    linear = nn.Linear(dim, dim, bias=False)
+    nn.init.zeros_(linear.weight)
+    return linear
+
 
 def build_model(recipe: Recipe, registry: Registry, spec: DatasetSpec) -> Forecaster:
-    """Instantiate the recipe's encoder and pooling for the dataset described by ``spec``."""
+    """Instantiate the recipe's encoder and pooling (and, in the social modes, the poolings inside the encoder)
+    for the dataset described by ``spec``."""
     encoder = _construct(registry, "encoder", recipe.encoder, spec)
-    pooling = _construct(registry, "pooling", recipe.pooling, spec, encoder.out_dim)
-    return Forecaster(encoder, pooling, recipe.model, spec.horizon)
+    out_dim = encoder.out_dim
+    pooling = _construct(registry, "pooling", recipe.pooling, spec, out_dim)
+    inner = {layer: _construct(registry, "pooling", recipe.pooling, spec, out_dim) for layer in inner_layers(recipe.model.social, encoder)}
+    return Forecaster(encoder, pooling, recipe.model, spec.horizon, inner)
+
+
+def inner_layers(social: str, encoder: Encoder) -> list[int]:
+    """The encoder layers whose input states a pooling acts on, for ``[model] social``."""
+    if social == "last":
+        return []
+    assert isinstance(encoder, LayerwiseEncoder)  # check_compatible refused the others at recipe load
+    if social == "every_step":
+        return [0]
+    if encoder.num_layers < 2:
+        raise RecipeError(f'[model] social = "interleaved" pools between encoder layers, but encoder \'{encoder.name}\' has 1 layer; use "every_step"')
+    return list(range(1, encoder.num_layers))
 
 
 def _construct(registry: Registry, kind: str, choice, *args):

@@ -11,6 +11,7 @@ import attrs
 import tomli_w
 from attrs.validators import ge, gt, lt
 
+from core.api import LayerwiseEncoder
 from core.config import build_config, config_to_dict
 from core.data.config import DataConfig
 from core.errors import PluginError, RecipeError, closest
@@ -31,8 +32,13 @@ class RunConfig:
 
 @attrs.frozen
 class HeadConfig:
+    """``[model]``: where social pooling acts, and the fusion head over cat(own state, social context)."""
+
     hidden_dim: int = attrs.field(default=64, validator=gt(0))
     dropout: float = attrs.field(default=0.0, validator=[ge(0.0), lt(1.0)])
+    # last: pool the encoder's last states; every_step: also pool every step's input states into the first layer;
+    # interleaved: also a pooling layer (own weights) between every two encoder layers
+    social: Literal["last", "every_step", "interleaved"] = "last"
 
 
 @attrs.frozen
@@ -184,6 +190,12 @@ def check_compatible(recipe: Recipe, registry: Registry) -> None:
     """Refuse an encoder/collator pair that cannot work, before any data is read."""
     encoder = registry.get("encoder", recipe.encoder.name).cls
     collator = registry.get("collator", recipe.collator.name).cls
+    if recipe.model.social != "last" and not issubclass(encoder, LayerwiseEncoder):
+        raise RecipeError(
+            f"{recipe.path}: [model] social = {recipe.model.social!r} pools between encoder layers, but encoder '{encoder.name}' "
+            f"does not run layer by layer (it is not a LayerwiseEncoder); use social = \"last\", or one of: "
+            f"{', '.join(n for n in registry.names('encoder') if issubclass(registry.get('encoder', n).cls, LayerwiseEncoder))}"
+        )
     if collator.layout not in encoder.layouts:
         raise RecipeError(
             f"{recipe.path}: encoder '{encoder.name}' cannot take the '{collator.layout}' batches of collator "

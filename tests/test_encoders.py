@@ -55,6 +55,6 @@ def test_shared_encoder_folds_vds_into_the_batch():
     encoder = ENCODERS["xlstm_shared"](make_spec(n=5, features=2)).eval()
     inputs = random_input()
     hidden = encoder(inputs)
-    x = encoder.embed(inputs.features())
+    x = encoder.embedding(inputs.features())
     for vd in (0, 4):
         torch.testing.assert_close(hidden[:, vd], encoder.stack(x[None, :, vd])[0], rtol=1e-5, atol=1e-6)

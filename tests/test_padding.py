@@ -11,7 +11,7 @@ from core.api import DatasetSpec
 from core.data.config import DataConfig
 from core.data.windows import prepare, steps_since_gap
 from core.metrics import masked_mae
-from core.model import Forecaster
+from core.model import Forecaster, inner_layers
 from core.recipe import HeadConfig
 from plugins.collators.centralized import CentralizedCollator, CentralizedConfig
 from plugins.collators.dynamic_padding import DynamicPaddingCollator, DynamicPaddingConfig
@@ -69,10 +69,18 @@ def test_variable_windows_follow_the_gaps(prepared):
     assert not windows.target_mask.transpose(1, 2)[~windows.active].any()  # inactive VDs are not forecast
 
 
-def model_for(encoder: str, pooling: str, spec: DatasetSpec) -> Forecaster:
+def model_for(encoder: str, pooling: str, spec: DatasetSpec, social: str = "last") -> Forecaster:
+    """The model, with the social mode's injections randomised (they start at zero, which would hide them)."""
     torch.manual_seed(0)
     enc = ENCODER_CASES[encoder](spec)
-    return Forecaster(enc, POOLINGS[pooling](spec, enc.out_dim), HeadConfig(hidden_dim=16), HORIZON).eval()
+    inner = {layer: POOLINGS[pooling](spec, enc.out_dim) for layer in inner_layers(social, enc)}
+    model = Forecaster(enc, POOLINGS[pooling](spec, enc.out_dim), HeadConfig(hidden_dim=16), HORIZON, inner)
+    for inject in model.inject.values():
+        torch.nn.init.normal_(inject.weight, std=0.5)
+    return model.eval()
+
+
+SOCIAL_CASES = [(e, p, s) for e in ("lstm", "xlstm_shared", "xlstm_per_vd") for p in ("radius", "attention") for s in ("every_step", "interleaved")]
 
 
 def short_and_others(prepared):
@@ -84,11 +92,12 @@ def short_and_others(prepared):
     return short, [longest, short + 40, short + 400]
 
 
-@pytest.mark.parametrize("pooling", POOLINGS)
-@pytest.mark.parametrize("encoder", ENCODER_CASES)
-def test_forecast_is_the_same_alone_batched_and_padded_to_the_maximum(prepared, encoder, pooling):
+@pytest.mark.parametrize(
+    ("encoder", "pooling", "social"), [(e, p, "last") for e in ENCODER_CASES for p in POOLINGS] + SOCIAL_CASES
+)
+def test_forecast_is_the_same_alone_batched_and_padded_to_the_maximum(prepared, encoder, pooling, social):
     spec = prepared.spec()
-    model = model_for(encoder, pooling, spec)
+    model = model_for(encoder, pooling, spec, social)
     dynamic, full = DynamicPaddingCollator(DynamicPaddingConfig(), spec), CentralizedCollator(CentralizedConfig(), spec)
     dataset = prepared.splits["train"]
     short, others = short_and_others(prepared)
@@ -102,10 +111,12 @@ def test_forecast_is_the_same_alone_batched_and_padded_to_the_maximum(prepared, 
         assert torch.allclose(model(full(dataset.__getitems__([short, *others])))[0][mask], reference[mask], atol=1e-5)
 
 
-@pytest.mark.parametrize("encoder", ENCODER_CASES)
-def test_padding_gets_no_gradient_and_junk_in_it_changes_nothing(prepared, encoder):
+@pytest.mark.parametrize(
+    ("encoder", "social"), [(e, "last") for e in ENCODER_CASES] + [(e, s) for e, p, s in SOCIAL_CASES if p == "radius"]
+)
+def test_padding_gets_no_gradient_and_junk_in_it_changes_nothing(prepared, encoder, social):
     spec = prepared.spec()
-    model = model_for(encoder, "radius", spec)
+    model = model_for(encoder, "radius", spec, social)
     short, others = short_and_others(prepared)
     batch = DynamicPaddingCollator(DynamicPaddingConfig(), spec)(prepared.splits["train"].__getitems__([short, *others]))
     padding = ~(batch.step_mask & batch.node_mask[:, None])  # [B, T, M]

@@ -42,12 +42,19 @@ class GroupedXLSTM(nn.Module):
         _mirror(self, template, "", {name: torch.stack([d[name] for d in draws]) for name in draws[0]})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for block, kind, heads in zip(self.blocks, self.kinds, self.heads):
-            if kind == "mlstm":
-                x = x + _mlstm_layer(block.xlstm, _layer_norm(x, block.xlstm_norm.weight), heads, self.dropout, self.training)
-            else:
-                x = x + _slstm_layer(block.xlstm, _layer_norm(x, block.xlstm_norm.weight), heads, self.dropout, self.training)
-                x = x + _gated_ffn(block.ffn, _layer_norm(x, block.ffn_norm.weight))
+        for index in range(len(self.blocks)):
+            x = self.block(index, x)
+        return self.post_norm(x)
+
+    def block(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        """Block ``index`` of the stack (its residual connections included) on ``[G, B, T, E]``."""
+        block, kind, heads = self.blocks[index], self.kinds[index], self.heads[index]
+        if kind == "mlstm":
+            return x + _mlstm_layer(block.xlstm, _layer_norm(x, block.xlstm_norm.weight), heads, self.dropout, self.training)
+        x = x + _slstm_layer(block.xlstm, _layer_norm(x, block.xlstm_norm.weight), heads, self.dropout, self.training)
+        return x + _gated_ffn(block.ffn, _layer_norm(x, block.ffn_norm.weight))
+
+    def post_norm(self, x: torch.Tensor) -> torch.Tensor:
         return _layer_norm(x, self.post_blocks_norm.weight)
 
 

@@ -1,4 +1,8 @@
-"""Encoder ``lstm``: one ``nn.LSTM`` shared by every VD, VDs folded into the batch; padded histories packed."""
+"""Encoder ``lstm``: a stack of ``nn.LSTM`` layers shared by every VD, VDs folded into the batch.
+
+Padded histories (left padding) run right-aligned through ``causal_over_padding``: every real step is computed
+from real steps only, and padded steps are zero. Layerwise, so the social modes can pool between layers.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,8 @@ import attrs
 import torch
 from attrs.validators import ge, gt, lt
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from core.api import Encoder, EncoderInput
+from core.api import EncoderInput, LayerwiseEncoder
 from core.hookspecs import hookimpl
 from core.sequence import causal_over_padding
 
@@ -17,35 +20,42 @@ from core.sequence import causal_over_padding
 class LSTMConfig:
     embedding_dim: int = attrs.field(default=64, validator=gt(0))
     num_layers: int = attrs.field(default=2, validator=gt(0))
-    dropout: float = attrs.field(default=0.0, validator=[ge(0.0), lt(1.0)])
+    dropout: float = attrs.field(default=0.0, validator=[ge(0.0), lt(1.0)])  # between layers
 
 
-class LSTMEncoder(Encoder):
+class LSTMEncoder(LayerwiseEncoder):
     name = "lstm"
     Config = LSTMConfig
 
     def __init__(self, config: LSTMConfig, spec):
         super().__init__(config, spec)
-        self.out_dim = config.embedding_dim
-        self.embed = nn.Linear(EncoderInput.num_features(spec), config.embedding_dim)
-        self.lstm = nn.LSTM(
-            config.embedding_dim, config.embedding_dim, config.num_layers, batch_first=True, dropout=config.dropout if config.num_layers > 1 else 0.0
-        )
+        e = self.out_dim = config.embedding_dim
+        self.num_layers = config.num_layers
+        self.embedding = nn.Linear(EncoderInput.num_features(spec), e)
+        self.layers = nn.ModuleList(nn.LSTM(e, e, batch_first=True) for _ in range(config.num_layers))
+        self.dropout = nn.Dropout(config.dropout)
+        self._register_load_state_dict_pre_hook(_from_stacked_lstm)
 
-    def forward(self, inputs: EncoderInput) -> torch.Tensor:
-        x = self.embed(inputs.features())
-        b, n, t, e = x.shape
-        x = x.reshape(b * n, t, e)
-        if inputs.step_mask is None:
-            return self.lstm(x)[0].reshape(b, n, t, e)
-        step_mask = inputs.step_mask.reshape(b * n, t)
-        lengths = step_mask.sum(-1).clamp(min=1).cpu()  # an absent VD runs one (masked) step
+    def embed(self, inputs: EncoderInput) -> torch.Tensor:
+        return self.embedding(inputs.features())
 
-        def packed(right_padded: torch.Tensor) -> torch.Tensor:  # the LSTM over each VD's real steps only
-            sequences = pack_padded_sequence(right_padded, lengths, batch_first=True, enforce_sorted=False)
-            return pad_packed_sequence(self.lstm(sequences)[0], batch_first=True, total_length=t)[0]
+    def layer(self, index: int, x: torch.Tensor, inputs: EncoderInput) -> torch.Tensor:
+        if index:
+            x = self.dropout(x)
+        b, m, t, e = x.shape
+        step_mask = None if inputs.step_mask is None else inputs.step_mask.reshape(b * m, t)
+        return causal_over_padding(lambda s: self.layers[index](s)[0], x.reshape(b * m, t, e), step_mask).reshape(b, m, t, e)
 
-        return causal_over_padding(packed, x, step_mask).reshape(b, n, t, e)
+
+def _from_stacked_lstm(state_dict, prefix, *args) -> None:
+    """Checkpoints of the earlier layout (``embed`` + one multi-layer ``lstm``) load into this one."""
+    for key in [k for k in state_dict if k.startswith((prefix + "lstm.", prefix + "embed."))]:
+        name = key[len(prefix) :]
+        if name.startswith("embed."):
+            state_dict[prefix + "embedding." + name[len("embed.") :]] = state_dict.pop(key)
+        else:
+            weight, layer = name[len("lstm.") :].rsplit("_l", 1)
+            state_dict[f"{prefix}layers.{layer}.{weight}_l0"] = state_dict.pop(key)
 
 
 @hookimpl

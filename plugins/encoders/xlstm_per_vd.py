@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from core.api import DatasetSpec, Encoder, EncoderInput
+from core.api import DatasetSpec, EncoderInput, LayerwiseEncoder, scatter_vds
 from core.errors import DataError
 from core.hookspecs import hookimpl
 from core.sequence import causal_over_padding
@@ -21,7 +21,7 @@ from plugins.encoders.grouped_xlstm import GroupedXLSTM, grouped_linear
 from plugins.encoders.xlstm_shared import XLSTMConfig, build_stack
 
 
-class PerVDXLSTMEncoder(Encoder):
+class PerVDXLSTMEncoder(LayerwiseEncoder):
     name = "xlstm_per_vd"
     Config = XLSTMConfig
 
@@ -29,13 +29,14 @@ class PerVDXLSTMEncoder(Encoder):
         super().__init__(config, spec)
         n, e, f = spec.num_vds, config.embedding_dim, EncoderInput.num_features(spec)
         self.out_dim = e
+        self.num_layers = config.num_blocks
         bound = 1 / math.sqrt(f)  # nn.Linear's default initialisation, drawn for every VD
         self.embed_weight = nn.Parameter(torch.empty(n, e, f).uniform_(-bound, bound))
         self.embed_bias = nn.Parameter(torch.empty(n, e).uniform_(-bound, bound))
         self.stack = GroupedXLSTM(build_stack(config, spec.history, "vanilla"), groups=n)
 
-    def forward(self, inputs: EncoderInput) -> torch.Tensor:
-        """All N VDs through their own weights (a batch of fewer VD slots is expanded to all N and back)."""
+    def embed(self, inputs: EncoderInput) -> torch.Tensor:
+        """Every VD's input through its own weights (a batch of fewer VD slots is expanded to all N and back)."""
         full = inputs.expand(self.spec.num_vds)
         x = full.features().transpose(0, 1)  # [N, B, T, F]
         if x.shape[0] != self.spec.num_vds:
@@ -43,9 +44,22 @@ class PerVDXLSTMEncoder(Encoder):
                 f"encoder 'xlstm_per_vd' was built for {self.spec.num_vds} VDs ({_preview(self.spec.vd_ids)}) "
                 f"but the batch has {x.shape[0]}; per-VD weights cannot be shared with VDs they were not built for"
             )
-        x = grouped_linear(x, self.embed_weight) + self.embed_bias[:, None, None]
+        return inputs.take_slots((grouped_linear(x, self.embed_weight) + self.embed_bias[:, None, None]).transpose(0, 1))
+
+    def layer(self, index: int, x: torch.Tensor, inputs: EncoderInput) -> torch.Tensor:
+        """Block ``index`` of every VD's stack: the slots go to their VDs' weight groups ``[N, B, T, E]`` and back."""
+        groups = _slots_to_vds(x, inputs, self.spec.num_vds).transpose(0, 1)
+        full = inputs.expand(self.spec.num_vds)
         step_mask = None if full.step_mask is None else full.step_mask.transpose(0, 1)  # [N, B, T]
-        return inputs.take_slots(causal_over_padding(self.stack, x, step_mask).transpose(0, 1))  # [B, M, T, E]
+        return inputs.take_slots(causal_over_padding(lambda s: self.stack.block(index, s), groups, step_mask).transpose(0, 1))
+
+    def finish(self, x: torch.Tensor, inputs: EncoderInput) -> torch.Tensor:
+        return inputs.take_slots(self.stack.post_norm(_slots_to_vds(x, inputs, self.spec.num_vds).transpose(0, 1)).transpose(0, 1))
+
+
+def _slots_to_vds(x: torch.Tensor, inputs: EncoderInput, num_vds: int) -> torch.Tensor:
+    """``[B, M, ...]`` slots → ``[B, N, ...]`` in dataset order (zeros for VDs in no slot)."""
+    return x if inputs.vd_index is None else scatter_vds(x, inputs.vd_index, num_vds)
 
 
 class PerVDLoop(nn.Module):

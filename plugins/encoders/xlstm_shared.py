@@ -29,7 +29,7 @@ from xlstm import (
     xLSTMBlockStackConfig,
 )
 
-from core.api import Encoder, EncoderInput
+from core.api import EncoderInput, LayerwiseEncoder
 from core.hookspecs import hookimpl
 from core.sequence import causal_over_padding
 from plugins.encoders.grouped_xlstm import GroupedXLSTM, uses_cuda_kernel
@@ -110,37 +110,52 @@ def build_stack(config: XLSTMConfig, context_length: int, backend: str, requeste
         return build_stack(config, context_length, "vanilla")
 
 
-class SharedXLSTMEncoder(Encoder):
+class SharedXLSTMEncoder(LayerwiseEncoder):
     name = "xlstm_shared"
     Config = SharedXLSTMConfig
 
     def __init__(self, config: SharedXLSTMConfig, spec):
         super().__init__(config, spec)
         e = self.out_dim = config.embedding_dim
-        self.embed = nn.Linear(EncoderInput.num_features(spec), e)
+        self.num_layers = config.num_blocks
+        self.embedding = nn.Linear(EncoderInput.num_features(spec), e)
         stack = build_stack(config, spec.history, resolve_backend(config.slstm_backend), config.slstm_backend)
         self.stack = stack if uses_cuda_kernel(stack) else GroupedXLSTM(stack, groups=1)
         self.vd_embedding = nn.Parameter(torch.zeros(spec.num_vds, e)) if config.vd_embedding else None
         self.output_map = nn.Parameter(torch.eye(e).repeat(spec.num_vds, 1, 1)) if config.per_vd_output else None
+        self._register_load_state_dict_pre_hook(_renamed_embedding)
 
-    def forward(self, inputs: EncoderInput) -> torch.Tensor:
-        x = self.embed(inputs.features())
-        vds = inputs.vd_ids()  # [B, N] the VD in each slot
+    def embed(self, inputs: EncoderInput) -> torch.Tensor:
+        x = self.embedding(inputs.features())
         if self.vd_embedding is not None:
-            x = x + self.vd_embedding[vds][:, :, None]
-        b, n, t, e = x.shape
-        hidden = causal_over_padding(self.run_stack, x.reshape(b * n, t, e), _fold(inputs.step_mask))
-        hidden = hidden.reshape(b, n, t, e)
-        if self.output_map is not None:
-            hidden = torch.einsum("bnte,bnfe->bntf", hidden, self.output_map[vds])
-        return hidden
+            x = x + self.vd_embedding[inputs.vd_ids()][:, :, None]
+        return x
 
-    def run_stack(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stack(x[None])[0] if isinstance(self.stack, GroupedXLSTM) else self.stack(x)
+    def layer(self, index: int, x: torch.Tensor, inputs: EncoderInput) -> torch.Tensor:
+        b, m, t, e = x.shape
+        if isinstance(self.stack, GroupedXLSTM):
+            block = lambda s: self.stack.block(index, s[None])[0]  # noqa: E731 - one weight group
+        else:
+            block = self.stack.blocks[index]
+        return causal_over_padding(block, x.reshape(b * m, t, e), _fold(inputs.step_mask)).reshape(b, m, t, e)
+
+    def finish(self, x: torch.Tensor, inputs: EncoderInput) -> torch.Tensor:
+        norm = self.stack.post_norm if isinstance(self.stack, GroupedXLSTM) else self.stack.post_blocks_norm
+        x = norm(x)
+        if self.output_map is not None:
+            x = torch.einsum("bnte,bnfe->bntf", x, self.output_map[inputs.vd_ids()])
+        return x
 
 
 def _fold(step_mask: torch.Tensor | None) -> torch.Tensor | None:
     return None if step_mask is None else step_mask.flatten(0, 1)
+
+
+def _renamed_embedding(state_dict, prefix, *args) -> None:
+    """Checkpoints that call the input map ``embed`` (before the layer-wise form) load as ``embedding``."""
+    for name in ("weight", "bias"):
+        if prefix + "embed." + name in state_dict:
+            state_dict[prefix + "embedding." + name] = state_dict.pop(prefix + "embed." + name)
 
 
 @hookimpl
