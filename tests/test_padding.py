@@ -15,6 +15,7 @@ from core.model import Forecaster, inner_layers
 from core.recipe import HeadConfig
 from plugins.collators.centralized import CentralizedCollator, CentralizedConfig
 from plugins.collators.dynamic_padding import DynamicPaddingCollator, DynamicPaddingConfig
+from plugins.encoders.lstm import LSTMConfig, LSTMEncoder
 from plugins.encoders.spin_lite import SpinLiteConfig, SpinLiteEncoder
 from plugins.encoders.xlstm_shared import SharedXLSTMConfig, SharedXLSTMEncoder
 from plugins.pooling.none import NoPooling, NoPoolingConfig
@@ -29,7 +30,14 @@ ENCODER_CASES = {
         SharedXLSTMConfig(embedding_dim=16, num_blocks=2, slstm_at=(1,), num_heads=2, vd_embedding=True, per_vd_output=True), spec
     ),
     "spin_lite": lambda spec: SpinLiteEncoder(SpinLiteConfig(radius_m=1500.0), spec),
+    "lstm_vd_embedding": lambda spec: _with_random_vd_embedding(LSTMEncoder(LSTMConfig(embedding_dim=16, vd_embedding=True), spec)),
 }
+
+
+def _with_random_vd_embedding(encoder):
+    """The per-VD vectors start at zero, which would hide a VD slot read wrongly."""
+    torch.nn.init.normal_(encoder.vd_embedding)
+    return encoder
 POOLINGS = {"none": lambda spec, dim: NoPooling(NoPoolingConfig(), spec, dim), **STRATEGIES}
 
 

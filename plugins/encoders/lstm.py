@@ -21,6 +21,7 @@ class LSTMConfig:
     embedding_dim: int = attrs.field(default=64, validator=gt(0))
     num_layers: int = attrs.field(default=2, validator=gt(0))
     dropout: float = attrs.field(default=0.0, validator=[ge(0.0), lt(1.0)])  # between layers
+    vd_embedding: bool = False  # add a learned per-VD vector to the embedded input (starts at zero)
 
 
 class LSTMEncoder(LayerwiseEncoder):
@@ -34,10 +35,12 @@ class LSTMEncoder(LayerwiseEncoder):
         self.embedding = nn.Linear(EncoderInput.num_features(spec), e)
         self.layers = nn.ModuleList(nn.LSTM(e, e, batch_first=True) for _ in range(config.num_layers))
         self.dropout = nn.Dropout(config.dropout)
+        self.vd_embedding = nn.Parameter(torch.zeros(spec.num_vds, e)) if config.vd_embedding else None
         self._register_load_state_dict_pre_hook(_from_stacked_lstm)
 
     def embed(self, inputs: EncoderInput) -> torch.Tensor:
-        return self.embedding(inputs.features())
+        x = self.embedding(inputs.features())
+        return x if self.vd_embedding is None else x + self.vd_embedding[inputs.vd_ids()][:, :, None]
 
     def layer(self, index: int, x: torch.Tensor, inputs: EncoderInput) -> torch.Tensor:
         if index:
