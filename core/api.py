@@ -29,6 +29,7 @@ class DatasetSpec:
     horizon: int
     positions_xy: torch.Tensor | None = attrs.field(default=None, eq=False)  # [N, 2] metres
     vd_attributes: dict[str, tuple[str, ...]] = attrs.Factory(dict)  # e.g. {"direction": ("N", "S", ...)}; "" = unknown
+    covariate_names: tuple[str, ...] = ()  # the covariates' names, in input order, e.g. ("time_of_day_sin", "time_of_day_cos")
 
     @property
     def num_vds(self) -> int:
@@ -50,7 +51,7 @@ class Batch:
 
     values: torch.Tensor  # [B, T, N, F]
     observed: torch.Tensor  # [B, T, N, F]
-    covariates: torch.Tensor  # [B, T, K]  (time of day; K may be 0)
+    covariates: torch.Tensor  # [B, T, K]  (calendar, named in ``DatasetSpec.covariate_names``; K may be 0)
     target: torch.Tensor  # [B, H, N] z-scored target feature, 0 where missing (always all N VDs)
     target_mask: torch.Tensor  # [B, H, N]
     node_mask: torch.Tensor  # [B, M]  False for a VD slot that is padding (the VD is absent from the sample)
@@ -203,7 +204,8 @@ class EncoderInput:
 
 
 class Encoder(nn.Module):
-    """History of every VD → per-VD hidden states ``[B, N, T, E]`` (``E = self.out_dim``).
+    """History of every VD → per-VD hidden states ``[B, N, T, E]``, or only the last ones ``[B, N, E]``
+    (``E = self.out_dim``).
 
     Representations of different VDs are never mixed, unless the encoder is spatial by design.
     ``layouts`` names the collator layouts whose batches the encoder can take.

@@ -129,7 +129,7 @@ def model_series(recipe: Recipe, checkpoint: dict, normaliser: Normaliser, data:
     cfg = recipe.data
     return build_series(
         data, normaliser, checkpoint["target"], tuple(checkpoint["input_features"]), cfg.history, cfg.horizon,
-        time_of_day=cfg.time_of_day, weekend=cfg.weekend, min_history=cfg.min_history, gap_steps=cfg.gap_steps,
+        time_of_day=cfg.time_of_day, weekend=cfg.weekend, day_of_week=cfg.day_of_week, min_history=cfg.min_history, gap_steps=cfg.gap_steps,
         hide_inputs=cfg.hide_inputs, seed=recipe.run.seed,
     )
 

@@ -89,7 +89,7 @@ def prepare_data(recipe: Recipe) -> Prepared:
     return prepare(
         load_source(cfg.source, cfg.synthetic_seed), cfg.target, cfg.features, cfg.history, cfg.horizon, cfg.split, cfg.time_of_day,
         cfg.train_stride, min_history=cfg.min_history, gap_steps=cfg.gap_steps, hide_inputs=cfg.hide_inputs, seed=recipe.run.seed,
-        vds=cfg.vds, weekend=cfg.weekend,
+        vds=cfg.vds, weekend=cfg.weekend, day_of_week=cfg.day_of_week,
     )
 
 

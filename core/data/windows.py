@@ -87,6 +87,7 @@ class Series:
     horizon: int
     since_gap: torch.Tensor | None = None  # [T, N] steps since the VD's last long gap; None = fixed windows
     min_history: int = 0
+    covariate_names: tuple[str, ...] = ()  # the K covariates, in order (``calendar_columns``)
 
     def cut(self, starts: torch.Tensor) -> Windows:
         past = starts[:, None] + torch.arange(self.history)
@@ -160,6 +161,7 @@ def dataset_spec(data: TrafficData, series: Series, input_features: tuple[str, .
         vd_ids=data.vd_ids,
         feature_names=tuple(input_features),
         num_covariates=series.covariates.shape[1],
+        covariate_names=series.covariate_names,
         history=series.history,
         horizon=series.horizon,
         positions_xy=None if positions is None else torch.as_tensor(positions, dtype=torch.float32),
@@ -182,6 +184,7 @@ def prepare(
     seed: int = 0,
     vds: tuple[str, ...] = (),
     weekend: bool = False,
+    day_of_week: bool = False,
 ) -> Prepared:
     """Split chronologically, fit the normaliser on train, and index the windows of each part.
 
@@ -190,7 +193,7 @@ def prepare(
     ``min_history`` steps is inactive in that window, and windows with no active VD are dropped.
     ``hide_inputs`` hides that fraction of the observed inputs everywhere (a fixed draw from ``seed``):
     sparse observations; the targets are kept. ``vds`` keeps only those VDs, in that order (empty = all).
-    ``time_of_day`` and ``weekend`` choose the calendar covariates (``calendar_features``).
+    ``time_of_day``, ``weekend`` and ``day_of_week`` choose the calendar covariates (``calendar_columns``).
     """
     if vds:
         data = data.select(vds)
@@ -213,7 +216,7 @@ def prepare(
         raise DataError(f"{data.source}: VD(s) {', '.join(names[:5])} have no reading at all (every feature NaN at every step); remove them from the file")
     normaliser = Normaliser.fit(data.features[:val_start], data.feature_names, data.source)
     series = build_series(
-        data, normaliser, target, features, history, horizon, time_of_day=time_of_day, weekend=weekend,
+        data, normaliser, target, features, history, horizon, time_of_day=time_of_day, weekend=weekend, day_of_week=day_of_week,
         min_history=min_history, gap_steps=gap_steps, hide_inputs=hide_inputs, seed=seed,
     )
     if not series.target_mask[:val_start].any():
@@ -241,6 +244,7 @@ def build_series(
     hide_inputs: float = 0.0,
     seed: int = 0,
     weekend: bool = False,
+    day_of_week: bool = False,
 ) -> Series:
     """The whole series z-scored with ``normaliser`` (never re-fitted here): the inputs ``features``, the
     target, their masks and covariates; see ``prepare`` for ``min_history``, ``gap_steps`` and ``hide_inputs``."""
@@ -255,10 +259,12 @@ def build_series(
     target_mask = np.isfinite(target_raw)
     (target_mean,), (target_std,) = normaliser.select((target,))
     target_z = np.where(target_mask, (target_raw - target_mean) / target_std, 0.0).astype(np.float32)
+    calendar = calendar_columns(data.timestamps, time_of_day, weekend, day_of_week)
+    covariates = np.array(list(calendar.values()), np.float32).reshape(len(calendar), data.num_steps).T.copy()  # [T, K]
     return Series(
         values=torch.from_numpy(values),
         observed=torch.from_numpy(observed),
-        covariates=torch.from_numpy(calendar_features(data.timestamps, time_of_day, weekend)),
+        covariates=torch.from_numpy(covariates),
         target=torch.from_numpy(target_z),
         target_mask=torch.from_numpy(target_mask),
         target_raw=torch.from_numpy(target_raw.astype(np.float32)),
@@ -266,19 +272,24 @@ def build_series(
         horizon=horizon,
         since_gap=None if since_gap is None else torch.from_numpy(since_gap),
         min_history=min_history,
+        covariate_names=tuple(calendar),
     )
 
 
-def calendar_features(timestamps: np.ndarray, time_of_day: bool = True, weekend: bool = False) -> np.ndarray:
-    """[T, K] covariates read off the file's clock: sine and cosine of the time of day, and 1.0 on Saturdays
-    and Sundays (else 0.0)."""
-    columns = []
+def calendar_columns(timestamps: np.ndarray, time_of_day: bool = True, weekend: bool = False, day_of_week: bool = False) -> dict[str, np.ndarray]:
+    """The covariates read off the file's clock, by name, in input order: ``time_of_day_sin`` and
+    ``time_of_day_cos`` (the angle 2π · seconds since midnight / 86400), ``weekend`` (1.0 on Saturdays and
+    Sundays, else 0.0) and ``day_of_week`` (the day's index, Monday = 0 .. Sunday = 6)."""
+    columns = {}
     if time_of_day:
         angle = 2 * np.pi * (timestamps % 86400) / 86400.0
-        columns += [np.sin(angle), np.cos(angle)]
+        columns |= {"time_of_day_sin": np.sin(angle), "time_of_day_cos": np.cos(angle)}
+    day = (timestamps // 86400 + 3) % 7  # 1970-01-01 was a Thursday: day 0 -> 3 (Mon = 0)
     if weekend:
-        columns.append((timestamps // 86400 + 3) % 7 >= 5)  # 1970-01-01 was a Thursday: day 0 -> 3 (Mon = 0)
-    return np.stack(columns, 1).astype(np.float32) if columns else np.zeros((len(timestamps), 0), np.float32)
+        columns["weekend"] = day >= 5
+    if day_of_week:
+        columns["day_of_week"] = day
+    return columns
 
 
 def steps_since_gap(missing: np.ndarray, gap_steps: int) -> np.ndarray:
