@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from core.api import Batch, DatasetSpec, Encoder, EncoderInput, Pooling, require_positions, scatter_vds
-from core.errors import PluginError, SocialXLSTMError
+from core.errors import PluginError, RecipeError, SocialXLSTMError
 from core.recipe import HeadConfig, Recipe
 from core.registry import Registry
 
@@ -23,7 +23,7 @@ class Forecaster(nn.Module):
         )
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        hidden = self.encoder(EncoderInput.from_batch(batch))  # [B, M, T, E] (left padding: last step aligned)
+        hidden = self.encoder(EncoderInput.from_batch(batch))  # [B, M, T, E] (left padding: last step aligned) or [B, M, E]
         last = hidden[:, :, -1] if hidden.dim() == 4 else hidden
         last = last * batch.node_mask[..., None].to(last.dtype)  # an absent VD's state is zero
         node_mask = batch.node_mask
@@ -36,15 +36,20 @@ class Forecaster(nn.Module):
 
 def build_model(recipe: Recipe, registry: Registry, spec: DatasetSpec) -> Forecaster:
     """Instantiate the recipe's encoder and pooling for the dataset described by ``spec``."""
-    encoder = _construct(registry, "encoder", recipe.encoder, spec)
-    pooling = _construct(registry, "pooling", recipe.pooling, spec, encoder.out_dim)
+    encoder = _construct(recipe, registry, "encoder", spec)
+    pooling = _construct(recipe, registry, "pooling", spec, encoder.out_dim)
     return Forecaster(encoder, pooling, recipe.model, spec.horizon)
 
 
-def _construct(registry: Registry, kind: str, choice, *args):
+def _construct(recipe: Recipe, registry: Registry, kind: str, *args):
+    """The recipe's ``kind`` plugin built with ``args``; a plugin's RecipeError (a setting that does not fit the
+    data) is given the recipe's path and table."""
+    choice = getattr(recipe, kind)
     info = registry.get(kind, choice.name)
     try:
         return info.cls(choice.config, *args)
+    except RecipeError as error:
+        raise RecipeError(f"{recipe.path}: [{kind}] ({choice.name}): {error}") from None
     except SocialXLSTMError:
         raise
     except Exception as error:  # noqa: BLE001 - a third-party plugin may raise anything

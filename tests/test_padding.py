@@ -15,6 +15,7 @@ from core.recipe import HeadConfig
 from plugins.collators.centralized import CentralizedCollator, CentralizedConfig
 from plugins.collators.dynamic_padding import DynamicPaddingCollator, DynamicPaddingConfig
 from plugins.encoders.spin_lite import SpinLiteConfig, SpinLiteEncoder
+from plugins.encoders.stid import STIDConfig, STIDEncoder
 from plugins.encoders.xlstm_shared import SharedXLSTMConfig, SharedXLSTMEncoder
 from plugins.pooling.none import NoPooling, NoPoolingConfig
 from tests.test_encoders import ENCODERS
@@ -28,6 +29,7 @@ ENCODER_CASES = {
         SharedXLSTMConfig(embedding_dim=16, num_blocks=2, slstm_at=(1,), num_heads=2, vd_embedding=True, per_vd_output=True), spec
     ),
     "spin_lite": lambda spec: SpinLiteEncoder(SpinLiteConfig(radius_m=1500.0), spec),
+    "stid": lambda spec: STIDEncoder(STIDConfig(day_of_week_dim=0), spec),  # the data has the time of day only
 }
 POOLINGS = {"none": lambda spec, dim: NoPooling(NoPoolingConfig(), spec, dim), **STRATEGIES}
 
