@@ -66,6 +66,14 @@ def test_the_state_is_the_window_vd_time_of_day_and_day_of_week_embeddings():
     torch.testing.assert_close(state, concatenated(model, inputs, slots=[17 * 12, 8 * 12 + 6], days=[3, 6]))  # Thu 17:00, Sun 08:30
 
 
+def test_weekday_weekend_gives_monday_to_friday_one_vector():
+    model = encoder(STIDConfig(num_layers=0, weekday_weekend=True))
+    monday_17h = THURSDAY_17H - 3 * 86400
+    state = model(calendar_input(last_steps=(THURSDAY_17H, SUNDAY_08H30, monday_17h)))
+    assert model.day_of_week.num_embeddings == 2
+    torch.testing.assert_close(state[..., 96:], model.day_of_week.weight[[0, 1, 0], None].expand(3, 5, 32))
+
+
 def test_residual_mlp_layers_and_gradients_reach_every_parameter():
     model = encoder()
     inputs = calendar_input()
@@ -160,7 +168,7 @@ def test_the_shipped_recipe_trains(small_h5, tmp_path, one_thread):
     (run_dir,) = tmp_path.iterdir()
     metrics = json.loads((run_dir / "metrics.json").read_text())
     e, features, vds = 128, 3, 36
-    encoder_parameters = (12 * 2 * features * 32 + 32) + vds * 32 + 288 * 32 + 7 * 32 + 3 * 2 * (e * e + e)
+    encoder_parameters = (12 * 2 * features * 32 + 32) + vds * 32 + 288 * 32 + 2 * 32 + 3 * 2 * (e * e + e)  # weekday_weekend: 2 days
     head_parameters = (2 * e * 64 + 64) + (64 * 12 + 12)
     assert metrics["parameters"] == encoder_parameters + head_parameters
     assert np.isfinite(metrics["test"]["mae@avg"]) and Path(run_dir / "best_model.pt").is_file()

@@ -4,10 +4,12 @@ Each VD's whole input window (values and observed flags over the ``history`` ste
 linear embedding, concatenated with learned embeddings of the VD, of the time-of-day slot and of the day of
 week of the window's last input step, then passed through residual MLP layers (Linear-ReLU-Dropout-Linear +
 input). The output is one state per VD, ``[B, M, E]`` with E the sum of the embedding sizes; the forecaster's
-shared head maps it to the horizon. No recurrence: a training step costs about as much as the fusion head.
+shared head maps it to the horizon. No recurrence: a few matrix products per VD, whatever the history.
 
 The calendar comes from the covariates (``DatasetSpec.covariate_names``): the time-of-day slot is recovered
-from the sin/cos pair (``[data] time_of_day``), the day from ``day_of_week`` (``[data] day_of_week``). Time
+from the sin/cos pair (``[data] time_of_day``), the day from ``day_of_week`` (``[data] day_of_week``);
+``weekday_weekend`` keeps two day vectors instead of seven, for data too short to hold every day of the week
+in its training part (METR-LA's first week: the test days' own vectors would never be trained). Time
 padding (``step_mask``) is zeroed and the window left-padded to ``history`` steps, so a short history is the
 same input however the batch is padded.
 """
@@ -39,6 +41,7 @@ class STIDConfig:
     vd_embedding_dim: int = attrs.field(default=32, validator=ge(0))  # a learned vector per VD; 0 = none
     time_of_day_dim: int = attrs.field(default=32, validator=ge(0))  # a learned vector per time-of-day slot; 0 = none
     day_of_week_dim: int = attrs.field(default=32, validator=ge(0))  # a learned vector per day of week; 0 = none
+    weekday_weekend: bool = False  # two day vectors (Monday-Friday, Saturday-Sunday) instead of seven
     time_slots: int = attrs.field(default=288, validator=gt(0))  # time-of-day slots per day: 288 for 5-minute steps
     num_layers: int = attrs.field(default=3, validator=ge(0))  # residual MLP layers
     dropout: float = attrs.field(default=0.15, validator=[ge(0.0), lt(1.0)])
@@ -56,7 +59,7 @@ class STIDEncoder(Encoder):
         self.window = nn.Linear(spec.history * 2 * spec.num_features, config.embedding_dim)
         self.vd = embedding(spec.num_vds, config.vd_embedding_dim)
         self.time_of_day = embedding(config.time_slots, config.time_of_day_dim)
-        self.day_of_week = embedding(7, config.day_of_week_dim)
+        self.day_of_week = embedding(2 if config.weekday_weekend else 7, config.day_of_week_dim)
         e = self.out_dim = config.embedding_dim + config.vd_embedding_dim + config.time_of_day_dim + config.day_of_week_dim
         self.layers = nn.ModuleList(
             nn.Sequential(nn.Linear(e, e), nn.ReLU(), nn.Dropout(config.dropout), nn.Linear(e, e)) for _ in range(config.num_layers)
@@ -78,7 +81,8 @@ class STIDEncoder(Encoder):
             parts.append(self.time_of_day(slot)[:, None].expand(b, m, -1))
         if self.day_of_week is not None:
             (day,) = self.columns["day_of_week_dim"]
-            parts.append(self.day_of_week(last[:, day].round().long())[:, None].expand(b, m, -1))
+            days = last[:, day].round().long()  # Monday = 0
+            parts.append(self.day_of_week((days >= 5).long() if self.config.weekday_weekend else days)[:, None].expand(b, m, -1))
         hidden = torch.cat(parts, -1)
         for layer in self.layers:
             hidden = hidden + layer(hidden)
