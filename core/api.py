@@ -30,6 +30,7 @@ class DatasetSpec:
     horizon: int
     positions_xy: torch.Tensor | None = attrs.field(default=None, eq=False)  # [N, 2] metres
     vd_attributes: dict[str, tuple[str, ...]] = attrs.Factory(dict)  # e.g. {"direction": ("N", "S", ...)}; "" = unknown
+    covariate_names: tuple[str, ...] = ()  # the covariates' names, in input order, e.g. ("time_of_day_sin", "time_of_day_cos")
 
     @property
     def num_vds(self) -> int:
@@ -51,7 +52,7 @@ class Batch:
 
     values: torch.Tensor  # [B, T, N, F]
     observed: torch.Tensor  # [B, T, N, F]
-    covariates: torch.Tensor  # [B, T, K]  (time of day; K may be 0)
+    covariates: torch.Tensor  # [B, T, K]  (calendar, named in ``DatasetSpec.covariate_names``; K may be 0)
     target: torch.Tensor  # [B, H, N] z-scored target feature, 0 where missing (always all N VDs)
     target_mask: torch.Tensor  # [B, H, N]
     node_mask: torch.Tensor  # [B, M]  False for a VD slot that is padding (the VD is absent from the sample)

@@ -2,13 +2,16 @@
 
 ``report.md`` holds the test table (MAE, RMSE, MAPE at @3/@6/@12/@avg per run, beside the last-value and
 historical-average baselines once per distinct data set and test split, with parameters, training time and
-best epoch), the recipe values that differ between the runs, and the plots of ``core.report_plots``.
+best epoch), when runs differ only in their seed the test MAE as mean ± sd over the seeds, the recipe values
+that differ between the runs, and the plots of ``core.report_plots``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import statistics
 import sys
 import time
 import tomllib
@@ -27,7 +30,12 @@ COLUMNS = [(metric, label) for metric in ("mae", "rmse", "mape") for label in LA
 BASELINES = ("last_value", "historical_average")
 # what makes two runs' test windows (and so their baselines) the same
 SPLIT_KEYS = ("source", "synthetic_seed", "target", "history", "horizon", "split", "vds", "min_history", "gap_steps")
+SEED_KEYS = ("seed", "name", "output_dir")  # the [run] keys that runs of one configuration may differ in
 DATA_DEFAULTS = {field.name: list(field.default) if isinstance(field.default, tuple) else field.default for field in attrs.fields(DataConfig)}
+SEEDS_NOTE = (
+    "Runs whose recipes differ only in `run.seed` (and their names and folders) are one configuration: its test MAE "
+    "as mean ± sample standard deviation over its runs (one run: the value), and its mean training seconds."
+)
 
 
 @attrs.frozen
@@ -81,22 +89,78 @@ def describe_data(data: dict[str, Any]) -> str:
 
 def table(runs: list[RunRecord]) -> str:
     """The Markdown test table: each data set's runs, then its baselines."""
-    groups = split_groups(runs)
     header = ["run", "encoder", "pooling"] + [f"{m.upper()}{label}" for m, label in COLUMNS] + ["parameters", "train s", "best epoch"]
     rows = []
-    for number, members in enumerate(groups.values(), 1):
-        suffix = f" (data {number})" if len(groups) > 1 else ""
+    for suffix, members in labelled_groups(runs):
         for run in members:
             extra = [f"{run.metrics['parameters']:,}", f"{run.metrics['train_seconds']:.0f}", str(run.metrics["best_epoch"])]
             rows.append([run.name, run.recipe["encoder"]["name"], run.recipe["pooling"]["name"], *cells(run.metrics["test"]), *extra])
-        for baseline in BASELINES:
-            rows.append([f"*{baseline.replace('_', ' ')}*{suffix}", "", "", *cells(members[0].metrics["baselines"][baseline]), "", "", ""])
-    lines = [header, ["---"] * 3 + ["---:"] * (len(header) - 3), *rows]
+        rows += baseline_rows(members[0], suffix, COLUMNS, blanks=(2, 3))
+    return markdown(header, rows, text_columns=3)
+
+
+def seed_table(runs: list[RunRecord]) -> str:
+    """The Markdown table of every configuration's test MAE, ``mean ± sd`` over its seeds (``configurations``),
+    then each data set's baselines."""
+    header = ["configuration", "encoder", "pooling", "seeds"] + [f"MAE{label}" for label in LABELS] + ["train s"]
+    mae = [("mae", label) for label in LABELS]
+    rows = []
+    for suffix, members in labelled_groups(runs):
+        for configuration in configurations(members):
+            first = configuration[0]
+            test = [[run.metrics["test"].get(f"mae{label}") for run in configuration] for label in LABELS]
+            seconds = statistics.mean(run.metrics["train_seconds"] for run in configuration)
+            rows.append([configuration_name(first), first.recipe["encoder"]["name"], first.recipe["pooling"]["name"], str(len(configuration)),
+                         *map(mean_sd, test), f"{seconds:.0f}"])
+        rows += baseline_rows(members[0], suffix, mae, blanks=(3, 1))
+    return markdown(header, rows, text_columns=3)
+
+
+def configurations(runs: list[RunRecord]) -> list[list[RunRecord]]:
+    """Runs grouped by their recipe apart from ``SEED_KEYS`` (the same configuration trained with other seeds),
+    in order of first appearance."""
+    groups: dict[str, list[RunRecord]] = {}
+    for run in runs:
+        recipe = {**run.recipe, "run": {k: v for k, v in run.recipe["run"].items() if k not in SEED_KEYS}}
+        groups.setdefault(json.dumps(recipe, sort_keys=True), []).append(run)
+    return list(groups.values())
+
+
+def configuration_name(run: RunRecord) -> str:
+    """The run's name without its seed suffix (``lstm-s1`` → ``lstm``, as suites name them)."""
+    name = run.recipe["run"].get("name", run.name)
+    return re.sub(rf"-s{run.recipe['run'].get('seed', 0)}$", "", name)
+
+
+def mean_sd(values: list[float | None]) -> str:
+    """``mean ± sd`` (sample sd) of the values, the value itself for one, '–' if a run lacks it."""
+    if None in values:
+        return "–"
+    return f"{values[0]:.2f}" if len(values) == 1 else f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def labelled_groups(runs: list[RunRecord]) -> list[tuple[str, list[RunRecord]]]:
+    """``split_groups`` with the suffix of their baseline rows: '' for one data set, ' (data k)' for several."""
+    groups = list(split_groups(runs).values())
+    return [(f" (data {number})" if len(groups) > 1 else "", members) for number, members in enumerate(groups, 1)]
+
+
+def baseline_rows(run: RunRecord, suffix: str, columns: list[tuple[str, str]], blanks: tuple[int, int]) -> list[list[str]]:
+    """The run's baselines as table rows: the label, ``blanks[0]`` empty cells, the ``columns``, ``blanks[1]`` more."""
+    return [
+        [f"*{baseline.replace('_', ' ')}*{suffix}", *[""] * blanks[0], *cells(run.metrics["baselines"][baseline], columns), *[""] * blanks[1]]
+        for baseline in BASELINES
+    ]
+
+
+def cells(values: dict[str, float], columns: list[tuple[str, str]] = COLUMNS) -> list[str]:
+    return [f"{values[f'{m}{label}']:.2f}" if f"{m}{label}" in values else "–" for m, label in columns]
+
+
+def markdown(header: list[str], rows: list[list[str]], text_columns: int) -> str:
+    """A Markdown table, the first ``text_columns`` left-aligned, the others right-aligned."""
+    lines = [header, ["---"] * text_columns + ["---:"] * (len(header) - text_columns), *rows]
     return "\n".join("| " + " | ".join(line) + " |" for line in lines)
-
-
-def cells(values: dict[str, float]) -> list[str]:
-    return [f"{values[f'{m}{label}']:.2f}" if f"{m}{label}" in values else "–" for m, label in COLUMNS]
 
 
 def differences(runs: list[RunRecord]) -> str:
@@ -118,10 +182,11 @@ def as_text(value: Any) -> str:
 
 def write_report(runs: list[RunRecord], out: Path, failed: dict[str, str] | None = None) -> str:
     """Draw the plots into ``out`` and write ``out/report.md`` (with the runs that ``failed``, name → error, if
-    any); returns the test table."""
+    any); returns the test table, and the mean ± sd table when a configuration was trained with several seeds."""
     out.mkdir(parents=True, exist_ok=True)
     groups = split_groups(runs)
     test_table = table(runs)
+    seeds = seed_table(runs) if any(len(members) > 1 for members in configurations(runs)) else ""
     notes = report_plots.draw_all(runs, list(groups.values()), out)
     data_lines = [f"- data {i}: {describe_data(g[0].recipe['data'])}" for i, g in enumerate(groups.values(), 1)]
     lines = [
@@ -137,6 +202,7 @@ def write_report(runs: list[RunRecord], out: Path, failed: dict[str, str] | None
         "",
         *(data_lines if len(groups) > 1 else [f"Data: {describe_data(runs[0].recipe['data'])}."]),
         "",
+        *(["## Mean ± sd over seeds", "", SEEDS_NOTE, "", seeds, ""] if seeds else []),
         "## What differs between the recipes",
         "",
         differences(runs),
@@ -148,7 +214,7 @@ def write_report(runs: list[RunRecord], out: Path, failed: dict[str, str] | None
         *(["", "## Failed runs", "", *(f"- `{name}`: {error}" for name, error in failed.items())] if failed else []),
     ]
     save_text("\n".join(lines) + "\n", out / "report.md")
-    return test_table
+    return test_table + (f"\n\nMean ± sd over seeds\n{seeds}" if seeds else "")
 
 
 def compare(run_dirs: list[Path], out: Path | None = None) -> Path:

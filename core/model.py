@@ -74,10 +74,10 @@ def _zero_linear(dim: int) -> nn.Linear:
 def build_model(recipe: Recipe, registry: Registry, spec: DatasetSpec) -> Forecaster:
     """Instantiate the recipe's encoder and pooling (and, in the social modes, the poolings inside the encoder)
     for the dataset described by ``spec``."""
-    encoder = _construct(registry, "encoder", recipe.encoder, spec)
+    encoder = _construct(recipe, registry, "encoder", spec)
     out_dim = encoder.out_dim
-    pooling = _construct(registry, "pooling", recipe.pooling, spec, out_dim)
-    inner = {layer: _construct(registry, "pooling", recipe.pooling, spec, out_dim) for layer in inner_layers(recipe.model.social, encoder)}
+    pooling = _construct(recipe, registry, "pooling", spec, out_dim)
+    inner = {layer: _construct(recipe, registry, "pooling", spec, out_dim) for layer in inner_layers(recipe.model.social, encoder)}
     return Forecaster(encoder, pooling, recipe.model, spec.horizon, inner)
 
 
@@ -93,10 +93,15 @@ def inner_layers(social: str, encoder: Encoder) -> list[int]:
     return list(range(1, encoder.num_layers))
 
 
-def _construct(registry: Registry, kind: str, choice, *args):
+def _construct(recipe: Recipe, registry: Registry, kind: str, *args):
+    """The recipe's ``kind`` plugin built with ``args``; a plugin's RecipeError (a setting that does not fit the
+    data) is given the recipe's path and table."""
+    choice = getattr(recipe, kind)
     info = registry.get(kind, choice.name)
     try:
         return info.cls(choice.config, *args)
+    except RecipeError as error:
+        raise RecipeError(f"{recipe.path}: [{kind}] ({choice.name}): {error}") from None
     except SocialXLSTMError:
         raise
     except Exception as error:  # noqa: BLE001 - a third-party plugin may raise anything

@@ -6,22 +6,29 @@ from __future__ import annotations
 import argparse
 import sys
 
+import attrs
+import numpy as np
 import torch
 
 from core.api import DatasetSpec, Encoder, Pooling
 from core.config import describe_fields
-from core.errors import run_cli
+from core.data.windows import calendar_columns
+from core.errors import RecipeError, run_cli
 from core.recipe import read_toml
 from core.registry import PluginInfo, Registry
 
 
+CALENDAR = tuple(calendar_columns(np.zeros(1, np.int64), time_of_day=True, weekend=True, day_of_week=True))  # every covariate's name
+
+
 def synthetic_spec(vds: int = 100, features: int = 1, covariates: int = 2, seed: int = 0) -> DatasetSpec:
-    """N VDs at distinct random points of a 500 m grid (about half its cells taken), 12 steps in and out."""
+    """N VDs at distinct random points of a 500 m grid (about half its cells taken), 12 steps in and out; the
+    first ``covariates`` calendar covariates (2: time of day; 4: also weekend and day of week)."""
     side = max(2, round((2 * vds) ** 0.5))
     cells = torch.randperm(side * side, generator=torch.Generator().manual_seed(seed))[:vds]
     positions = torch.stack([cells % side, cells // side], 1).float() * 500.0
     names = ("speed",) + tuple(f"feature{i}" for i in range(1, features))
-    return DatasetSpec(tuple(f"vd{i}" for i in range(vds)), names, covariates, 12, 12, positions_xy=positions)
+    return DatasetSpec(tuple(f"vd{i}" for i in range(vds)), names, covariates, 12, 12, positions_xy=positions, covariate_names=CALENDAR[:covariates])
 
 
 def parameter_count(info: PluginInfo, config=None, spec: DatasetSpec | None = None, dim: int = 64) -> int:
@@ -55,12 +62,17 @@ def describe(registry: Registry, vds: int = 100) -> str:
 
 
 def _parameters(info: PluginInfo, spec: DatasetSpec) -> str:
-    where = f"{spec.num_vds} VDs, {spec.num_features} feature, {spec.num_covariates} covariates"
-    where += ", state size 64" if info.kind == "pooling" else ""
+    """The plugin's parameter count on ``spec``, or with every calendar covariate if it needs more of them."""
     try:
-        return f"parameters: {parameter_count(info, spec=spec):,} (defaults, {where})"
+        try:
+            count = parameter_count(info, spec=spec)
+        except RecipeError:  # e.g. an encoder that embeds the day of week
+            spec = attrs.evolve(spec, num_covariates=len(CALENDAR), covariate_names=CALENDAR)
+            count = parameter_count(info, spec=spec)
     except Exception as error:  # noqa: BLE001 - a third-party plugin may refuse the synthetic data
         return f"parameters: not counted ({type(error).__name__}: {error})"
+    where = f"{spec.num_vds} VDs, {spec.num_features} feature, {spec.num_covariates} covariates"
+    return f"parameters: {count:,} (defaults, {where}{', state size 64' if info.kind == 'pooling' else ''})"
 
 
 def main(argv: list[str] | None = None) -> int:

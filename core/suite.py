@@ -9,6 +9,7 @@ do the report and plots of ``core.compare``.
     set = {"trainer.epochs" = 2}                   # overrides for every run
     recipes = ["../recipes/lstm_radius.toml"]      # one run per recipe, named after its file
     base = "../recipes/shared_radius.toml"         # the base recipe x the grid (cartesian product)
+    seeds = [0, 1, 2]                              # every run once per seed: <name>-s0, <name>-s1, ... (optional)
     [suite.grid]
     "trainer.lr" = [0.001, 0.002]                  # TABLE.KEY = values; TABLE = [inline tables] replaces a table
     [[suite.runs]]                                 # named runs with their own overrides
@@ -16,7 +17,8 @@ do the report and plots of ``core.compare``.
     recipe = "../recipes/shared_none.toml"
     set = {"data.vds" = ["VD-N1-05"]}
 
-Overrides apply in this order: the suite's ``set``, the run's ``set`` (or grid values), the command line's ``--set``.
+Overrides apply in this order: the suite's ``set``, the run's ``set`` (or grid values), the command line's ``--set``,
+then the seed (``run.seed``) of ``seeds``.
 With ``parallel = K`` (> 1) up to K runs train at once, each in its own ``python -m core.run`` process whose
 output goes to ``<folder>/<run name>.log`` (for a GPU with room for several).
 """
@@ -43,6 +45,11 @@ from core.errors import DataError, Interrupted, RecipeError, SocialXLSTMError
 from core.recipe import load_recipe, read_toml
 
 
+def _seeds_are_valid(instance, attribute, value) -> None:
+    if value is not None and (not value or len(set(value)) < len(value)):
+        raise ValueError(f"'seeds' must be a non-empty list of distinct ints: {list(value)}")
+
+
 @attrs.frozen
 class SuiteTable:
     name: str = "suite"
@@ -53,6 +60,7 @@ class SuiteTable:
     base: str = ""
     grid: Any = attrs.Factory(dict)
     runs: Any = attrs.Factory(list)
+    seeds: tuple[int, ...] | None = attrs.field(default=None, validator=_seeds_are_valid)  # None: each run once, its recipe's seed
 
 
 @attrs.frozen
@@ -94,6 +102,8 @@ def load_suite(path: Path, cli_overrides: list[str]) -> tuple[SuiteTable, list[S
     if repeated:
         raise RecipeError(f"{path}: run name(s) {', '.join(repeated)} appear more than once; give the [[suite.runs]] distinct names")
     runs = [SuiteRun(name, Path(os.path.normpath(path.parent / recipe)), (*common, *own, *cli_overrides)) for name, recipe, own in entries]
+    if suite.seeds is not None:
+        runs = [attrs.evolve(run, name=f"{run.name}-s{seed}", overrides=(*run.overrides, f"run.seed={seed}")) for run in runs for seed in suite.seeds]
     for run in runs:
         check_run(path, run)
     return suite, runs

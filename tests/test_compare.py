@@ -160,3 +160,37 @@ def test_a_run_whose_recipe_predates_a_data_key_is_on_the_same_data(runs, tmp_pa
     rows = table_rows(report)
     assert "*last value*" in rows and "*last value* (data 2)" not in rows
     assert "data.gap_steps" not in report  # not a difference: the older run has the default
+
+
+def fabricate(source, folder, seed: int, name: str, mae: dict[str, float], train_seconds: float):
+    """A copy of the finished run ``source`` as if trained with ``seed`` under ``name``, with these test MAEs."""
+    copy = shutil.copytree(source, folder)
+    recipe = tomllib.loads((copy / "recipe.toml").read_text())
+    recipe["run"] |= {"seed": seed, "name": name, "output_dir": str(folder.parent)}
+    (copy / "recipe.toml").write_text(tomli_w.dumps(recipe))
+    metrics = metrics_of(copy)
+    metrics["test"] |= mae
+    metrics["train_seconds"] = train_seconds
+    (copy / "metrics.json").write_text(json.dumps(metrics))
+    return copy
+
+
+def test_mean_and_sd_over_seeds_per_configuration(runs, tmp_path, capsys):
+    maes = [(3.0, 3.5, 4.0, 3.4), (3.2, 3.4, 4.3, 3.6), (3.7, 3.9, 4.6, 3.9)]
+    seeded = [
+        fabricate(runs[1], tmp_path / f"alone-s{seed}-20250101-12000{seed}", seed, f"alone-s{seed}", dict(zip(("mae@3", "mae@6", "mae@12", "mae@avg"), mae)), 100.0 + 10 * seed)
+        for seed, mae in enumerate(maes)
+    ]
+    assert main([str(runs[0]), *map(str, seeded), "--out", str(tmp_path / "report")]) == 0
+    printed = capsys.readouterr().out
+    report = (tmp_path / "report" / "report.md").read_text()
+    section = report.split("## Mean ± sd over seeds")[1].split("## What differs")[0]
+    rows = {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in (line.strip("|").split("|") for line in section.splitlines() if line.startswith("| "))}
+    # (3.0, 3.2, 3.7): mean 3.30, sd sqrt((0.09 + 0.01 + 0.16) / 2) = 0.36; (3.5, 3.4, 3.9): 3.60 ± 0.26; (4.0, 4.3, 4.6): 4.30 ± 0.30
+    assert rows["alone"] == ["lstm", "none", "3", "3.30 ± 0.36", "3.60 ± 0.26", "4.30 ± 0.30", "3.63 ± 0.25", "110"]
+    radius = metrics_of(runs[0])
+    assert rows["radius"] == ["lstm", "radius", "1", *(f"{radius['test'][f'mae@{h}']:.2f}" for h in (3, 6, 12, "avg")), f"{radius['train_seconds']:.0f}"]
+    baselines = radius["baselines"]["last_value"]
+    assert rows["*last value*"] == ["", "", "", *(f"{baselines[f'mae@{h}']:.2f}" for h in (3, 6, 12, "avg")), ""]
+    assert all(f"| {run.name} |" in report.split("## Test metrics")[1] for run in seeded)  # the per-run table as before
+    assert "| alone | lstm | none | 3 | 3.30 ± 0.36 |" in printed and "| run.seed |" in report

@@ -14,7 +14,7 @@ from core.data.geo import project_to_metres
 from core.data.importers import import_pandas_h5, import_per_detector, import_wide_csv, read_vd_attributes
 from core.data.synthetic import generate
 from core.data.config import DataConfig
-from core.data.windows import calendar_features, prepare
+from core.data.windows import calendar_columns, prepare
 from core.errors import DataError
 from tests.conftest import SHARED_DATA
 
@@ -104,10 +104,13 @@ def test_windows_are_the_series_cut_by_index(small_data):
 
 def test_calendar_covariates_follow_the_files_clock(small_data):
     days = np.datetime64("2012-03-01T17:00") + np.arange(7) * np.timedelta64(1, "D")  # Thursday .. Wednesday
-    features = calendar_features(days.astype("datetime64[s]").astype(np.int64), time_of_day=True, weekend=True)
-    np.testing.assert_array_equal(features[:, 2], [0, 0, 1, 1, 0, 0, 0])  # Saturday and Sunday
-    np.testing.assert_allclose(features[0, :2], [np.sin(2 * np.pi * 17 / 24), np.cos(2 * np.pi * 17 / 24)], atol=1e-6)
-    assert calendar_features(days.astype(np.int64), time_of_day=False).shape == (7, 0)
+    columns = calendar_columns(days.astype("datetime64[s]").astype(np.int64), time_of_day=True, weekend=True, day_of_week=True)
+    assert list(columns) == ["time_of_day_sin", "time_of_day_cos", "weekend", "day_of_week"]
+    np.testing.assert_array_equal(columns["weekend"], [0, 0, 1, 1, 0, 0, 0])  # Saturday and Sunday
+    np.testing.assert_array_equal(columns["day_of_week"], [3, 4, 5, 6, 0, 1, 2])  # 2012-03-01 was a Thursday (Monday = 0)
+    np.testing.assert_allclose(columns["time_of_day_sin"][0], np.sin(2 * np.pi * 17 / 24), atol=1e-6)
+    np.testing.assert_allclose(columns["time_of_day_cos"][0], np.cos(2 * np.pi * 17 / 24), atol=1e-6)
+    assert calendar_columns(days.astype(np.int64), time_of_day=False) == {}
 
     friday = int(np.datetime64("2012-03-02T00:00", "s").astype(np.int64))
     data = attrs.evolve(small_data, timestamps=small_data.timestamps - small_data.timestamps[0] + friday)  # Fri .. Mon
@@ -115,6 +118,8 @@ def test_calendar_covariates_follow_the_files_clock(small_data):
     weekday = np.array([datetime.datetime.fromtimestamp(int(t), datetime.timezone.utc).weekday() for t in data.timestamps])
     np.testing.assert_array_equal(prepared.series.covariates[:, 2].numpy(), weekday >= 5)
     assert 0 < (weekday >= 5).mean() < 1 and prepared.spec().num_covariates == 3
+    assert prepared.spec().covariate_names == ("time_of_day_sin", "time_of_day_cos", "weekend")
+    assert prepare(data, DataConfig(time_of_day=False)).series.covariates.shape == (data.num_steps, 0)
     window = prepared.splits["train"].__getitems__([7])
     np.testing.assert_array_equal(window.covariates[0].numpy(), prepared.series.covariates[7:19].numpy())
 

@@ -17,6 +17,7 @@ from plugins.collators.centralized import CentralizedCollator, CentralizedConfig
 from plugins.collators.dynamic_padding import DynamicPaddingCollator, DynamicPaddingConfig
 from plugins.encoders.lstm import LSTMConfig, LSTMEncoder
 from plugins.encoders.spin_lite import SpinLiteConfig, SpinLiteEncoder
+from plugins.encoders.stid import STIDConfig, STIDEncoder
 from plugins.encoders.xlstm_shared import SharedXLSTMConfig, SharedXLSTMEncoder
 from plugins.pooling.none import NoPooling, NoPoolingConfig
 from tests.test_encoders import ENCODERS
@@ -31,6 +32,7 @@ ENCODER_CASES = {
     ),
     "spin_lite": lambda spec: SpinLiteEncoder(SpinLiteConfig(radius_m=1500.0), spec),
     "lstm_vd_embedding": lambda spec: _with_random_vd_embedding(LSTMEncoder(LSTMConfig(embedding_dim=16, vd_embedding=True), spec)),
+    "stid": lambda spec: STIDEncoder(STIDConfig(day_of_week_dim=0), spec),  # the data has the time of day only
 }
 
 

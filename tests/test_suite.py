@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import statistics
 import textwrap
 import tomllib
 from pathlib import Path
@@ -76,6 +78,33 @@ def test_grid_trains_one_run_per_value_and_writes_the_report(suite_files, tmp_pa
     assert f"report: {folder / 'report.md'}" in capsys.readouterr().out
 
 
+def test_seeds_train_every_run_once_per_seed_and_report_mean_and_sd(suite_files, tmp_path, capsys):
+    suite = suite_files("""
+        [suite]
+        name = "seeded"
+        output_dir = "OUT"
+        recipes = ["base.toml"]
+        set = {"trainer.batch_size" = 8}
+        seeds = [3, 1]
+    """)
+    _, runs = load_suite(suite, ["run.seed=7"])
+    assert [(run.name, run.overrides[-1]) for run in runs] == [("base-s3", "run.seed=3"), ("base-s1", "run.seed=1")]  # the seed wins
+    assert main([str(suite), "--set", "run.seed=7"]) == 0
+    folder = suite_folder(tmp_path)
+    run_dirs = {p.name.split("-")[1]: p for p in folder.iterdir() if p.is_dir()}
+    assert sorted(run_dirs) == ["s1", "s3"]
+    maes = []
+    for seed, run_dir in run_dirs.items():
+        recipe = tomllib.loads((run_dir / "recipe.toml").read_text())
+        assert recipe["run"]["seed"] == int(seed[1:]) and recipe["run"]["name"] == f"base-{seed}" and recipe["trainer"]["batch_size"] == 8
+        maes.append(json.loads((run_dir / "metrics.json").read_text())["test"]["mae@12"])
+    assert maes[0] != maes[1]  # other seeds, other weights
+    expected = f"{statistics.mean(maes):.2f} ± {statistics.stdev(maes):.2f}"
+    row = next(line for line in (folder / "report.md").read_text().splitlines() if line.startswith("| base | lstm | radius | 2 |"))
+    assert row.split(" | ")[6] == expected
+    assert row in capsys.readouterr().out
+
+
 def test_a_failed_run_is_reported_and_the_suite_goes_on(suite_files, small_data, tmp_path, capsys):
     suite = suite_files('[suite]\noutput_dir = "OUT"\n' + FAILING_AND_ONE_VD)
     assert main([str(suite)]) == 1
@@ -110,6 +139,9 @@ def test_bad_suites_stop_before_training(suite_files, tmp_path, capsys):
         '[suite]\nrecipes = ["base.toml"]\nset = {"trainer.epocs" = 1}\n': "run 'base': ",
         '[suite]\nrecipes = ["base.toml"]\nset = {"data.source" = "nowhere.h5"}\n': "run 'base': data file 'nowhere.h5' not found; pass yours with --set data.source=PATH",
         '[suite]\nbase = "base.toml"\n[suite.grid]\n"trainer.lr" = 0.1\n': "'trainer.lr' must be a non-empty list of values",
+        '[suite]\nrecipes = ["base.toml"]\nseeds = []\n': "[suite]: 'seeds' must be a non-empty list of distinct ints: []",
+        '[suite]\nrecipes = ["base.toml"]\nseeds = [1, 2, 1]\n': "[suite]: 'seeds' must be a non-empty list of distinct ints: [1, 2, 1]",
+        '[suite]\nrecipes = ["base.toml"]\nseeds = [0, 0.5]\n': "[suite] seeds = [0, 0.5] has the wrong type, expected list[int]",
     }
     for text, message in cases.items():
         assert main([str(suite_files(text))]) == 2

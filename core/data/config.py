@@ -23,6 +23,7 @@ class DataConfig:
     split: tuple[float, ...] = attrs.field(default=(0.7, 0.1, 0.2), validator=_split_is_valid)
     time_of_day: bool = True
     weekend: bool = False  # a 0/1 covariate: Saturday or Sunday on the file's clock
+    day_of_week: bool = False  # a covariate holding the day's index, Monday = 0 .. Sunday = 6, on the file's clock
     train_stride: int = attrs.field(default=1, validator=gt(0))
     synthetic_seed: int = 0
     min_history: int = attrs.field(default=0, validator=ge(0))  # > 0: variable-length histories (see below)

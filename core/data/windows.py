@@ -89,6 +89,7 @@ class Series:
     since_gap: torch.Tensor | None = None  # [T, N] steps since the VD's last long gap; None = fixed windows
     min_history: int = 0
     stretch: torch.Tensor | None = None  # [T] which regular stretch (between time jumps) each step is in; None = one
+    covariate_names: tuple[str, ...] = ()  # the K covariates, in order (``calendar_columns``)
 
     def cut(self, starts: torch.Tensor) -> Windows:
         past = starts[:, None] + torch.arange(self.history)
@@ -171,6 +172,7 @@ def dataset_spec(data: TrafficData, series: Series, input_features: tuple[str, .
         vd_ids=data.vd_ids,
         feature_names=tuple(input_features),
         num_covariates=series.covariates.shape[1],
+        covariate_names=series.covariate_names,
         history=series.history,
         horizon=series.horizon,
         positions_xy=None if positions is None else torch.as_tensor(positions, dtype=torch.float32),
@@ -246,10 +248,12 @@ def build_series(data: TrafficData, normaliser: Normaliser, cfg: DataConfig, fea
     target_z = np.where(target_mask, (target_raw - target_mean) / target_std, 0.0).astype(np.float32)
     stretch = np.zeros(data.num_steps, np.int64)
     stretch[jumps] = 1
+    calendar = calendar_columns(data.timestamps, cfg.time_of_day, cfg.weekend, cfg.day_of_week)
+    covariates = np.array(list(calendar.values()), np.float32).reshape(len(calendar), data.num_steps).T.copy()  # [T, K]
     return Series(
         values=torch.from_numpy(values),
         observed=torch.from_numpy(observed),
-        covariates=torch.from_numpy(calendar_features(data.timestamps, cfg.time_of_day, cfg.weekend)),
+        covariates=torch.from_numpy(covariates),
         target=torch.from_numpy(target_z),
         target_mask=torch.from_numpy(target_mask),
         target_raw=torch.from_numpy(target_raw.astype(np.float32)),
@@ -258,19 +262,24 @@ def build_series(data: TrafficData, normaliser: Normaliser, cfg: DataConfig, fea
         since_gap=None if since_gap is None else torch.from_numpy(since_gap),
         min_history=cfg.min_history,
         stretch=torch.from_numpy(stretch.cumsum()),
+        covariate_names=tuple(calendar),
     )
 
 
-def calendar_features(timestamps: np.ndarray, time_of_day: bool = True, weekend: bool = False) -> np.ndarray:
-    """[T, K] covariates read off the file's clock: sine and cosine of the time of day, and 1.0 on Saturdays
-    and Sundays (else 0.0)."""
-    columns = []
+def calendar_columns(timestamps: np.ndarray, time_of_day: bool = True, weekend: bool = False, day_of_week: bool = False) -> dict[str, np.ndarray]:
+    """The covariates read off the file's clock, by name, in input order: ``time_of_day_sin`` and
+    ``time_of_day_cos`` (the angle 2π · seconds since midnight / 86400), ``weekend`` (1.0 on Saturdays and
+    Sundays, else 0.0) and ``day_of_week`` (the day's index, Monday = 0 .. Sunday = 6)."""
+    columns = {}
     if time_of_day:
         angle = 2 * np.pi * (timestamps % 86400) / 86400.0
-        columns += [np.sin(angle), np.cos(angle)]
+        columns |= {"time_of_day_sin": np.sin(angle), "time_of_day_cos": np.cos(angle)}
+    day = (timestamps // 86400 + 3) % 7  # 1970-01-01 was a Thursday: day 0 -> 3 (Mon = 0)
     if weekend:
-        columns.append((timestamps // 86400 + 3) % 7 >= 5)  # 1970-01-01 was a Thursday: day 0 -> 3 (Mon = 0)
-    return np.stack(columns, 1).astype(np.float32) if columns else np.zeros((len(timestamps), 0), np.float32)
+        columns["weekend"] = day >= 5
+    if day_of_week:
+        columns["day_of_week"] = day
+    return columns
 
 
 def steps_since_gap(missing: np.ndarray, gap_steps: int) -> np.ndarray:

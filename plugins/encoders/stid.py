@@ -1,0 +1,124 @@
+"""Encoder ``stid``: STID (Shao et al., CIKM 2022, "Spatial-Temporal Identity: A Simple yet Effective Baseline").
+
+Each VD's whole input window (values and observed flags over the ``history`` steps) is flattened into one
+linear embedding, concatenated with learned embeddings of the VD, of the time-of-day slot and of the day of
+week of the window's last input step, then passed through residual MLP layers (Linear-ReLU-Dropout-Linear +
+input). The output is one state per VD, ``[B, M, E]`` with E the sum of the embedding sizes; the forecaster's
+shared head maps it to the horizon. No recurrence: a few matrix products per VD, whatever the history.
+
+The calendar comes from the covariates (``DatasetSpec.covariate_names``): the time-of-day slot is recovered
+from the sin/cos pair (``[data] time_of_day``), the day from ``day_of_week`` (``[data] day_of_week``);
+``weekday_weekend`` keeps two day vectors instead of seven, for data too short to hold every day of the week
+in its training part (METR-LA's first week: the test days' own vectors would never be trained). Time
+padding (``step_mask``) is zeroed and the window left-padded to ``history`` steps, so a short history is the
+same input however the batch is padded.
+"""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+import torch
+import torch.nn.functional as F
+from attrs.validators import ge, gt, lt
+from torch import nn
+
+from core.api import DatasetSpec, Encoder, EncoderInput
+from core.errors import RecipeError
+from core.hookspecs import hookimpl
+
+# embedding size key -> (covariates it reads, the [data] key that adds them)
+CALENDAR = {
+    "time_of_day_dim": (("time_of_day_sin", "time_of_day_cos"), "time_of_day"),
+    "day_of_week_dim": (("day_of_week",), "day_of_week"),
+}
+
+
+@attrs.frozen
+class STIDConfig:
+    embedding_dim: int = attrs.field(default=32, validator=gt(0))  # the flattened input window's embedding
+    vd_embedding_dim: int = attrs.field(default=32, validator=ge(0))  # a learned vector per VD; 0 = none
+    time_of_day_dim: int = attrs.field(default=32, validator=ge(0))  # a learned vector per time-of-day slot; 0 = none
+    day_of_week_dim: int = attrs.field(default=32, validator=ge(0))  # a learned vector per day of week; 0 = none
+    weekday_weekend: bool = False  # two day vectors (Monday-Friday, Saturday-Sunday) instead of seven
+    time_slots: int = attrs.field(default=288, validator=gt(0))  # time-of-day slots per day: 288 for 5-minute steps
+    num_layers: int = attrs.field(default=3, validator=ge(0))  # residual MLP layers
+    dropout: float = attrs.field(default=0.15, validator=[ge(0.0), lt(1.0)])
+
+
+class STIDEncoder(Encoder):
+    """STID: the flattened window plus learned VD, time-of-day and day-of-week embeddings, through a residual MLP."""
+
+    name = "stid"
+    Config = STIDConfig
+
+    def __init__(self, config: STIDConfig, spec: DatasetSpec):
+        super().__init__(config, spec)
+        self.columns = {key: covariate_columns(spec, key, getattr(config, key)) for key in CALENDAR}
+        self.window = nn.Linear(spec.history * 2 * spec.num_features, config.embedding_dim)
+        self.vd = embedding(spec.num_vds, config.vd_embedding_dim)
+        self.time_of_day = embedding(config.time_slots, config.time_of_day_dim)
+        self.day_of_week = embedding(2 if config.weekday_weekend else 7, config.day_of_week_dim)
+        e = self.out_dim = config.embedding_dim + config.vd_embedding_dim + config.time_of_day_dim + config.day_of_week_dim
+        self.layers = nn.ModuleList(
+            nn.Sequential(nn.Linear(e, e), nn.ReLU(), nn.Dropout(config.dropout), nn.Linear(e, e)) for _ in range(config.num_layers)
+        )
+
+    def forward(self, inputs: EncoderInput) -> torch.Tensor:
+        b, m, t, _ = inputs.values.shape
+        window = torch.cat([inputs.values, inputs.observed.to(inputs.values.dtype)], -1)  # [B, M, T, 2F]
+        if inputs.step_mask is not None:
+            window = window.masked_fill(~inputs.step_mask[..., None], 0.0)
+        window = F.pad(window, (0, 0, self.spec.history - t, 0))  # left padding up to the full history
+        parts = [self.window(window.flatten(2))]
+        if self.vd is not None:
+            parts.append(self.vd(inputs.vd_ids()))
+        last = inputs.covariates[:, -1]  # [B, K] the calendar at the last input step (always real)
+        if self.time_of_day is not None:
+            sin, cos = self.columns["time_of_day_dim"]
+            slot = time_of_day_slot(last[:, sin], last[:, cos], self.config.time_slots)
+            parts.append(self.time_of_day(slot)[:, None].expand(b, m, -1))
+        if self.day_of_week is not None:
+            (day,) = self.columns["day_of_week_dim"]
+            days = last[:, day].round().long()  # Monday = 0
+            parts.append(self.day_of_week((days >= 5).long() if self.config.weekday_weekend else days)[:, None].expand(b, m, -1))
+        hidden = torch.cat(parts, -1)
+        for layer in self.layers:
+            hidden = hidden + layer(hidden)
+        return hidden  # [B, M, E]
+
+
+def time_of_day_slot(sin: torch.Tensor, cos: torch.Tensor, slots: int) -> torch.Tensor:
+    """The slot (0 .. ``slots`` - 1) whose start is nearest the time of day whose angle has this sine and cosine."""
+    fraction = torch.atan2(sin, cos) / (2 * math.pi) % 1.0
+    return (fraction * slots).round().long() % slots
+
+
+def covariate_columns(spec: DatasetSpec, key: str, dim: int) -> tuple[int, ...]:
+    """Where the covariates that embedding ``key`` reads are (none when ``dim`` is 0); their absence is an error
+    naming the recipe key that adds them."""
+    names, data_key = CALENDAR[key]
+    if not dim:
+        return ()
+    missing = [name for name in names if name not in spec.covariate_names]
+    if missing:
+        raise RecipeError(
+            f"encoder 'stid' embeds {data_key.replace('_', ' ')} ({key} = {dim}) but the data has no {' / '.join(missing)} covariate; "
+            f"set [data] {data_key} = true (or [encoder] {key} = 0)"
+        )
+    return tuple(spec.covariate_names.index(name) for name in names)
+
+
+def embedding(count: int, dim: int) -> nn.Embedding | None:
+    """``count`` learned vectors of size ``dim`` (Xavier-uniform, as in STID), or None for ``dim`` = 0."""
+    if not dim:
+        return None
+    table = nn.Embedding(count, dim)
+    nn.init.xavier_uniform_(table.weight)
+    return table
+
+
+@hookimpl
+def register_plugins(register):
+    register(STIDEncoder)
