@@ -231,8 +231,8 @@ class LayerwiseEncoder(Encoder):
     (``[model] social = "every_step"`` or ``"interleaved"``) can pool between layers.
 
     ``forward(inputs) == finish(layer(L-1, ... layer(0, embed(inputs)) ...))`` with ``L = num_layers``; every
-    intermediate state is ``[B, M, T, E]``, in the input's slot layout and time-aligned (left padding, the last
-    step real). Each ``layer`` is causal in time and exact under padding: padded steps are zero, take no part in
+    intermediate state is ``[B, M, T', E]``, in the input's slot layout and time-aligned with the input's last
+    ``T'`` steps (left padding, the last step real; ``T' = 1`` for an encoder that keeps the last step only). Each ``layer`` is causal in time and exact under padding: padded steps are zero, take no part in
     the real steps and get no gradient (``core.sequence.causal_over_padding`` does this for a causal layer).
     """
 

@@ -53,7 +53,8 @@ class Forecaster(nn.Module):
         if key not in self.inner:
             return x
         b, m, t, e = x.shape
-        present = torch.ones(b, m, t, dtype=torch.bool, device=x.device) if inputs.step_mask is None else inputs.step_mask
+        # the states' T steps are the input's last T (fewer for an encoder that keeps only the last, e.g. stid)
+        present = torch.ones(b, m, t, dtype=torch.bool, device=x.device) if inputs.step_mask is None else inputs.step_mask[..., -t:]
         if inputs.node_mask is not None:
             present = present & inputs.node_mask[..., None]
         states, where = x * present[..., None].to(x.dtype), present
@@ -86,6 +87,8 @@ def inner_layers(social: str, encoder: Encoder) -> list[int]:
     if social == "last":
         return []
     assert isinstance(encoder, LayerwiseEncoder)  # check_compatible refused the others at recipe load
+    if encoder.num_layers < 1:
+        raise RecipeError(f"[model] social = {social!r} pools inside the encoder, but encoder '{encoder.name}' has no layer; use \"last\"")
     if social == "every_step":
         return [0]
     if encoder.num_layers < 2:

@@ -90,7 +90,7 @@ def model_for(encoder: str, pooling: str, spec: DatasetSpec, social: str = "last
     return model.eval()
 
 
-SOCIAL_CASES = [(e, p, s) for e in ("lstm", "xlstm_shared", "xlstm_per_vd") for p in ("radius", "attention") for s in ("every_step", "interleaved")]
+SOCIAL_CASES = [(e, p, s) for e in ("lstm", "xlstm_shared", "xlstm_per_vd", "stid") for p in ("radius", "attention") for s in ("every_step", "interleaved")]
 
 
 def short_and_others(prepared):

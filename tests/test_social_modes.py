@@ -18,7 +18,7 @@ from tests.test_encoders import ENCODERS, random_input
 from tests.test_pooling import POSITIONS, STRATEGIES
 from tests.test_pooling_learns import LAG, fit_and_score, network
 
-LAYERWISE = ("lstm", "xlstm_shared", "xlstm_per_vd")
+LAYERWISE = ("lstm", "xlstm_shared", "xlstm_per_vd")  # (stid: tests/test_stid.py)
 
 
 def social_model(encoder: str, social: str, spec, head_pooling: bool = False) -> Forecaster:
@@ -97,5 +97,5 @@ def test_an_encoder_that_cannot_run_layer_by_layer_is_refused_at_recipe_load(wri
         load_recipe(recipe)
     assert str(error.value) == (
         f"{recipe}: [model] social = 'every_step' pools between encoder layers, but encoder 'spin_lite' does not run layer "
-        'by layer (it is not a LayerwiseEncoder); use social = "last", or one of: lstm, xlstm_per_vd, xlstm_shared'
+        'by layer (it is not a LayerwiseEncoder); use social = "last", or one of: lstm, stid, xlstm_per_vd, xlstm_shared'
     )

@@ -4,7 +4,8 @@ Each VD's whole input window (values and observed flags over the ``history`` ste
 linear embedding, concatenated with learned embeddings of the VD, of the time-of-day slot and of the day of
 week of the window's last input step, then passed through residual MLP layers (Linear-ReLU-Dropout-Linear +
 input). The output is one state per VD, ``[B, M, E]`` with E the sum of the embedding sizes; the forecaster's
-shared head maps it to the horizon. No recurrence: a few matrix products per VD, whatever the history.
+shared head maps it to the horizon. Layer-wise (its states ``[B, M, 1, E]``, one step): with ``[model] social``
+a pooling acts on the embeddings (``every_step``) or between the MLP layers (``interleaved``). No recurrence: a few matrix products per VD, whatever the history.
 
 The calendar comes from the covariates (``DatasetSpec.covariate_names``): the time-of-day slot is recovered
 from the sin/cos pair (``[data] time_of_day``), the day from ``day_of_week`` (``[data] day_of_week``);
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 from attrs.validators import ge, gt, lt
 from torch import nn
 
-from core.api import DatasetSpec, Encoder, EncoderInput
+from core.api import DatasetSpec, EncoderInput, LayerwiseEncoder
 from core.errors import RecipeError
 from core.hookspecs import hookimpl
 
@@ -47,8 +48,10 @@ class STIDConfig:
     dropout: float = attrs.field(default=0.15, validator=[ge(0.0), lt(1.0)])
 
 
-class STIDEncoder(Encoder):
-    """STID: the flattened window plus learned VD, time-of-day and day-of-week embeddings, through a residual MLP."""
+class STIDEncoder(LayerwiseEncoder):
+    """STID: the flattened window plus learned VD, time-of-day and day-of-week embeddings, through a residual MLP.
+
+    Layer-wise with a single time step (the window's last), so the social modes pool between its MLP layers."""
 
     name = "stid"
     Config = STIDConfig
@@ -60,12 +63,14 @@ class STIDEncoder(Encoder):
         self.vd = embedding(spec.num_vds, config.vd_embedding_dim)
         self.time_of_day = embedding(config.time_slots, config.time_of_day_dim)
         self.day_of_week = embedding(2 if config.weekday_weekend else 7, config.day_of_week_dim)
+        self.num_layers = config.num_layers
         e = self.out_dim = config.embedding_dim + config.vd_embedding_dim + config.time_of_day_dim + config.day_of_week_dim
         self.layers = nn.ModuleList(
             nn.Sequential(nn.Linear(e, e), nn.ReLU(), nn.Dropout(config.dropout), nn.Linear(e, e)) for _ in range(config.num_layers)
         )
 
-    def forward(self, inputs: EncoderInput) -> torch.Tensor:
+    def embed(self, inputs: EncoderInput) -> torch.Tensor:
+        """The concatenated embeddings ``[B, M, 1, E]``: one state per VD, at the last input step."""
         b, m, t, _ = inputs.values.shape
         window = torch.cat([inputs.values, inputs.observed.to(inputs.values.dtype)], -1)  # [B, M, T, 2F]
         if inputs.step_mask is not None:
@@ -83,10 +88,13 @@ class STIDEncoder(Encoder):
             (day,) = self.columns["day_of_week_dim"]
             days = last[:, day].round().long()  # Monday = 0
             parts.append(self.day_of_week((days >= 5).long() if self.config.weekday_weekend else days)[:, None].expand(b, m, -1))
-        hidden = torch.cat(parts, -1)
-        for layer in self.layers:
-            hidden = hidden + layer(hidden)
-        return hidden  # [B, M, E]
+        return torch.cat(parts, -1)[:, :, None]
+
+    def layer(self, index: int, x: torch.Tensor, inputs: EncoderInput) -> torch.Tensor:
+        return x + self.layers[index](x)
+
+    def finish(self, x: torch.Tensor, inputs: EncoderInput) -> torch.Tensor:
+        return x[:, :, 0]  # [B, M, E]
 
 
 def time_of_day_slot(sin: torch.Tensor, cos: torch.Tensor, slots: int) -> torch.Tensor:
