@@ -14,7 +14,7 @@ from torch import nn
 
 from core.api import Batch, DatasetSpec, Encoder, EncoderInput, LayerwiseEncoder, Pooling, require_positions, scatter_vds
 from core.errors import PluginError, RecipeError, SocialXLSTMError
-from core.recipe import HeadConfig, Recipe
+from core.recipe import HeadConfig, PluginChoice, Recipe
 from core.registry import Registry
 
 
@@ -74,10 +74,9 @@ def _zero_linear(dim: int) -> nn.Linear:
 def build_model(recipe: Recipe, registry: Registry, spec: DatasetSpec) -> Forecaster:
     """Instantiate the recipe's encoder and pooling (and, in the social modes, the poolings inside the encoder)
     for the dataset described by ``spec``."""
-    encoder = _construct(registry, "encoder", recipe.encoder, spec)
-    out_dim = encoder.out_dim
-    pooling = _construct(registry, "pooling", recipe.pooling, spec, out_dim)
-    inner = {layer: _construct(registry, "pooling", recipe.pooling, spec, out_dim) for layer in inner_layers(recipe.model.social, encoder)}
+    encoder = construct(registry, "encoder", recipe.encoder, spec)
+    pooling = construct(registry, "pooling", recipe.pooling, spec, encoder.out_dim)
+    inner = {layer: construct(registry, "pooling", recipe.pooling, spec, encoder.out_dim) for layer in inner_layers(recipe.model.social, encoder)}
     return Forecaster(encoder, pooling, recipe.model, spec.horizon, inner)
 
 
@@ -93,14 +92,21 @@ def inner_layers(social: str, encoder: Encoder) -> list[int]:
     return list(range(1, encoder.num_layers))
 
 
-def _construct(registry: Registry, kind: str, choice, *args):
+def construct(registry: Registry, kind: str, choice: PluginChoice, *args):
+    """The plugin ``choice`` of ``kind`` built as ``cls(config, *args)``: any failure, or an encoder that sets no
+    positive int ``out_dim``, is a ``PluginError`` naming the plugin and its source."""
     info = registry.get(kind, choice.name)
+    where = f"{kind} '{choice.name}' ({info.source})"
     try:
-        return info.cls(choice.config, *args)
+        plugin = info.cls(choice.config, *args)
     except SocialXLSTMError:
         raise
     except Exception as error:  # noqa: BLE001 - a third-party plugin may raise anything
-        raise PluginError(f"{kind} '{choice.name}' ({info.source}) failed to build: {type(error).__name__}: {error}") from error
+        raise PluginError(f"{where} failed to build: {type(error).__name__}: {error}") from error
+    out_dim = getattr(plugin, "out_dim", None)
+    if kind == "encoder" and (not isinstance(out_dim, int) or isinstance(out_dim, bool) or out_dim <= 0):
+        raise PluginError(f"{where} built without a valid 'out_dim' ({out_dim!r}): its __init__ must set self.out_dim = E, the size of its states")
+    return plugin
 
 
 def check_batch_positions(model: Forecaster, batch: Batch, spec: DatasetSpec) -> None:

@@ -13,11 +13,11 @@ from core.data.windows import prepare, steps_since_gap
 from core.metrics import masked_mae
 from core.model import Forecaster, inner_layers
 from core.recipe import HeadConfig
-from plugins.collators.centralized import CentralizedCollator, CentralizedConfig
+from plugins.collators.centralized import CentralizedCollator
 from plugins.collators.dynamic_padding import DynamicPaddingCollator, DynamicPaddingConfig
 from plugins.encoders.spin_lite import SpinLiteConfig, SpinLiteEncoder
 from plugins.encoders.xlstm_shared import SharedXLSTMConfig, SharedXLSTMEncoder
-from plugins.pooling.none import NoPooling, NoPoolingConfig
+from plugins.pooling.none import NoPooling
 from tests.test_encoders import ENCODERS
 from tests.test_pooling import STRATEGIES
 
@@ -30,7 +30,7 @@ ENCODER_CASES = {
     ),
     "spin_lite": lambda spec: SpinLiteEncoder(SpinLiteConfig(radius_m=1500.0), spec),
 }
-POOLINGS = {"none": lambda spec, dim: NoPooling(NoPoolingConfig(), spec, dim), **STRATEGIES}
+POOLINGS = {"none": lambda spec, dim: NoPooling(NoPooling.Config(), spec, dim), **STRATEGIES}
 
 
 def test_steps_since_gap_counts_from_the_last_long_gap():
@@ -98,7 +98,7 @@ def short_and_others(prepared):
 def test_forecast_is_the_same_alone_batched_and_padded_to_the_maximum(prepared, encoder, pooling, social):
     spec = prepared.spec()
     model = model_for(encoder, pooling, spec, social)
-    dynamic, full = DynamicPaddingCollator(DynamicPaddingConfig(), spec), CentralizedCollator(CentralizedConfig(), spec)
+    dynamic, full = DynamicPaddingCollator(DynamicPaddingConfig(), spec), CentralizedCollator(CentralizedCollator.Config(), spec)
     dataset = prepared.splits["train"]
     short, others = short_and_others(prepared)
     alone = dynamic(dataset.__getitems__([short]))
@@ -167,7 +167,7 @@ def test_hidden_inputs_are_missing_inputs_and_targets_are_kept(small_data):
     assert not (hidden.series.observed & ~plain.series.observed).any()
     assert not hidden.series.values[~hidden.series.observed].any()
     assert torch.equal(hidden.series.target, plain.series.target)
-    batch = CentralizedCollator(CentralizedConfig(), plain.spec())(plain.splits["train"].__getitems__([0, 1]))
+    batch = CentralizedCollator(CentralizedCollator.Config(), plain.spec())(plain.splits["train"].__getitems__([0, 1]))
     whitened = batch.hide_inputs(0.5, torch.Generator().manual_seed(0))
     assert 0.4 < whitened.observed.sum() / batch.observed.sum() < 0.6
     assert not whitened.values[~whitened.observed].any() and torch.equal(whitened.target, batch.target)
