@@ -3,19 +3,22 @@
 - ``python -m core.plugins [--recipe R] [--vds N]``: every registered plugin, its source, capabilities, parameter
   count for N VDs and config fields;
 - ``python -m core.plugins check NAME [--kind K] [--recipe R] [--set KEY=VALUE ...]``: the conformance kit on one
-  plugin, one line per check with its measured number; exit 0 only if every check passes.
+  plugin, one line per check with its measured number; exit 0 only if every check passes;
+- ``python -m core.plugins new encoder|pooling|collator NAME --out DIR``: an installable plugin package.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from core.api import PLUGIN_KINDS, DatasetSpec, Encoder, Pooling, capabilities
 from core.config import describe_fields
 from core.errors import PluginError, closest, run_cli
 from core.recipe import apply_override, read_toml
 from core.registry import PluginInfo, Registry
+from core.scaffold import write_package
 from social_xlstm.testing import run_checks
 from social_xlstm.testing.data import synthetic_spec
 
@@ -95,6 +98,13 @@ def kind_of(registry: Registry, name: str) -> str:
     return kinds[0]
 
 
+def new(kind: str, name: str, out: Path) -> int:
+    files = write_package(kind, name, out, Registry.default())
+    print("\n".join(f"wrote {path}" for path in files))
+    print(f"next: pip install -e {out}  then  python -m core.plugins check {name}  and  pytest {out / 'tests'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.plugins", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", help="also load the plugin modules this recipe names")
@@ -105,11 +115,17 @@ def main(argv: list[str] | None = None) -> int:
     checking.add_argument("--kind", choices=list(PLUGIN_KINDS), help="needed only if NAME is registered for several kinds")
     checking.add_argument("--recipe", help="load the plugin modules this recipe names; its table configures the plugin")
     checking.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a config value for the plugin (repeatable)")
+    scaffold = commands.add_parser("new", help="write an installable plugin package that passes the kit")
+    scaffold.add_argument("kind", choices=list(PLUGIN_KINDS))
+    scaffold.add_argument("name")
+    scaffold.add_argument("--out", type=Path, required=True, help="the package directory (new or empty)")
     args = parser.parse_args(argv)
 
     def command() -> int:
         if args.command == "check":
             return check(args.name, args.kind, args.recipe, args.set)
+        if args.command == "new":
+            return new(args.kind, args.name, args.out)
         modules = read_toml(args.recipe).get("plugins", {}).get("modules", []) if args.recipe else []
         print(describe(Registry.default(modules, origin=args.recipe or "command line"), args.vds))
         return 0
