@@ -168,9 +168,13 @@ class Origins:
             return f"{given}: [{table}]{suffix}"
         return f"{self.mention(table) if key is None else self.path}: [{table}]{suffix}"
 
+    def sets_of(self, *tables: str) -> list[str]:
+        """The ``--set`` assignments that changed ``tables``."""
+        return [assignment for (table, _), assignment in self.sets.items() if table in tables]
+
     def mention(self, *tables: str) -> str:
         """The recipe's path, naming the ``--set`` assignments that changed ``tables``."""
-        sets = [assignment for (table, _), assignment in self.sets.items() if table in tables]
+        sets = self.sets_of(*tables)
         return self.path + (f" (with {', '.join(sets)})" if sets else "")
 
     def build(self, cls: type, values: dict[str, Any], table: str, suffix: str = "") -> Any:
@@ -186,7 +190,7 @@ def load_recipe(path: str | Path, overrides: list[str] = (), registry: Registry 
     for assignment in overrides:
         origins.apply(raw, assignment)
     for table, value in raw.items():
-        source = where if table in in_file and not origins.of(table) else next(a for (t, _), a in origins.sets.items() if t == table)
+        source = where if table in in_file else origins.sets_of(table)[0]  # a table only a --set gave
         if table not in ALL_TABLES:
             raise RecipeError(f"{source}: unknown table [{table}]{closest(table, ALL_TABLES)}; allowed: {', '.join(ALL_TABLES)}")
         if not isinstance(value, dict):
