@@ -10,8 +10,6 @@ from core.registry import Registry
 from social_xlstm.testing import check_plugin, run_checks
 
 MODULES = ["tests.kit_plugins"]
-XLSTM_SMALL = {"embedding_dim": 16, "num_blocks": 2, "num_heads": 2}
-SMALL = {"xlstm_shared": XLSTM_SMALL, "xlstm_per_vd": XLSTM_SMALL}  # defaults: slow on 2 cores
 
 
 def failed(kind: str, name: str, config=None) -> dict[str, float]:
@@ -19,25 +17,25 @@ def failed(kind: str, name: str, config=None) -> dict[str, float]:
 
 
 @pytest.mark.parametrize(("kind", "name"), [(info.kind, info.name) for info in Registry.default()])
-def test_every_registered_plugin_passes_the_kit(kind, name, one_thread):
-    results = check_plugin(kind, name, SMALL.get(name))
+def test_every_registered_plugin_passes_the_kit(kind, name):
+    results = check_plugin(kind, name)
     assert sum(r.passed is True for r in results) >= 5
 
 
 @pytest.mark.parametrize(
     ("kind", "name", "config", "checked"),
     [
-        ("encoder", "xlstm_shared", {**XLSTM_SMALL, "vd_embedding": True, "per_vd_output": True}, "vd_weights"),
+        ("encoder", "xlstm_shared", {"vd_embedding": True, "per_vd_output": True}, "vd_weights"),
         ("encoder", "spin_lite", {"n_layers": 2, "eta": 1, "temporal_self_attention": True}, "vd_weights"),
         ("collator", "dynamic_padding", {"max_sequence_length": 4}, "forecast"),
     ],
 )
-def test_options_that_change_what_is_checked_pass_too(kind, name, config, checked, one_thread):
+def test_options_that_change_what_is_checked_pass_too(kind, name, config, checked):
     results = {r.name: r for r in check_plugin(kind, name, config)}
     assert results[checked].passed is True
 
 
-def test_a_gru_that_ignores_step_mask_fails_the_padding_checks_and_the_corrected_one_passes(one_thread):
+def test_a_gru_that_ignores_step_mask_fails_the_padding_checks_and_the_corrected_one_passes():
     fails = failed("encoder", "naive_gru")
     assert set(fails) == {"padding.batched", "padding.maximum", "padding.junk", "padding.gradient"}
     assert fails["padding.batched"] > 1e-3 and fails["padding.gradient"] > 0
@@ -46,7 +44,7 @@ def test_a_gru_that_ignores_step_mask_fails_the_padding_checks_and_the_corrected
     assert not failed("encoder", "gru")
 
 
-def test_per_vd_weights_that_ignore_vd_index_fail(one_thread):
+def test_per_vd_weights_that_ignore_vd_index_fail():
     fails = failed("encoder", "slot_blind")
     assert set(fails) == {"vd_weights", "padding.maximum"} and fails["vd_weights"] > 0
 
@@ -56,7 +54,7 @@ def test_an_encoder_without_out_dim_fails_to_build():
     assert result.name == "build" and result.passed is False and "'out_dim'" in result.note
 
 
-def test_a_pooling_that_reads_absent_vds_fails(one_thread):
+def test_a_pooling_that_reads_absent_vds_fails():
     assert {"isolated", "absent.junk", "absent.gradient"} <= set(failed("pooling", "leaky_mean"))
 
 
@@ -66,7 +64,7 @@ def test_collators_that_hide_slots_or_move_inputs_fail():
     assert set(fails) == {"content", "forecast"} and fails["content"] > 0
 
 
-def test_check_cli_prints_every_check_and_exits_1_on_a_failure(capsys, write_recipe, one_thread):
+def test_check_cli_prints_every_check_and_exits_1_on_a_failure(capsys, write_recipe):
     recipe = write_recipe('[encoder]\nname = "naive_gru"\n[plugins]\nmodules = ["tests.kit_plugins"]\n')
     assert main(["check", "naive_gru", "--recipe", str(recipe)]) == 1
     lines = capsys.readouterr().out.splitlines()
@@ -77,7 +75,7 @@ def test_check_cli_prints_every_check_and_exits_1_on_a_failure(capsys, write_rec
     assert capsys.readouterr().out.splitlines()[-1] == "11 passed, 0 failed, 4 skipped"
 
 
-def test_check_cli_takes_config_values_and_names_unknown_plugins(capsys, one_thread):
+def test_check_cli_takes_config_values_and_names_unknown_plugins(capsys):
     assert main(["check", "radius", "--set", "aggregation=max", "--set", "radius_m=900"]) == 0
     assert "pooling 'radius'  [built-in plugins.pooling.radius]  uses_positions yes" in capsys.readouterr().out
     assert main(["check", "radiu"]) == 2

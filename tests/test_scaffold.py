@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("kind", ["encoder", "pooling", "collator"])
-def test_each_scaffold_writes_a_package_whose_plugin_passes_the_kit(kind, tmp_path, monkeypatch, capsys, one_thread):
+def test_each_scaffold_writes_a_package_whose_plugin_passes_the_kit(kind, tmp_path, monkeypatch, capsys):
     name = f"kit_{kind}"
     assert main(["new", kind, name, "--out", str(tmp_path / "pkg")]) == 0
     assert f"wrote {tmp_path / 'pkg' / 'setup.cfg'}" in capsys.readouterr().out

@@ -41,12 +41,17 @@ def run_checks(kind: str, name: str, config: Mapping[str, Any] | None = None, mo
     registry = Registry.default(modules, origin="kit")
     info = registry.get(kind, name)
     choice = PluginChoice(name, build_config(info.cls.Config, dict(config or {}), f"kit: [{kind}] ({name})"))
-    with torch.random.fork_rng(devices=[]):
-        try:
-            checks = KITS[kind](registry, choice, kit_spec()).checks()
-        except Exception as error:  # noqa: BLE001 - the plugin cannot even be built: that is the one result
-            return [CheckResult("build", False, note=_raised(error))]
-        return [_run(check_name, check) for check_name, check in checks]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: threads cost more than they give, and one thread is reproducible
+    try:
+        with torch.random.fork_rng(devices=[]):
+            try:
+                checks = KITS[kind](registry, choice, kit_spec()).checks()
+            except Exception as error:  # noqa: BLE001 - the plugin cannot even be built: that is the one result
+                return [CheckResult("build", False, note=_raised(error))]
+            return [_run(check_name, check) for check_name, check in checks]
+    finally:
+        torch.set_num_threads(threads)
 
 
 def check_plugin(kind: str, name: str, config: Mapping[str, Any] | None = None, modules: Iterable[str] = ()) -> list[CheckResult]:
