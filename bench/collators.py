@@ -35,8 +35,8 @@ from core.data.windows import Prepared, prepare  # noqa: E402
 from core.model import Forecaster  # noqa: E402
 from core.metrics import masked_mae  # noqa: E402
 from core.recipe import HeadConfig  # noqa: E402
-from plugins.collators.centralized import CentralizedCollator, CentralizedConfig  # noqa: E402
-from plugins.collators.distributed import DistributedCollator, DistributedConfig  # noqa: E402
+from plugins.collators.centralized import CentralizedCollator  # noqa: E402
+from plugins.collators.distributed import DistributedCollator  # noqa: E402
 from plugins.collators.dynamic_padding import DynamicPaddingCollator, DynamicPaddingConfig  # noqa: E402
 from plugins.encoders.lstm import LSTMConfig, LSTMEncoder  # noqa: E402
 from plugins.encoders.xlstm_shared import SharedXLSTMConfig, SharedXLSTMEncoder  # noqa: E402
@@ -44,8 +44,8 @@ from plugins.pooling.radius import RadiusConfig, RadiusPooling  # noqa: E402
 
 HISTORY, MIN_HISTORY, GAP_STEPS, HORIZON = 48, 6, 3, 12
 COLLATORS = {
-    "distributed": lambda spec: DistributedCollator(DistributedConfig(), spec),
-    "centralized": lambda spec: CentralizedCollator(CentralizedConfig(), spec),
+    "distributed": lambda spec: DistributedCollator(DistributedCollator.Config(), spec),
+    "centralized": lambda spec: CentralizedCollator(CentralizedCollator.Config(), spec),
     "dynamic_padding": lambda spec: DynamicPaddingCollator(DynamicPaddingConfig(), spec),
 }
 ENCODERS = {

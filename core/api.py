@@ -1,7 +1,11 @@
 """The contracts every plugin implements: encoders, pooling strategies and collators.
 
-Each plugin class has a unique ``name`` within its kind and an attrs ``Config`` class; the recipe table for
-the plugin is validated against ``Config`` and the instance is built as ``cls(config, spec, ...)``.
+Each plugin class has a unique ``name`` within its kind and an attrs ``Config`` class (default: no options);
+the recipe table for the plugin is validated against ``Config`` and the instance is built as
+``cls(config, spec, ...)``. Capability flags (class attributes) say what an encoder honours and what a
+collator's batches carry; a recipe whose collator or data needs a capability the encoder lacks is refused when
+it loads. ``python -m core.plugins check NAME`` (``social_xlstm.testing``) checks them on generated data.
+Plugin authors import all of this from ``social_xlstm``.
 """
 
 from __future__ import annotations
@@ -140,10 +144,12 @@ class DistributedBatch:
 
 @attrs.frozen
 class EncoderInput:
-    """A batch as encoders see it: VD slots before time.
+    """A batch as encoders see it: M VD slots before time (M = N unless the collator uses VD slots).
 
-    Time padding is on the left (``step_mask`` False), so the last step is real for every present slot.
-    Encoders that keep weights per VD read ``vd_index`` (or call ``expand`` to get all N VDs in order).
+    Time padding is on the left (``step_mask`` False), so the last step is real for every present slot; a slot
+    with ``node_mask`` False holds no VD. Values are z-scored and 0 where not ``observed``. Encoders that keep
+    weights per VD read ``vd_index`` (``vd_ids()``), or call ``expand`` to get all N VDs in order and
+    ``take_slots`` to come back.
     """
 
     values: torch.Tensor  # [B, M, T, F]
@@ -201,20 +207,42 @@ class EncoderInput:
 
     @staticmethod
     def num_features(spec: DatasetSpec) -> int:
+        """The width of ``features()``: an encoder's input size per VD and step."""
         return 2 * spec.num_features + spec.num_covariates
 
 
-class Encoder(nn.Module):
-    """History of every VD slot → per-slot hidden states ``[B, M, T, E]`` (``E = self.out_dim``), or only the
-    last states ``[B, M, E]`` for an encoder that is not recurrent.
+@attrs.frozen
+class NoOptions:
+    """The default ``Config``: the plugin has no options (its recipe table holds only ``name``)."""
 
+
+class Encoder(nn.Module):
+    """History of every VD slot → per-slot hidden states ``[B, M, T, E]``, or only the last states ``[B, M, E]``
+    for an encoder that is not recurrent.
+
+    Built as ``cls(config, spec)`` (``config``: an instance of ``Config``, ``spec``: the ``DatasetSpec``);
+    ``__init__`` must set ``self.out_dim = E``. ``forward`` gets an ``EncoderInput`` of M VD slots (M ≤ N; see
+    ``EncoderInput``) whose per-step input width is ``EncoderInput.num_features(spec)`` (``features()``).
     Representations of different VDs are never mixed, unless the encoder is spatial by design.
+
+    Capabilities (class attributes, checked by ``python -m core.plugins check NAME``):
+
+    - ``honours_time_padding``: the forecast is the same whatever left time padding (``step_mask`` False) a
+      batch carries; padded steps take no part and get no gradient (``causal_over_padding`` does this for a
+      causal layer). Needed by collator ``dynamic_padding`` and by ``[data] min_history > 0``.
+    - ``honours_vd_slots``: per-VD weights follow the VD in each slot (``vd_index``, ``vd_ids()``, ``expand``);
+      needed by collators that use VD slots (``dynamic_padding``). An encoder without per-VD weights honours
+      them by reading nothing per VD.
+    - layer-wise: subclassing ``LayerwiseEncoder``, needed by ``[model] social = "every_step"|"interleaved"``.
+
     ``layouts`` names the collator layouts whose batches the encoder can take.
     """
 
     name: ClassVar[str]
-    Config: ClassVar[type]
+    Config: ClassVar[type] = NoOptions
     layouts: ClassVar[frozenset[str]] = frozenset({"centralized", "distributed"})
+    honours_time_padding: ClassVar[bool] = False
+    honours_vd_slots: ClassVar[bool] = False
     out_dim: int
 
     def __init__(self, config, spec: DatasetSpec):
@@ -265,12 +293,15 @@ class LayerwiseEncoder(Encoder):
 class Pooling(nn.Module):
     """Social pooling: ``(hidden [B, N, E], node_mask [B, N]) → social context [B, N, E]``.
 
-    The VD positions (``spec.positions_xy``, static) are given once at construction, so neighbour lists are
-    built once per dataset. A VD with no neighbour gets zeros, never NaN.
+    Built as ``cls(config, spec, dim)`` (``dim = E``, the encoder's ``out_dim``). The VD positions
+    (``spec.positions_xy``, static) are given once at construction, so neighbour lists are built once per
+    dataset; ``uses_positions = False`` for a pooling that needs none. An absent VD (``node_mask`` False) takes
+    no part and gets no gradient; a VD with no present neighbour gets zeros, never NaN. In the social modes the
+    same plugin sees every time step folded into the batch (``[B·T, N, E]``).
     """
 
     name: ClassVar[str]
-    Config: ClassVar[type]
+    Config: ClassVar[type] = NoOptions
     uses_positions: ClassVar[bool] = True
 
     def __init__(self, config, spec: DatasetSpec, dim: int):
@@ -295,11 +326,21 @@ class Pooling(nn.Module):
 
 
 class Collator:
-    """Windows cut from the data → one batch in the collator's ``layout`` (a ``Batch`` or ``DistributedBatch``)."""
+    """Windows cut from the data → one batch in the collator's ``layout``: a ``Batch`` (``"centralized"``) or a
+    ``DistributedBatch`` (``"distributed"``).
+
+    Built as ``cls(config, spec)``; called with a ``Windows`` (``[B, T, N, ...]``, ``lengths`` per VD when
+    windows vary). A collator rearranges, it never changes what a model forecasts. Its batches declare:
+
+    - ``pads_time``: batches may carry left time padding (a ``step_mask``) even for fixed-length windows;
+    - ``uses_vd_slots``: the inputs' VD axis may hold M < N slots (``vd_index``, ``node_mask``).
+    """
 
     name: ClassVar[str]
-    Config: ClassVar[type]
+    Config: ClassVar[type] = NoOptions
     layout: ClassVar[str]
+    pads_time: ClassVar[bool] = False
+    uses_vd_slots: ClassVar[bool] = False
 
     def __init__(self, config, spec: DatasetSpec):
         self.config = config
@@ -316,6 +357,20 @@ def scatter_vds(slots: torch.Tensor, vd_index: torch.Tensor, num_vds: int) -> to
 
 
 PLUGIN_KINDS: dict[str, type] = {"encoder": Encoder, "pooling": Pooling, "collator": Collator}
+
+
+def capabilities(cls: type) -> dict[str, bool]:
+    """The capability flags a plugin class declares, by name (an encoder's ``layerwise``: it subclasses
+    ``LayerwiseEncoder``)."""
+    if issubclass(cls, Encoder):
+        return {
+            "honours_time_padding": cls.honours_time_padding,
+            "honours_vd_slots": cls.honours_vd_slots,
+            "layerwise": issubclass(cls, LayerwiseEncoder),
+        }
+    if issubclass(cls, Collator):
+        return {"pads_time": cls.pads_time, "uses_vd_slots": cls.uses_vd_slots}
+    return {"uses_positions": cls.uses_positions}
 
 
 def require_positions(

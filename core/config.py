@@ -1,7 +1,8 @@
 """Validate a TOML table into an attrs config class, with errors that name the file, table and key.
 
 Types are checked strictly (no silent ``"3" → 3`` or ``3.7 → 3``); the classes' own attrs validators check
-ranges. Supported field types: bool, int, float, str, ``Literal[...]``, ``tuple[X, ...]`` and ``X | None``.
+ranges. Supported field types: bool, int, float, str, ``Literal[...]``, ``tuple[X, ...]`` and ``X | None``
+(``unsupported_fields`` finds the others, so a plugin's ``Config`` is refused when it registers).
 """
 
 from __future__ import annotations
@@ -16,16 +17,22 @@ import attrs
 
 from core.errors import RecipeError, closest
 
+SUPPORTED_TYPES = "bool, int, float, str, Literal[...], tuple[X, ...], X | None"
+_SCALARS = (bool, int, float, str)
 
-def build_config(cls: type, table: Mapping[str, Any], where: str) -> Any:
-    """``cls(**table)`` after checking keys and types; ``where`` is e.g. ``"recipe.toml: [trainer]"``."""
+
+def build_config(cls: type, table: Mapping[str, Any], where: str, key_where: Mapping[str, str] = {}) -> Any:
+    """``cls(**table)`` after checking keys and types; ``where`` is e.g. ``"recipe.toml: [trainer]"``, and
+    ``key_where`` names another origin for some keys (e.g. ``{"lr": "--set trainer.lr=x: [trainer]"}``)."""
     attrs.resolve_types(cls)
     fields = {f.name: f for f in attrs.fields(cls) if f.init}
     values = {}
     for key, value in table.items():
+        at = key_where.get(key, where)
         if key not in fields:
-            raise RecipeError(f"{where}: unknown key '{key}'{closest(key, fields)}; allowed keys: {', '.join(fields)}")
-        values[key] = _check(value, fields[key].type, f"{where} {key}")
+            allowed = ", ".join(fields) or "none (the plugin has no options)"
+            raise RecipeError(f"{at}: unknown key '{key}'{closest(key, fields)}; allowed keys: {allowed}")
+        values[key] = _check(value, fields[key].type, f"{at} {key}")
     missing = [name for name, f in fields.items() if f.default is attrs.NOTHING and name not in values]
     if missing:
         raise RecipeError(f"{where}: missing required key(s) {', '.join(missing)}")
@@ -66,6 +73,29 @@ def _check(value: Any, tp: Any, where: str) -> Any:
     if tp is float and not math.isfinite(value):
         raise RecipeError(f"{where} = {value!r} is not a finite number")
     return float(value) if tp is float else value
+
+
+def unsupported_fields(cls: type) -> list[str]:
+    """``'name: type'`` of every init field of the attrs class ``cls`` whose type a TOML table cannot give."""
+    attrs.resolve_types(cls)
+    return [f"'{f.name}: {_type_name(f.type)}'" for f in attrs.fields(cls) if f.init and not _supported(f.type)]
+
+
+def _type_name(tp: Any) -> str:
+    return tp.__name__ if isinstance(tp, type) else str(tp).replace("typing.", "")
+
+
+def _supported(tp: Any) -> bool:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return True
+    if origin is Literal:
+        return all(isinstance(a, _SCALARS) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return all(_supported(a) for a in args if a is not type(None))
+    if origin is tuple:
+        return len(args) == 2 and args[1] is Ellipsis and _supported(args[0])
+    return tp in _SCALARS
 
 
 def _describe(tp: Any) -> str:

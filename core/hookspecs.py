@@ -2,7 +2,7 @@
 
 A plugin is a module (or object) with a function decorated by ``hookimpl``::
 
-    from core.hookspecs import hookimpl
+    from social_xlstm import hookimpl
 
     @hookimpl
     def register_plugins(register):
@@ -26,6 +26,6 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def register_plugins(register) -> None:
     """Call ``register(cls)`` once for each plugin class the module provides.
 
-    ``cls`` subclasses one of ``core.api.Encoder``, ``core.api.Pooling`` or ``core.api.Collator``, has a
-    unique ``name`` within its kind and an attrs ``Config`` class that validates its recipe table.
+    ``cls`` subclasses one of ``social_xlstm.Encoder``, ``Pooling`` or ``Collator``, has a unique ``name``
+    within its kind and, if it has options, an attrs ``Config`` class that validates its recipe table.
     """

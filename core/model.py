@@ -14,7 +14,7 @@ from torch import nn
 
 from core.api import Batch, DatasetSpec, Encoder, EncoderInput, LayerwiseEncoder, Pooling, require_positions, scatter_vds
 from core.errors import PluginError, RecipeError, SocialXLSTMError
-from core.recipe import HeadConfig, Recipe
+from core.recipe import HeadConfig, PluginChoice, Recipe
 from core.registry import Registry
 
 
@@ -75,10 +75,12 @@ def _zero_linear(dim: int) -> nn.Linear:
 def build_model(recipe: Recipe, registry: Registry, spec: DatasetSpec) -> Forecaster:
     """Instantiate the recipe's encoder and pooling (and, in the social modes, the poolings inside the encoder)
     for the dataset described by ``spec``."""
-    encoder = _construct(recipe, registry, "encoder", spec)
-    out_dim = encoder.out_dim
-    pooling = _construct(recipe, registry, "pooling", spec, out_dim)
-    inner = {layer: _construct(recipe, registry, "pooling", spec, out_dim) for layer in inner_layers(recipe.model.social, encoder)}
+    encoder = construct(registry, "encoder", recipe.encoder, spec, where=recipe.path)
+    pooling = construct(registry, "pooling", recipe.pooling, spec, encoder.out_dim, where=recipe.path)
+    inner = {
+        layer: construct(registry, "pooling", recipe.pooling, spec, encoder.out_dim, where=recipe.path)
+        for layer in inner_layers(recipe.model.social, encoder)
+    }
     return Forecaster(encoder, pooling, recipe.model, spec.horizon, inner)
 
 
@@ -96,19 +98,24 @@ def inner_layers(social: str, encoder: Encoder) -> list[int]:
     return list(range(1, encoder.num_layers))
 
 
-def _construct(recipe: Recipe, registry: Registry, kind: str, *args):
-    """The recipe's ``kind`` plugin built with ``args``; a plugin's RecipeError (a setting that does not fit the
-    data) is given the recipe's path and table."""
-    choice = getattr(recipe, kind)
+def construct(registry: Registry, kind: str, choice: PluginChoice, *args, where: str = ""):
+    """The plugin ``choice`` of ``kind`` built as ``cls(config, *args)``: any failure, or an encoder that sets no
+    positive int ``out_dim``, is a ``PluginError`` naming the plugin and its source; a ``RecipeError`` (a setting
+    that does not fit the data) names the recipe ``where`` and the table."""
     info = registry.get(kind, choice.name)
+    named = f"{kind} '{choice.name}' ({info.source})"
     try:
-        return info.cls(choice.config, *args)
+        plugin = info.cls(choice.config, *args)
     except RecipeError as error:
-        raise RecipeError(f"{recipe.path}: [{kind}] ({choice.name}): {error}") from None
+        raise RecipeError(f"{where + ': ' if where else ''}[{kind}] ({choice.name}): {error}") from None
     except SocialXLSTMError:
         raise
     except Exception as error:  # noqa: BLE001 - a third-party plugin may raise anything
-        raise PluginError(f"{kind} '{choice.name}' ({info.source}) failed to build: {type(error).__name__}: {error}") from error
+        raise PluginError(f"{named} failed to build: {type(error).__name__}: {error}") from error
+    out_dim = getattr(plugin, "out_dim", None)
+    if kind == "encoder" and (not isinstance(out_dim, int) or isinstance(out_dim, bool) or out_dim <= 0):
+        raise PluginError(f"{named} built without a valid 'out_dim' ({out_dim!r}): its __init__ must set self.out_dim = E, the size of its states")
+    return plugin
 
 
 def check_batch_positions(model: Forecaster, batch: Batch, spec: DatasetSpec) -> None:

@@ -1,34 +1,28 @@
-"""``python -m core.plugins [--recipe R] [--vds N]``: every registered plugin, its source, its parameter count
-for N VDs and its config fields."""
+"""Plugins from the command line:
+
+- ``python -m core.plugins [--recipe R] [--vds N]``: every registered plugin, its source, capabilities, parameter
+  count for N VDs and config fields;
+- ``python -m core.plugins check NAME [--kind K] [--recipe R] [--set KEY=VALUE ...]``: the conformance kit on one
+  plugin, one line per check with its measured number; exit 0 only if every check passes;
+- ``python -m core.plugins new encoder|pooling|collator NAME --out DIR``: an installable plugin package.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import attrs
-import numpy as np
-import torch
 
-from core.api import DatasetSpec, Encoder, Pooling
+from core.api import PLUGIN_KINDS, DatasetSpec, Encoder, Pooling, capabilities
 from core.config import describe_fields
-from core.data.windows import calendar_columns
-from core.errors import RecipeError, run_cli
-from core.recipe import read_toml
+from core.errors import PluginError, RecipeError, closest, run_cli
+from core.recipe import apply_override, read_toml
 from core.registry import PluginInfo, Registry
-
-
-CALENDAR = tuple(calendar_columns(np.zeros(1, np.int64), time_of_day=True, weekend=True, day_of_week=True))  # every covariate's name
-
-
-def synthetic_spec(vds: int = 100, features: int = 1, covariates: int = 2, seed: int = 0) -> DatasetSpec:
-    """N VDs at distinct random points of a 500 m grid (about half its cells taken), 12 steps in and out; the
-    first ``covariates`` calendar covariates (2: time of day; 4: also weekend and day of week)."""
-    side = max(2, round((2 * vds) ** 0.5))
-    cells = torch.randperm(side * side, generator=torch.Generator().manual_seed(seed))[:vds]
-    positions = torch.stack([cells % side, cells // side], 1).float() * 500.0
-    names = ("speed",) + tuple(f"feature{i}" for i in range(1, features))
-    return DatasetSpec(tuple(f"vd{i}" for i in range(vds)), names, covariates, 12, 12, positions_xy=positions, covariate_names=CALENDAR[:covariates])
+from core.scaffold import write_package
+from social_xlstm.testing import run_checks
+from social_xlstm.testing.data import CALENDAR, synthetic_spec
 
 
 def parameter_count(info: PluginInfo, config=None, spec: DatasetSpec | None = None, dim: int = 64) -> int:
@@ -54,6 +48,7 @@ def describe(registry: Registry, vds: int = 100) -> str:
         doc = (info.cls.__doc__ or sys.modules[info.cls.__module__].__doc__ or "").strip().splitlines()
         if doc:
             lines.append(f"    {doc[0]}")
+        lines.append(f"    capabilities: {_flags(info)}")
         if info.kind in ("encoder", "pooling"):
             lines.append(f"    {_parameters(info, spec)}")
         for name, type_, default in describe_fields(info.cls.Config):
@@ -75,13 +70,69 @@ def _parameters(info: PluginInfo, spec: DatasetSpec) -> str:
     return f"parameters: {count:,} (defaults, {where}{', state size 64' if info.kind == 'pooling' else ''})"
 
 
+def _flags(info: PluginInfo) -> str:
+    return ", ".join(f"{flag} {'yes' if value else 'no'}" for flag, value in capabilities(info.cls).items())
+
+
+def check(name: str, kind: str | None, recipe: str | None, sets: list[str]) -> int:
+    """Print the kit's checks of one plugin (configured by the recipe's table when it names the plugin, then
+    ``sets``); 0 if all pass, else 1."""
+    raw = read_toml(recipe) if recipe else {}
+    modules = raw.get("plugins", {}).get("modules", [])
+    registry = Registry.default(modules, origin=recipe or "command line")
+    kind = kind or kind_of(registry, name)
+    info = registry.get(kind, name)
+    table = dict(raw.get(kind, {})) if raw.get(kind, {}).get("name") == name else {}
+    table.pop("name", None)
+    for assignment in sets:
+        apply_override({kind: table}, f"{kind}.{assignment}")
+    print(f"{kind} '{name}'  [{info.source}]  {_flags(info)}")
+    results = run_checks(kind, name, table, modules)
+    for result in results:
+        print(result.line())
+    counts = {status: sum(r.status == status for r in results) for status in ("PASS", "FAIL", "SKIP")}
+    print(f"{counts['PASS']} passed, {counts['FAIL']} failed, {counts['SKIP']} skipped")
+    return 1 if counts["FAIL"] else 0
+
+
+def kind_of(registry: Registry, name: str) -> str:
+    kinds = [kind for kind in PLUGIN_KINDS if name in registry.names(kind)]
+    if not kinds:
+        everything = [n for kind in PLUGIN_KINDS for n in registry.names(kind)]
+        raise PluginError(f"no plugin '{name}'{closest(name, everything)}; registered: {', '.join(sorted(everything))}")
+    if len(kinds) > 1:
+        raise PluginError(f"'{name}' names a plugin of each kind {', '.join(kinds)}: pass --kind")
+    return kinds[0]
+
+
+def new(kind: str, name: str, out: Path) -> int:
+    files = write_package(kind, name, out, Registry.default())
+    print("\n".join(f"wrote {path}" for path in files))
+    print(f"next: pip install -e {out}  then  python -m core.plugins check {name}  and  pytest {out / 'tests'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.plugins", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m core.plugins", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", help="also load the plugin modules this recipe names")
     parser.add_argument("--vds", type=int, default=100, help="count parameters for this many VDs (default 100)")
+    commands = parser.add_subparsers(dest="command")
+    checking = commands.add_parser("check", help="run the conformance kit on one plugin")
+    checking.add_argument("name")
+    checking.add_argument("--kind", choices=list(PLUGIN_KINDS), help="needed only if NAME is registered for several kinds")
+    checking.add_argument("--recipe", help="load the plugin modules this recipe names; its table configures the plugin")
+    checking.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a config value for the plugin (repeatable)")
+    scaffold = commands.add_parser("new", help="write an installable plugin package that passes the kit")
+    scaffold.add_argument("kind", choices=list(PLUGIN_KINDS))
+    scaffold.add_argument("name")
+    scaffold.add_argument("--out", type=Path, required=True, help="the package directory (new or empty)")
     args = parser.parse_args(argv)
 
     def command() -> int:
+        if args.command == "check":
+            return check(args.name, args.kind, args.recipe, args.set)
+        if args.command == "new":
+            return new(args.kind, args.name, args.out)
         modules = read_toml(args.recipe).get("plugins", {}).get("modules", []) if args.recipe else []
         print(describe(Registry.default(modules, origin=args.recipe or "command line"), args.vds))
         return 0

@@ -120,9 +120,10 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise RecipeError(f"{path}: malformed TOML: {error}") from None
 
 
-def apply_override(raw: dict[str, Any], assignment: str) -> None:
+def apply_override(raw: dict[str, Any], assignment: str) -> tuple[str, str | None]:
     """Apply ``TABLE.KEY=VALUE`` (VALUE in TOML syntax; a bare word is a string) to a parsed recipe, or
-    ``TABLE={...}`` (a TOML inline table), which replaces the whole table, e.g. ``pooling={name = "none"}``."""
+    ``TABLE={...}`` (a TOML inline table), which replaces the whole table, e.g. ``pooling={name = "none"}``.
+    Returns what it set: ``(TABLE, KEY)``, or ``(TABLE, None)`` for a whole table."""
     key, sep, text = assignment.partition("=")
     parts = key.strip().split(".")
     try:
@@ -131,7 +132,7 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
         value = text.strip()
     if sep and len(parts) == 1 and parts[0] and isinstance(value, dict):
         raw[parts[0]] = value
-        return
+        return parts[0], None
     if not sep or len(parts) != 2 or not all(parts):
         raise RecipeError(f"--set {assignment!r}: expected TABLE.KEY=VALUE, e.g. trainer.epochs=3, or TABLE={{inline table}}")
     table, name = parts
@@ -139,31 +140,72 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
     if not isinstance(target, dict):
         raise RecipeError(f"--set {assignment!r}: '{table}' is not a table in the recipe")
     target[name] = value
+    return table, name
+
+
+class Origins:
+    """Where each value of a parsed recipe came from: the file, or a ``--set`` (of one key or a whole table)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.sets: dict[tuple[str, str | None], str] = {}
+
+    def apply(self, raw: dict[str, Any], assignment: str) -> None:
+        table, key = apply_override(raw, assignment)
+        if key is None:  # the whole table is replaced: none of its earlier keys is left
+            self.sets = {k: v for k, v in self.sets.items() if k[0] != table}
+        self.sets[table, key] = f"--set {assignment}"
+
+    def of(self, table: str, key: str | None = None) -> str | None:
+        """The ``--set`` that gave ``table``'s ``key`` (None: the whole table), or None if the file did."""
+        return self.sets.get((table, None)) or (self.sets.get((table, key)) if key else None)
+
+    def where(self, table: str, key: str | None = None, suffix: str = "") -> str:
+        """The origin an error about ``table``'s ``key`` (None: the table as a whole) starts with, e.g.
+        ``recipe.toml: [trainer]``, ``--set trainer.lr=x: [trainer]`` or ``recipe.toml (with --set ...): [trainer]``."""
+        given = self.of(table, key)
+        if given:
+            return f"{given}: [{table}]{suffix}"
+        return f"{self.mention(table) if key is None else self.path}: [{table}]{suffix}"
+
+    def sets_of(self, *tables: str) -> list[str]:
+        """The ``--set`` assignments that changed ``tables``."""
+        return [assignment for (table, _), assignment in self.sets.items() if table in tables]
+
+    def mention(self, *tables: str) -> str:
+        """The recipe's path, naming the ``--set`` assignments that changed ``tables``."""
+        sets = self.sets_of(*tables)
+        return self.path + (f" (with {', '.join(sets)})" if sets else "")
+
+    def build(self, cls: type, values: dict[str, Any], table: str, suffix: str = "") -> Any:
+        """``build_config`` for the ``values`` of the recipe table ``table``, each error naming where its value came from."""
+        return build_config(cls, values, self.where(table, suffix=suffix), {k: self.where(table, k, suffix) for k in values})
 
 
 def load_recipe(path: str | Path, overrides: list[str] = (), registry: Registry | None = None) -> tuple[Recipe, Registry]:
     """Parse, override and validate a recipe; load the plugins it names. Reads no data."""
     raw = read_toml(path)
-    for assignment in overrides:
-        apply_override(raw, assignment)
     where = str(path)
+    origins, in_file = Origins(where), set(raw)
+    for assignment in overrides:
+        origins.apply(raw, assignment)
     for table, value in raw.items():
+        source = where if table in in_file else origins.sets_of(table)[0]  # a table only a --set gave
         if table not in ALL_TABLES:
-            raise RecipeError(f"{where}: unknown table [{table}]{closest(table, ALL_TABLES)}; allowed: {', '.join(ALL_TABLES)}")
+            raise RecipeError(f"{source}: unknown table [{table}]{closest(table, ALL_TABLES)}; allowed: {', '.join(ALL_TABLES)}")
         if not isinstance(value, dict):
-            raise RecipeError(f"{where}: '{table}' must be a table ([{table}]), got {value!r}")
+            raise RecipeError(f"{source}: '{table}' must be a table ([{table}]), got {value!r}")
 
-    plugin_table = raw.get("plugins", {})
-    modules = build_config(_PluginsTable, plugin_table, f"{where}: [plugins]").modules
+    modules = origins.build(_PluginsTable, raw.get("plugins", {}), "plugins").modules
     if registry is None:
         registry = Registry.default(modules, origin=where)
     else:
         registry.load_modules(modules, origin=where)
 
-    fixed = {key: build_config(cls, raw.get(key, {}), f"{where}: [{key}]") for key, cls in FIXED_TABLES.items()}
-    choices = {kind: _choose(registry, kind, raw.get(kind, {}), default, where) for kind, default in PLUGIN_TABLES.items()}
+    fixed = {key: origins.build(cls, raw.get(key, {}), key) for key, cls in FIXED_TABLES.items()}
+    choices = {kind: _choose(registry, kind, raw, default, origins) for kind, default in PLUGIN_TABLES.items()}
     recipe = Recipe(path=where, **fixed, **choices, plugin_modules=modules)
-    check_compatible(recipe, registry)
+    check_compatible(recipe, registry, origins.mention("model", "data", *PLUGIN_TABLES))
     return recipe, registry
 
 
@@ -172,32 +214,56 @@ class _PluginsTable:
     modules: tuple[str, ...] = ()
 
 
-def _choose(registry: Registry, kind: str, table: dict[str, Any], default: str | None, where: str) -> PluginChoice:
-    table = dict(table)
+def _choose(registry: Registry, kind: str, raw: dict[str, Any], default: str | None, origins: Origins) -> PluginChoice:
+    table = dict(raw.get(kind, {}))
     name = table.pop("name", default)
     if name is None:
-        raise RecipeError(f"{where}: [{kind}] needs a 'name'; registered: {', '.join(registry.names(kind))}")
+        raise RecipeError(f"{origins.where(kind)} needs a 'name'; registered: {', '.join(registry.names(kind))}")
     if not isinstance(name, str):
-        raise RecipeError(f"{where}: [{kind}] name = {name!r} has the wrong type, expected a string")
+        raise RecipeError(f"{origins.where(kind, 'name')} name = {name!r} has the wrong type, expected a string")
     try:
         info = registry.get(kind, name)
     except PluginError as error:
-        raise RecipeError(f"{where}: [{kind}] {error}") from None
-    return PluginChoice(name, build_config(info.cls.Config, table, f"{where}: [{kind}] ({name})"))
+        raise RecipeError(f"{origins.where(kind, 'name')} {error}") from None
+    try:
+        config = origins.build(info.cls.Config, table, kind, f" ({name})")
+    except RecipeError as error:
+        renamed, stale = origins.sets.get((kind, "name")), [key for key in table if not origins.of(kind, key)]
+        if renamed and stale:  # --set KIND.name=NEW left the old plugin's keys of the file in place
+            raise RecipeError(
+                f"{error}; {renamed} keeps the file's other [{kind}] keys ({', '.join(stale)}): "
+                f"to replace the whole table use --set '{kind}={{name = \"{name}\"}}'"
+            ) from None
+        raise
+    return PluginChoice(name, config)
 
 
-def check_compatible(recipe: Recipe, registry: Registry) -> None:
-    """Refuse an encoder/collator pair that cannot work, before any data is read."""
+def check_compatible(recipe: Recipe, registry: Registry, where: str | None = None) -> None:
+    """Refuse an encoder/collator/data combination that cannot work, before any data is read; errors start with
+    ``where`` (default: the recipe's path)."""
+    where = where or recipe.path
     encoder = registry.get("encoder", recipe.encoder.name).cls
     collator = registry.get("collator", recipe.collator.name).cls
     if recipe.model.social != "last" and not issubclass(encoder, LayerwiseEncoder):
         raise RecipeError(
-            f"{recipe.path}: [model] social = {recipe.model.social!r} pools between encoder layers, but encoder '{encoder.name}' "
+            f"{where}: [model] social = {recipe.model.social!r} pools between encoder layers, but encoder '{encoder.name}' "
             f"does not run layer by layer (it is not a LayerwiseEncoder); use social = \"last\", or one of: "
             f"{', '.join(n for n in registry.names('encoder') if issubclass(registry.get('encoder', n).cls, LayerwiseEncoder))}"
         )
     if collator.layout not in encoder.layouts:
         raise RecipeError(
-            f"{recipe.path}: encoder '{encoder.name}' cannot take the '{collator.layout}' batches of collator "
+            f"{where}: encoder '{encoder.name}' cannot take the '{collator.layout}' batches of collator "
             f"'{collator.name}'; it takes: {', '.join(sorted(encoder.layouts))}"
+        )
+    min_history = recipe.data.min_history
+    time_padding = [f"collator '{collator.name}' pads time"] if collator.pads_time else []
+    if min_history > 0:
+        time_padding.append(f"[data] min_history = {min_history} makes histories vary in length")
+    needs = {"honours_time_padding": time_padding, "honours_vd_slots": [f"collator '{collator.name}' uses VD slots"] if collator.uses_vd_slots else []}
+    missing = [f"{flag} (needed: {' and '.join(why)})" for flag, why in needs.items() if why and not getattr(encoder, flag)]
+    if missing:
+        raise RecipeError(
+            f"{where}: encoder '{encoder.name}' does not declare {' nor '.join(missing)}; honour it in the encoder "
+            f"(README, 'Writing a plugin'), declare it, and check it with `python -m core.plugins check {encoder.name}`, "
+            f"or use collator 'centralized' with [data] min_history = 0"
         )

@@ -13,6 +13,7 @@ import pluggy
 
 from core import hookspecs
 from core.api import PLUGIN_KINDS
+from core.config import SUPPORTED_TYPES, unsupported_fields
 from core.errors import PluginError, closest
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT
@@ -89,8 +90,17 @@ class Registry:
         name = getattr(cls, "name", None)
         if not isinstance(name, str) or not name:
             raise PluginError(f"{source}: {cls.__name__} has no 'name'")
-        if not attrs.has(getattr(cls, "Config", None)):
-            raise PluginError(f"{source}: {kind} '{name}' has no attrs 'Config' class")
+        if not attrs.has(cls.Config):
+            raise PluginError(f"{source}: {kind} '{name}': 'Config' = {cls.Config!r} is not an attrs class (@attrs.frozen)")
+        try:
+            unsupported = unsupported_fields(cls.Config)
+        except NameError as error:  # a string annotation naming something not importable at run time
+            raise PluginError(f"{source}: {kind} '{name}' Config: cannot resolve a field type: {error}") from None
+        if unsupported:
+            raise PluginError(
+                f"{source}: {kind} '{name}' Config field(s) {', '.join(unsupported)}: a recipe cannot give this type; "
+                f"supported: {SUPPORTED_TYPES}"
+            )
         if (kind, name) in self._plugins:
             first = self._plugins[kind, name].source
             raise PluginError(f"{kind} plugin '{name}' is registered twice: by {first} and by {source}")

@@ -25,7 +25,7 @@ from core.distributed import Distributed, Silent, setup
 from core.errors import DataError, RecipeError, TrainingError, run_cli
 from core.io import load_checkpoint, save_text
 from core.metrics import HORIZONS, METRICS
-from core.model import Forecaster, build_model, check_batch_positions
+from core.model import Forecaster, build_model, check_batch_positions, construct
 from core.recipe import Recipe, load_recipe
 from core.registry import Registry
 from core.suite import is_suite, run_suite
@@ -91,7 +91,7 @@ def prepare_data(recipe: Recipe) -> Prepared:
 def build_forecaster(recipe: Recipe, registry: Registry, spec: DatasetSpec, first: Windows, source: str) -> tuple[Forecaster, Collator]:
     """The recipe's model and collator for ``spec``, checked on the ``first`` windows (e.g. the positions that
     pooling needs); a data error names ``source``."""
-    collator = registry.get("collator", recipe.collator.name).cls(recipe.collator.config, spec)
+    collator = construct(registry, "collator", recipe.collator, spec)
     try:
         model = build_model(recipe, registry, spec)
         check_batch_positions(model, collator(first).canonical(), spec)

@@ -54,3 +54,20 @@ def make_spec(n: int = 5, features: int = 1, positions: torch.Tensor | None = No
         horizon=horizon,
         positions_xy=positions,
     )
+
+
+def registry_with(*classes: type):
+    """The default registry plus ``classes``, registered by a module-like object ``test module``."""
+    from core.registry import Registry
+    from social_xlstm import hookimpl
+
+    class Module:
+        @staticmethod
+        @hookimpl
+        def register_plugins(register):
+            for cls in classes:
+                register(cls)
+
+    registry = Registry.default()
+    registry.add_module(Module, "test module")
+    return registry

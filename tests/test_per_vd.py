@@ -11,8 +11,8 @@ from core.data.windows import prepare
 from core.errors import DataError, RecipeError
 from core.model import Forecaster
 from core.recipe import HeadConfig, load_recipe
-from plugins.collators.centralized import CentralizedCollator, CentralizedConfig
-from plugins.collators.distributed import DistributedCollator, DistributedConfig
+from plugins.collators.centralized import CentralizedCollator
+from plugins.collators.distributed import DistributedCollator
 from plugins.encoders.grouped_xlstm import GroupedXLSTM
 from plugins.encoders.lstm import LSTMConfig, LSTMEncoder
 from plugins.encoders.xlstm_per_vd import PerVDLoop, PerVDXLSTMEncoder
@@ -109,8 +109,8 @@ def test_distributed_and_centralized_layouts_give_the_same_forecast(small_data, 
     prepared = prepare(small_data, DataConfig(history=6, horizon=3))
     spec = prepared.spec()
     windows = prepared.splits["val"].__getitems__([0, 5, 9])
-    central = CentralizedCollator(CentralizedConfig(), spec)(windows)
-    distributed = DistributedCollator(DistributedConfig(), spec)(windows)
+    central = CentralizedCollator(CentralizedCollator.Config(), spec)(windows)
+    distributed = DistributedCollator(DistributedCollator.Config(), spec)(windows)
 
     assert isinstance(distributed, DistributedBatch) and list(distributed.features) == list(spec.vd_ids)
     vd = spec.vd_ids[7]

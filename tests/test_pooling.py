@@ -11,7 +11,7 @@ from core.errors import DataError
 from core.neighbours import NeighbourLists
 from plugins.pooling.attention import AttentionConfig, AttentionPooling
 from plugins.pooling.learnable_radius import LearnableRadiusConfig, LearnableRadiusPooling
-from plugins.pooling.none import NoPooling, NoPoolingConfig
+from plugins.pooling.none import NoPooling
 from plugins.pooling.radius import RadiusConfig, RadiusPooling
 from tests.conftest import make_spec
 
@@ -161,7 +161,7 @@ def test_strict_mode(positions, message):
 
 
 def test_none_pooling_needs_no_positions():
-    pooling = NoPooling(NoPoolingConfig(), make_spec(positions=None), dim=4)
+    pooling = NoPooling(NoPooling.Config(), make_spec(positions=None), dim=4)
     assert torch.all(pooling(torch.randn(2, 5, 4), torch.ones(2, 5, dtype=torch.bool)) == 0)
 
 

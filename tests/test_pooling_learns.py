@@ -17,7 +17,7 @@ from core.metrics import masked_mae
 from core.model import Forecaster
 from core.recipe import HeadConfig
 from plugins.encoders.lstm import LSTMConfig, LSTMEncoder
-from plugins.pooling.none import NoPooling, NoPoolingConfig
+from plugins.pooling.none import NoPooling
 from tests.conftest import make_spec
 from tests.test_pooling import STRATEGIES
 
@@ -51,7 +51,7 @@ def train_and_score(pooling_name: str) -> float:
     series, spec = network()
     torch.manual_seed(0)
     encoder = LSTMEncoder(LSTMConfig(embedding_dim=16, num_layers=1), spec)
-    pooling = NoPooling(NoPoolingConfig(), spec, 16) if pooling_name == "none" else STRATEGIES[pooling_name](spec, 16)
+    pooling = NoPooling(NoPooling.Config(), spec, 16) if pooling_name == "none" else STRATEGIES[pooling_name](spec, 16)
     return fit_and_score(Forecaster(encoder, pooling, HeadConfig(hidden_dim=32, dropout=0.0), LAG), series, spec)
 
 

@@ -5,8 +5,12 @@ from pathlib import Path
 
 import pytest
 
+import torch
+
 from core.errors import PluginError, RecipeError
 from core.recipe import load_recipe
+from social_xlstm import Encoder, EncoderInput
+from tests.conftest import registry_with
 
 BASE = """
 [run]
@@ -70,8 +74,44 @@ def test_bad_recipes_name_file_table_and_key(write_recipe, text, overrides, expe
         load_recipe(path, overrides)
     message = str(error.value)
     assert expected in message
-    if not message.startswith("--set"):
-        assert message.startswith(str(path))
+    assert "--set" in message if overrides else message.startswith(str(path))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["trainer.epocs=3"], "--set trainer.epocs=3: [trainer]: unknown key 'epocs' (did you mean 'epochs'?)"),
+        (["encoder.embedding_dim=big"], "--set encoder.embedding_dim=big: [encoder] (lstm) embedding_dim = 'big' has the wrong type, expected int"),
+        (["pooling={name = 'radius', radius_m = 'far'}"], "--set pooling={name = 'radius', radius_m = 'far'}: [pooling] (radius) radius_m = 'far'"),
+        (["traner.epochs=3"], "--set traner.epochs=3: unknown table [traner] (did you mean 'trainer'?)"),
+        (["trainer.lr=-1"], "PATH (with --set trainer.lr=-1): [trainer]: 'lr' must be > 0.0: -1.0"),
+    ],
+)
+def test_an_error_from_a_set_value_names_the_set(write_recipe, overrides, expected):
+    path = write_recipe(BASE)
+    with pytest.raises(RecipeError) as error:
+        load_recipe(path, overrides)
+    assert str(error.value).startswith(expected.replace("PATH", str(path)))
+
+
+def test_an_error_from_the_file_names_the_file_even_with_other_sets(write_recipe):
+    path = write_recipe(BASE + "batch_size = 0\n")
+    with pytest.raises(RecipeError) as error:
+        load_recipe(path, ["encoder.embedding_dim=32"])
+    assert str(error.value).startswith(f"{path}: [trainer]: 'batch_size' must be > 0: 0")
+
+
+def test_switching_a_plugin_by_set_suggests_the_inline_table(write_recipe):
+    path = write_recipe(BASE.replace("embedding_dim = 16", "num_layers = 1"))  # an lstm key that xlstm_shared lacks
+    with pytest.raises(RecipeError) as error:
+        load_recipe(path, ["encoder.name=xlstm_shared"])
+    assert str(error.value).startswith(f"{path}: [encoder] (xlstm_shared): unknown key 'num_layers'")
+    assert str(error.value).endswith(
+        "; --set encoder.name=xlstm_shared keeps the file's other [encoder] keys (num_layers): "
+        "to replace the whole table use --set 'encoder={name = \"xlstm_shared\"}'"
+    )
+    recipe, _ = load_recipe(path, ["encoder={name = 'xlstm_shared', num_blocks = 2}"])
+    assert recipe.encoder.name == "xlstm_shared" and recipe.encoder.config.num_blocks == 2
 
 
 def test_missing_recipe_file(tmp_path):
@@ -89,3 +129,43 @@ def test_every_shipped_recipe_loads(path):
     recipe, registry = load_recipe(path)
     for kind in ("encoder", "pooling", "collator"):
         assert registry.get(kind, getattr(recipe, kind).name)
+
+
+class PlainEncoder(Encoder):
+    """Declares no capability: one linear map of every step's features."""
+
+    name = "plain"
+
+    def __init__(self, config, spec):
+        super().__init__(config, spec)
+        self.out_dim = 4
+        self.linear = torch.nn.Linear(EncoderInput.num_features(spec), 4)
+
+    def forward(self, inputs):
+        return self.linear(inputs.features())
+
+
+@pytest.mark.parametrize(
+    ("overrides", "missing"),
+    [
+        (["collator.name=dynamic_padding"], "honours_time_padding (needed: collator 'dynamic_padding' pads time) nor honours_vd_slots (needed: collator 'dynamic_padding' uses VD slots)"),
+        (["data.min_history=3"], "honours_time_padding (needed: [data] min_history = 3 makes histories vary in length)"),
+    ],
+)
+def test_an_encoder_lacking_a_capability_is_refused_naming_it(write_recipe, overrides, missing):
+    path = write_recipe('[encoder]\nname = "plain"\n')
+    registry = registry_with(PlainEncoder)
+    assert load_recipe(path, registry=registry)[0].encoder.name == "plain"  # fixed windows, centralized: fine
+    with pytest.raises(RecipeError) as error:
+        load_recipe(path, overrides, registry=registry)
+    assert str(error.value) == (
+        f"{path} (with --set {overrides[0]}): encoder 'plain' does not declare {missing}; honour it in the encoder "
+        "(README, 'Writing a plugin'), declare it, and check it with `python -m core.plugins check plain`, "
+        "or use collator 'centralized' with [data] min_history = 0"
+    )
+
+
+def test_declared_capabilities_are_accepted(write_recipe):
+    honest = type("HonestEncoder", (PlainEncoder,), {"name": "honest", "honours_time_padding": True, "honours_vd_slots": True})
+    recipe, _ = load_recipe(write_recipe('[encoder]\nname = "honest"\n[collator]\nname = "dynamic_padding"\n[data]\nmin_history = 3\n'), registry=registry_with(honest))
+    assert recipe.collator.name == "dynamic_padding"

@@ -8,11 +8,18 @@ import textwrap
 import pytest
 import torch
 
+import attrs
+
+import core.api
+import core.hookspecs
+import core.sequence
+import social_xlstm
 from core.errors import PluginError, RecipeError
 from core.model import build_model
 from core.recipe import load_recipe
 from core.registry import Registry
-from tests.conftest import make_spec
+from core.run import build_forecaster
+from tests.conftest import make_spec, registry_with
 
 THIRD_PARTY = '''
 """A throw-away third-party pooling: the mean state of every other present VD."""
@@ -150,3 +157,70 @@ def test_listing_cli_shows_fields_types_defaults_and_source(capsys):
     assert "pooling 'radius'  [built-in plugins.pooling.radius]" in out
     assert textwrap.dedent("    radius_m               float") in out
     assert "default 1500.0" in out
+
+
+def test_the_public_api_is_core_re_exported_and_the_old_imports_still_work():
+    assert social_xlstm.Encoder is core.api.Encoder and social_xlstm.Batch is core.api.Batch
+    assert social_xlstm.hookimpl is core.hookspecs.hookimpl
+    assert social_xlstm.causal_over_padding is core.sequence.causal_over_padding
+    assert all(hasattr(social_xlstm, name) for name in social_xlstm.__all__)
+
+
+class _Options(social_xlstm.Pooling):
+    name = "options"
+    uses_positions = False
+
+    def forward(self, hidden, node_mask):
+        return torch.zeros_like(hidden)
+
+
+def test_a_config_field_of_an_unsupported_type_is_refused_when_it_registers():
+    @attrs.frozen
+    class ListConfig:
+        names: list[str] = attrs.Factory(list)
+        scale: float = 1.0
+
+    listed = type("Listed", (_Options,), {"Config": ListConfig})
+    with pytest.raises(PluginError) as error:
+        registry_with(listed)
+    assert str(error.value) == (
+        "test module: pooling 'options' Config field(s) 'names: list[str]': a recipe cannot give this type; "
+        "supported: bool, int, float, str, Literal[...], tuple[X, ...], X | None"
+    )
+
+
+def test_a_plugin_without_config_has_no_options(write_recipe):
+    registry = registry_with(_Options)
+    recipe, _ = load_recipe(write_recipe('[encoder]\nname = "lstm"\n[pooling]\nname = "options"\n'), registry=registry)
+    assert recipe.pooling.config == social_xlstm.NoOptions()
+    with pytest.raises(RecipeError, match=r"\[pooling\] \(options\): unknown key 'scale'; allowed keys: none \(the plugin has no options\)"):
+        load_recipe(write_recipe('[encoder]\nname = "lstm"\n[pooling]\nname = "options"\nscale = 2.0\n'), registry=registry)
+
+
+class _NoOutDim(social_xlstm.Encoder):
+    name = "no_out_dim"
+    honours_time_padding = honours_vd_slots = True
+
+    def forward(self, inputs):
+        return inputs.values
+
+
+class _BrokenCollator(social_xlstm.Collator):
+    name = "broken"
+    layout = "centralized"
+
+    def __init__(self, config, spec):
+        raise ValueError("needs a GPU")
+
+
+def test_encoder_without_out_dim_and_collator_that_raises_are_named_like_any_plugin(write_recipe):
+    registry = registry_with(_NoOutDim, _BrokenCollator)
+    recipe, _ = load_recipe(write_recipe('[encoder]\nname = "no_out_dim"\n'), registry=registry)
+    with pytest.raises(PluginError) as error:
+        build_model(recipe, registry, make_spec())
+    assert str(error.value) == (
+        "encoder 'no_out_dim' (test module) built without a valid 'out_dim' (None): its __init__ must set self.out_dim = E, the size of its states"
+    )
+    recipe, _ = load_recipe(write_recipe('[encoder]\nname = "lstm"\n[collator]\nname = "broken"\n'), registry=registry)
+    with pytest.raises(PluginError, match=r"^collator 'broken' \(test module\) failed to build: ValueError: needs a GPU$"):
+        build_forecaster(recipe, registry, make_spec(), None, "data.h5")

@@ -12,7 +12,7 @@ from core.errors import RecipeError
 from core.model import Forecaster, inner_layers
 from core.recipe import HeadConfig, load_recipe
 from plugins.encoders.lstm import LSTMConfig, LSTMEncoder
-from plugins.pooling.none import NoPooling, NoPoolingConfig
+from plugins.pooling.none import NoPooling
 from tests.conftest import make_spec
 from tests.test_encoders import ENCODERS, random_input
 from tests.test_pooling import POSITIONS, STRATEGIES
@@ -26,7 +26,7 @@ def social_model(encoder: str, social: str, spec, head_pooling: bool = False) ->
     torch.manual_seed(0)
     enc = ENCODERS[encoder](spec)
     inner = {layer: STRATEGIES["radius"](spec, enc.out_dim) for layer in inner_layers(social, enc)}
-    head = STRATEGIES["radius"](spec, enc.out_dim) if head_pooling else NoPooling(NoPoolingConfig(), spec, enc.out_dim)
+    head = STRATEGIES["radius"](spec, enc.out_dim) if head_pooling else NoPooling(NoPooling.Config(), spec, enc.out_dim)
     model = Forecaster(enc, head, HeadConfig(hidden_dim=8), 3, inner)
     for inject in model.inject.values():
         torch.nn.init.normal_(inject.weight, std=0.5)
@@ -77,7 +77,7 @@ def test_a_model_that_pools_only_inside_the_encoder_learns_what_only_neighbours_
     series, spec = network()
     torch.manual_seed(0)
     encoder = LSTMEncoder(LSTMConfig(embedding_dim=16, num_layers=2), spec)
-    head = NoPooling(NoPoolingConfig(), spec, 16)
+    head = NoPooling(NoPooling.Config(), spec, 16)
     inner = {layer: STRATEGIES["radius"](spec, 16) for layer in inner_layers(social, encoder)}
     social_error = fit_and_score(Forecaster(encoder, head, HeadConfig(hidden_dim=32), LAG, inner), series, spec)
     torch.manual_seed(0)

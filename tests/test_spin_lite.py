@@ -16,7 +16,7 @@ from core.plugins import main, parameter_count, synthetic_spec
 from core.recipe import HeadConfig, load_recipe
 from core.registry import Registry
 from plugins.encoders.spin_lite import SpinLiteConfig, SpinLiteEncoder
-from plugins.pooling.none import NoPooling, NoPoolingConfig
+from plugins.pooling.none import NoPooling
 from tests.conftest import make_spec
 from tests.test_encoders import random_input
 from tests.test_pooling_learns import LAG, fit_and_score, network, train_and_score
@@ -165,7 +165,7 @@ def test_learns_a_signal_only_a_neighbour_carries():
     series, spec = network()
     torch.manual_seed(0)
     spin = SpinLiteEncoder(SpinLiteConfig(radius_m=1000.0), spec)
-    model = Forecaster(spin, NoPooling(NoPoolingConfig(), spec, spin.out_dim), HeadConfig(hidden_dim=32, dropout=0.0), LAG)
+    model = Forecaster(spin, NoPooling(NoPooling.Config(), spec, spin.out_dim), HeadConfig(hidden_dim=32, dropout=0.0), LAG)
     error = fit_and_score(model, series, spec)
     lstm_error = train_and_score("none")
     assert lstm_error > 0.7  # own history is useless: about E|N(0, 1)| = 0.8

@@ -5,20 +5,11 @@ Variable-length windows are padded to the full history (the global maximum), eve
 
 from __future__ import annotations
 
-import attrs
-
-from core.api import Batch, Collator
-from core.hookspecs import hookimpl
-
-
-@attrs.frozen
-class CentralizedConfig:
-    pass
+from social_xlstm import Batch, Collator, hookimpl
 
 
 class CentralizedCollator(Collator):
     name = "centralized"
-    Config = CentralizedConfig
     layout = "centralized"
 
     def __call__(self, windows) -> Batch:

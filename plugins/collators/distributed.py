@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import attrs
 import torch
 
-from core.api import Collator, DistributedBatch
-from core.hookspecs import hookimpl
-
-
-@attrs.frozen
-class DistributedConfig:
-    pass
+from social_xlstm import Collator, DistributedBatch, hookimpl
 
 
 class DistributedCollator(Collator):
     name = "distributed"
-    Config = DistributedConfig
     layout = "distributed"
 
     def __call__(self, windows) -> DistributedBatch:

@@ -12,9 +12,7 @@ import attrs
 import torch
 from attrs.validators import gt, optional
 
-from core.api import Batch, Collator
-from core.data.windows import Windows, real_steps
-from core.hookspecs import hookimpl
+from social_xlstm import Batch, Collator, Windows, hookimpl, real_steps
 
 
 @attrs.frozen
@@ -26,6 +24,8 @@ class DynamicPaddingCollator(Collator):
     name = "dynamic_padding"
     Config = DynamicPaddingConfig
     layout = "centralized"
+    pads_time = True
+    uses_vd_slots = True
 
     def __call__(self, windows: Windows) -> Batch:
         b, t, n, f = windows.values.shape

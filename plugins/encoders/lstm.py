@@ -11,9 +11,7 @@ import torch
 from attrs.validators import ge, gt, lt
 from torch import nn
 
-from core.api import EncoderInput, LayerwiseEncoder
-from core.hookspecs import hookimpl
-from core.sequence import causal_over_padding
+from social_xlstm import EncoderInput, LayerwiseEncoder, causal_over_padding, hookimpl
 
 
 @attrs.frozen
@@ -27,6 +25,8 @@ class LSTMConfig:
 class LSTMEncoder(LayerwiseEncoder):
     name = "lstm"
     Config = LSTMConfig
+    honours_time_padding = True  # causal_over_padding
+    honours_vd_slots = True  # no per-VD weights
 
     def __init__(self, config: LSTMConfig, spec):
         super().__init__(config, spec)

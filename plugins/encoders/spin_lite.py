@@ -49,11 +49,8 @@ from attrs.validators import ge, gt
 from torch import nn
 from torch.nn import functional as F
 
-from core.api import DatasetSpec, Encoder, EncoderInput, require_positions
-from core.errors import DataError
-from core.hookspecs import hookimpl
-from core.neighbours import NeighbourhoodConfig, NeighbourLists
 from plugins.pooling.attention import safe_softmax
+from social_xlstm import DataError, DatasetSpec, Encoder, EncoderInput, NeighbourhoodConfig, NeighbourLists, hookimpl, require_positions
 
 
 def _at_most_layers(instance, attribute, value) -> None:
@@ -167,6 +164,8 @@ class SpinLiteEncoder(Encoder):
 
     name = "spin_lite"
     Config = SpinLiteConfig
+    honours_time_padding = True  # a padded step is nobody's key
+    honours_vd_slots = True  # slots are expanded to all N VDs and back
 
     def __init__(self, config: SpinLiteConfig, spec: DatasetSpec):
         super().__init__(config, spec)

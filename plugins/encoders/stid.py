@@ -25,9 +25,7 @@ import torch.nn.functional as F
 from attrs.validators import ge, gt, lt
 from torch import nn
 
-from core.api import DatasetSpec, EncoderInput, LayerwiseEncoder
-from core.errors import RecipeError
-from core.hookspecs import hookimpl
+from social_xlstm import DatasetSpec, EncoderInput, LayerwiseEncoder, RecipeError, hookimpl
 
 # embedding size key -> (covariates it reads, the [data] key that adds them)
 CALENDAR = {
@@ -55,6 +53,8 @@ class STIDEncoder(LayerwiseEncoder):
 
     name = "stid"
     Config = STIDConfig
+    honours_time_padding = True
+    honours_vd_slots = True
 
     def __init__(self, config: STIDConfig, spec: DatasetSpec):
         super().__init__(config, spec)

@@ -13,17 +13,16 @@ import math
 import torch
 from torch import nn
 
-from core.api import DatasetSpec, EncoderInput, LayerwiseEncoder, scatter_vds
-from core.errors import DataError
-from core.hookspecs import hookimpl
-from core.sequence import causal_over_padding
 from plugins.encoders.grouped_xlstm import GroupedXLSTM, grouped_linear
 from plugins.encoders.xlstm_shared import XLSTMConfig, build_stack
+from social_xlstm import DataError, DatasetSpec, EncoderInput, LayerwiseEncoder, causal_over_padding, hookimpl, scatter_vds
 
 
 class PerVDXLSTMEncoder(LayerwiseEncoder):
     name = "xlstm_per_vd"
     Config = XLSTMConfig
+    honours_time_padding = True  # causal_over_padding
+    honours_vd_slots = True  # slots go to their VDs' weights (expand / take_slots)
 
     def __init__(self, config: XLSTMConfig, spec: DatasetSpec):
         super().__init__(config, spec)

@@ -29,10 +29,8 @@ from xlstm import (
     xLSTMBlockStackConfig,
 )
 
-from core.api import EncoderInput, LayerwiseEncoder
-from core.hookspecs import hookimpl
-from core.sequence import causal_over_padding
 from plugins.encoders.grouped_xlstm import GroupedXLSTM, uses_cuda_kernel
+from social_xlstm import EncoderInput, LayerwiseEncoder, causal_over_padding, hookimpl
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +111,8 @@ def build_stack(config: XLSTMConfig, context_length: int, backend: str, requeste
 class SharedXLSTMEncoder(LayerwiseEncoder):
     name = "xlstm_shared"
     Config = SharedXLSTMConfig
+    honours_time_padding = True  # causal_over_padding
+    honours_vd_slots = True  # the per-VD parts index by vd_ids()
 
     def __init__(self, config: SharedXLSTMConfig, spec):
         super().__init__(config, spec)

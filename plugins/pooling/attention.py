@@ -15,8 +15,7 @@ import torch
 from attrs.validators import ge, gt, lt
 from torch import nn
 
-from core.hookspecs import hookimpl
-from core.neighbours import NeighbourhoodConfig, NeighbourPooling
+from social_xlstm import NeighbourhoodConfig, NeighbourPooling, hookimpl
 
 
 @attrs.frozen

@@ -14,8 +14,7 @@ import torch
 from attrs.validators import gt
 from torch import nn
 
-from core.hookspecs import hookimpl
-from core.neighbours import NeighbourhoodConfig, NeighbourPooling, weighted_mean
+from social_xlstm import NeighbourhoodConfig, NeighbourPooling, hookimpl, weighted_mean
 
 
 def _inside_bound(instance, attribute, value) -> None:

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import attrs
 import torch
 
-from core.api import Pooling
-from core.hookspecs import hookimpl
-
-
-@attrs.frozen
-class NoPoolingConfig:
-    pass
+from social_xlstm import Pooling, hookimpl
 
 
 class NoPooling(Pooling):
     name = "none"
-    Config = NoPoolingConfig
     uses_positions = False
 
     def forward(self, hidden: torch.Tensor, node_mask: torch.Tensor) -> torch.Tensor:

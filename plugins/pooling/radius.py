@@ -8,8 +8,7 @@ import attrs
 import torch
 from attrs.validators import gt
 
-from core.hookspecs import hookimpl
-from core.neighbours import NeighbourhoodConfig, NeighbourPooling, weighted_mean
+from social_xlstm import NeighbourhoodConfig, NeighbourPooling, hookimpl, weighted_mean
 
 
 @attrs.frozen

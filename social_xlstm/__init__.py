@@ -1,0 +1,62 @@
+"""Social-xLSTM's public API for plugin authors: everything a plugin imports, under one distinct name.
+
+A plugin is a module with a ``register_plugins`` hook that registers its classes::
+
+    from social_xlstm import Encoder, EncoderInput, causal_over_padding, hookimpl
+
+    class GruEncoder(Encoder):
+        name = "gru"
+        honours_time_padding = True
+        ...
+
+    @hookimpl
+    def register_plugins(register):
+        register(GruEncoder)
+
+The contracts are the docstrings of ``Encoder``, ``LayerwiseEncoder``, ``Pooling`` and ``Collator``;
+``social_xlstm.testing`` checks a plugin against them (``python -m core.plugins check NAME``).
+"""
+
+from core.api import (
+    Batch,
+    Collator,
+    DatasetSpec,
+    DistributedBatch,
+    Encoder,
+    EncoderInput,
+    LayerwiseEncoder,
+    NoOptions,
+    Pooling,
+    require_positions,
+    scatter_vds,
+)
+from core.data.windows import Windows, real_steps
+from core.errors import DataError, RecipeError
+from core.hookspecs import hookimpl
+from core.neighbours import NeighbourhoodConfig, NeighbourLists, NeighbourPooling, weighted_mean
+from core.sequence import causal_over_padding, roll_time
+
+__all__ = [
+    "Batch",
+    "Collator",
+    "DataError",
+    "DatasetSpec",
+    "DistributedBatch",
+    "Encoder",
+    "EncoderInput",
+    "LayerwiseEncoder",
+    "NeighbourLists",
+    "NeighbourPooling",
+    "NeighbourhoodConfig",
+    "NoOptions",
+    "Pooling",
+    "RecipeError",
+    "Windows",
+    "causal_over_padding",
+    "hookimpl",
+    "real_steps",
+    "require_positions",
+    "roll_time",
+    "scatter_vds",
+    "weighted_mean",
+]

@@ -1,0 +1,97 @@
+"""The kit's generated data: a small network, windows with varying histories and absent VDs, and the
+built-in collators' batches of them."""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+import torch
+
+from core.api import DatasetSpec
+from core.data.windows import Windows, calendar_columns, real_steps
+from plugins.collators.centralized import CentralizedCollator
+from plugins.collators.distributed import DistributedCollator
+from plugins.collators.dynamic_padding import DynamicPaddingCollator
+
+N_VDS, HISTORY, HORIZON = 9, 8, 3  # 9: no calendar table (7 days, 24 hours, 288 slots) is mistaken for per-VD weights
+# sample 0 short and narrow (VDs 2 and 4 absent), sample 1 every VD at full length, sample 2 mixed
+_LENGTHS = torch.tensor([[5, 3, 0, 4, 0, 5, 2, 6, 0], [HISTORY] * N_VDS, [6, 0, 7, 2, HISTORY, 3, 0, 4, 5]])
+
+
+CALENDAR = tuple(calendar_columns(np.zeros(1, np.int64), time_of_day=True, weekend=True, day_of_week=True))  # every covariate's name
+
+
+def synthetic_spec(vds: int = 100, features: int = 1, covariates: int = 2, seed: int = 0, history: int = 12, horizon: int = 12) -> DatasetSpec:
+    """N VDs at distinct random points of a 500 m grid (about half its cells taken); the first ``covariates``
+    calendar covariates (2: time of day; 4: also weekend and day of week)."""
+    side = max(2, round((2 * vds) ** 0.5))
+    cells = torch.randperm(side * side, generator=torch.Generator().manual_seed(seed))[:vds]
+    positions = torch.stack([cells % side, cells // side], 1).float() * 500.0
+    names = ("speed",) + tuple(f"feature{i}" for i in range(1, features))
+    return DatasetSpec(
+        tuple(f"vd{i}" for i in range(vds)), names, covariates, history, horizon, positions_xy=positions, covariate_names=CALENDAR[:covariates]
+    )
+
+
+def kit_spec() -> DatasetSpec:
+    """The kit's network: 9 VDs within 1.5 km of each other, 2 features, every calendar covariate, 8 steps in, 3 out."""
+    return synthetic_spec(N_VDS, features=2, covariates=len(CALENDAR), history=HISTORY, horizon=HORIZON)
+
+
+def histories(time: bool, slots: bool) -> torch.Tensor:
+    """``[3, N]`` history steps per VD (0: absent); lengths vary only with ``time``, VDs are absent only with
+    ``slots``: the padding a plugin declares it honours, and no other."""
+    lengths = _LENGTHS if slots else _LENGTHS.where(_LENGTHS > 0, 2)
+    return lengths if time else lengths.where(lengths == 0, HISTORY)
+
+
+def make_windows(spec: DatasetSpec, lengths: torch.Tensor | None, seed: int = 0) -> Windows:
+    """Random z-scored windows, about 15% of the readings missing; ``lengths [B, N]`` as in ``Windows``
+    (None: 3 fixed-length windows)."""
+    b = 3 if lengths is None else lengths.shape[0]
+    t, n, f, h = spec.history, spec.num_vds, spec.num_features, spec.horizon
+    g = torch.Generator().manual_seed(seed)
+    real = torch.ones(b, t, n, dtype=torch.bool) if lengths is None else real_steps(lengths, t)
+    active = real.any(1)
+    observed = (torch.rand(b, t, n, f, generator=g) > 0.15) & real[..., None]
+    return Windows(
+        values=torch.randn(b, t, n, f, generator=g) * observed,
+        observed=observed,
+        covariates=calendar(spec, b, t, g),
+        target=torch.randn(b, h, n, generator=g),
+        target_mask=(torch.rand(b, h, n, generator=g) > 0.1) & active[:, None],
+        start=torch.arange(b),
+        lengths=lengths,
+    )
+
+
+def calendar(spec: DatasetSpec, b: int, t: int, generator: torch.Generator) -> torch.Tensor:
+    """``[B, T, K]`` the spec's calendar covariates of ``b`` windows at random 5-minute steps of a year."""
+    steps = torch.randint(0, 365 * 288, (b, 1), generator=generator) + torch.arange(t)
+    columns = calendar_columns((steps * 300).flatten().numpy(), time_of_day=True, weekend=True, day_of_week=True)
+    return torch.from_numpy(np.stack([columns[name] for name in spec.covariate_names], -1).astype(np.float32)).reshape(b, t, -1)
+
+
+def select(windows: Windows, index: list[int]) -> Windows:
+    """The windows ``index`` of a batch of windows."""
+    tensors = {f.name: value[index] for f in attrs.fields(Windows) if isinstance(value := getattr(windows, f.name), torch.Tensor)}
+    return attrs.evolve(windows, **tensors)
+
+
+def last_steps(windows: Windows, steps: int) -> Windows:
+    """The windows cut to their last ``steps`` steps (histories clamped to them)."""
+    lengths = None if windows.lengths is None else windows.lengths.clamp(max=steps)
+    return attrs.evolve(windows, values=windows.values[:, -steps:], observed=windows.observed[:, -steps:], covariates=windows.covariates[:, -steps:], lengths=lengths)
+
+
+@attrs.frozen
+class BuiltinCollators:
+    """The built-in collators the kit compares with."""
+
+    centralized: CentralizedCollator
+    distributed: DistributedCollator
+    dynamic: DynamicPaddingCollator
+
+    @classmethod
+    def for_spec(cls, spec: DatasetSpec) -> BuiltinCollators:
+        return cls(*(c(c.Config(), spec) for c in (CentralizedCollator, DistributedCollator, DynamicPaddingCollator)))

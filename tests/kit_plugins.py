@@ -1,0 +1,93 @@
+"""Plugins for the kit's own tests: a correct GRU, and plugins that each break their contract in one way."""
+
+from __future__ import annotations
+
+import attrs
+import torch
+from torch import nn
+
+from plugins.collators.centralized import CentralizedCollator
+from plugins.collators.dynamic_padding import DynamicPaddingCollator
+from social_xlstm import Encoder, EncoderInput, Pooling, causal_over_padding, hookimpl
+
+
+class GruEncoder(Encoder):
+    """A GRU shared by every VD, run over left-padded histories through ``causal_over_padding``."""
+
+    name = "gru"
+    honours_time_padding = True
+    honours_vd_slots = True
+
+    def __init__(self, config, spec):
+        super().__init__(config, spec)
+        self.out_dim = 8
+        self.gru = nn.GRU(EncoderInput.num_features(spec), 8, batch_first=True)
+
+    def forward(self, inputs):
+        x = inputs.features()
+        b, m, t, f = x.shape
+        step_mask = None if inputs.step_mask is None else inputs.step_mask.reshape(b * m, t)
+        return causal_over_padding(lambda s: self.gru(s)[0], x.reshape(b * m, t, f), step_mask).reshape(b, m, t, -1)
+
+
+class NaiveGruEncoder(GruEncoder):
+    """The same GRU reading the padded steps as if they were real (``step_mask`` ignored)."""
+
+    name = "naive_gru"
+
+    def forward(self, inputs):
+        x = inputs.features()
+        b, m, t, f = x.shape
+        return self.gru(x.reshape(b * m, t, f))[0].reshape(b, m, t, -1)
+
+
+class SlotBlindEncoder(GruEncoder):
+    """Per-VD output scales indexed by slot position, not by the VD in the slot (``vd_index`` ignored)."""
+
+    name = "slot_blind"
+
+    def __init__(self, config, spec):
+        super().__init__(config, spec)
+        self.scale = nn.Parameter(torch.rand(spec.num_vds, 8) + 0.5)
+
+    def forward(self, inputs):
+        return super().forward(inputs) * self.scale[: inputs.values.shape[1], None]
+
+
+class NoOutDimEncoder(Encoder):
+    name = "no_out_dim"
+
+    def forward(self, inputs):
+        return inputs.features()
+
+
+class LeakyMeanPooling(Pooling):
+    """The mean state of all VDs, absent ones included."""
+
+    name = "leaky_mean"
+    uses_positions = False
+
+    def forward(self, hidden, node_mask):
+        return hidden.mean(1, keepdim=True).expand_as(hidden)
+
+
+class SlotHidingCollator(DynamicPaddingCollator):
+    """Dynamic padding that does not declare its VD slots."""
+
+    name = "slot_hiding"
+    uses_vd_slots = False
+
+
+class ReversedCollator(CentralizedCollator):
+    """The VD axis of the inputs reversed, without a ``vd_index`` saying so."""
+
+    name = "reversed"
+
+    def __call__(self, windows):
+        return super().__call__(attrs.evolve(windows, values=windows.values.flip(2), observed=windows.observed.flip(2)))
+
+
+@hookimpl
+def register_plugins(register):
+    for cls in (GruEncoder, NaiveGruEncoder, SlotBlindEncoder, NoOutDimEncoder, LeakyMeanPooling, SlotHidingCollator, ReversedCollator):
+        register(cls)
