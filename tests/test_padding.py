@@ -18,7 +18,7 @@ from plugins.encoders.spin_lite import SpinLiteConfig, SpinLiteEncoder
 from plugins.encoders.xlstm_shared import SharedXLSTMConfig, SharedXLSTMEncoder
 from plugins.pooling.none import NoPooling, NoPoolingConfig
 from tests.test_encoders import ENCODERS
-from tests.test_pooling import STRATEGIES
+from tests.test_pooling import ALL_STRATEGIES
 
 HISTORY, HORIZON, MIN_HISTORY, GAP = 12, 3, 3, 6
 
@@ -29,7 +29,7 @@ ENCODER_CASES = {
     ),
     "spin_lite": lambda spec: SpinLiteEncoder(SpinLiteConfig(radius_m=1500.0), spec),
 }
-POOLINGS = {"none": lambda spec, dim: NoPooling(NoPoolingConfig(), spec, dim), **STRATEGIES}
+POOLINGS = {"none": lambda spec, dim: NoPooling(NoPoolingConfig(), spec, dim), **ALL_STRATEGIES}
 
 
 def test_steps_since_gap_counts_from_the_last_long_gap():
