@@ -4,7 +4,9 @@
     python bench/pooling.py --device cuda
 
 VDs on a jittered 250 m grid, radius 600 m, at most 16 neighbours each (about 16 for inner VDs); B = 8,
-E = 64. Each case runs in its own process. The table gives the median step, the one-off neighbour-list
+E = 64; ``learned_graph``: k = 8 from the whole network (+ 2 explored in training), and with the distance
+neighbours too. A step is forward + backward + an SGD update (a learned graph then chooses its edges again,
+as in training). Each case runs in its own process. The table gives the median step, the one-off neighbour-list
 build, the peak memory of the steps and memory per VD (flat when memory grows linearly in N).
 """
 
@@ -25,6 +27,7 @@ from bench.harness import memory_label, run_cases, time_steps  # noqa: E402
 from core.api import DatasetSpec  # noqa: E402
 from plugins.pooling.attention import AttentionConfig, AttentionPooling  # noqa: E402
 from plugins.pooling.learnable_radius import LearnableRadiusConfig, LearnableRadiusPooling  # noqa: E402
+from plugins.pooling.learned_graph import LearnedGraphConfig, LearnedGraphPooling  # noqa: E402
 from plugins.pooling.radius import RadiusConfig, RadiusPooling  # noqa: E402
 
 NEIGHBOURHOOD = {"radius_m": 600.0, "max_neighbours": 16}
@@ -32,6 +35,8 @@ STRATEGIES = {
     "radius": lambda spec: RadiusPooling(RadiusConfig(**NEIGHBOURHOOD), spec, 64),
     "attention": lambda spec: AttentionPooling(AttentionConfig(**NEIGHBOURHOOD), spec, 64),
     "learnable_radius": lambda spec: LearnableRadiusPooling(LearnableRadiusConfig(**NEIGHBOURHOOD, initial_radius_m=400.0), spec, 64),
+    "learned_graph": lambda spec: LearnedGraphPooling(LearnedGraphConfig(), spec, 64),
+    "learned_graph+distance": lambda spec: LearnedGraphPooling(LearnedGraphConfig(**NEIGHBOURHOOD, with_distance=True), spec, 64),
 }
 
 
@@ -51,14 +56,16 @@ def measure(name: str, n: int, args: argparse.Namespace) -> dict:
     build = time.perf_counter() - started
     hidden = torch.randn(args.batch, n, 64, device=device, requires_grad=True)
     node_mask = torch.ones(args.batch, n, dtype=torch.bool, device=device)
+    optimizer = torch.optim.SGD([hidden, *pooling.parameters()], lr=1e-4)
 
     def step() -> None:
-        hidden.grad = None
+        optimizer.zero_grad()
         pooling(hidden, node_mask).square().mean().backward()
+        optimizer.step()  # changed weights: a learned graph chooses its edges again, as in training
 
     timing = time_steps(step, device, args.warmup, args.repeats)
-    lists = pooling.neighbours
-    return {"strategy": name, "vds": n, "build_s": build, "mean_neighbours": float(lists.valid.sum(1).float().mean()), **timing}
+    neighbours = (pooling.edges()[1] > 0).sum(1).float().mean()
+    return {"strategy": name, "vds": n, "build_s": build, "mean_neighbours": float(neighbours), **timing}
 
 
 def main() -> None:
@@ -77,7 +84,7 @@ def main() -> None:
     forwarded = [a for a in sys.argv[1:] if a != "--vds" and a not in map(str, args.vds)]
     rows = run_cases(__file__, [[name, str(n)] for n in args.vds for name in STRATEGIES], forwarded)
     memory = memory_label(args.device)
-    print(f"\npooling: B={args.batch} E=64, radius 600 m, <= 16 neighbours, on {args.device}; median of {args.repeats} fwd+bwd after {args.warmup} warm-up")
+    print(f"\npooling: B={args.batch} E=64, radius 600 m, <= 16 neighbours, on {args.device}; median of {args.repeats} fwd+bwd+SGD after {args.warmup} warm-up")
     print(f"| strategy | N | neighbours (mean) | build s | step ms | {memory} | KB per VD |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:

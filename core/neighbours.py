@@ -92,23 +92,20 @@ def _groups(spec: DatasetSpec, same: tuple[str, ...]) -> torch.Tensor | None:
     return torch.tensor([-1 if "" in key else codes[key] for key in keys])
 
 
-class NeighbourPooling(Pooling):
-    """Base of the strategies that pool over ``self.neighbours`` (built once from the dataset's positions).
+class EdgeRecordingPooling(Pooling):
+    """Base of the strategies that offer per-edge weights for the ``pooling/map``.
 
     A strategy calls ``record(weights)`` with its per-edge weights ``[B, N, K, ...]`` (e.g. per head); in
     evaluation their mean over every window since the model was last put in eval mode (and over the trailing
-    axes) is kept as ``edge_weights`` ``[N, K]`` for the TensorBoard map. In training it costs nothing.
+    axes) is kept as ``edge_weights`` ``[N, K]``. In training it costs nothing.
     """
 
-    Config = NeighbourhoodConfig
-
-    def __init__(self, config: NeighbourhoodConfig, spec: DatasetSpec, dim: int):
+    def __init__(self, config, spec: DatasetSpec, dim: int):
         super().__init__(config, spec, dim)
-        self.neighbours = NeighbourLists.from_spec(spec, config)
         self.edge_weights: torch.Tensor | None = None
         self._edge_windows = 0
 
-    def train(self, mode: bool = True) -> NeighbourPooling:
+    def train(self, mode: bool = True) -> EdgeRecordingPooling:
         if not mode:  # a new evaluation pass: start a new mean
             self.edge_weights, self._edge_windows = None, 0
         return super().train(mode)
@@ -121,6 +118,16 @@ class NeighbourPooling(Pooling):
         total = w.sum(0) if self.edge_weights is None else self.edge_weights * self._edge_windows + w.sum(0)
         self._edge_windows += w.shape[0]
         self.edge_weights = total / self._edge_windows
+
+
+class NeighbourPooling(EdgeRecordingPooling):
+    """Base of the strategies that pool over ``self.neighbours`` (built once from the dataset's positions)."""
+
+    Config = NeighbourhoodConfig
+
+    def __init__(self, config: NeighbourhoodConfig, spec: DatasetSpec, dim: int):
+        super().__init__(config, spec, dim)
+        self.neighbours = NeighbourLists.from_spec(spec, config)
 
     def edges(self) -> tuple[torch.Tensor, torch.Tensor]:
         weights = self.edge_weights if self.edge_weights is not None else self.neighbours.valid.float()
@@ -138,3 +145,10 @@ def weighted_mean(states: torch.Tensor, weights: torch.Tensor, floor: float | No
     total = weights.sum(2, keepdim=True)
     total = total.clamp_min(floor) if floor is not None else total.clamp_min(torch.finfo(weights.dtype).tiny)
     return torch.einsum("bnk,bnke->bne", weights / total, states)
+
+
+def safe_softmax(scores: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
+    """Softmax over ``dim`` where ``mask``; exactly 0 elsewhere, and all zeros (not NaN) where nothing is masked in."""
+    any_valid = mask.any(dim, keepdim=True)
+    scores = scores.masked_fill(~mask, -math.inf).masked_fill(~any_valid, 0.0)
+    return torch.softmax(scores, dim) * any_valid

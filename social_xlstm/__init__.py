@@ -33,7 +33,7 @@ from core.api import (
 from core.data.windows import Windows, real_steps
 from core.errors import DataError, RecipeError
 from core.hookspecs import hookimpl
-from core.neighbours import NeighbourhoodConfig, NeighbourLists, NeighbourPooling, weighted_mean
+from core.neighbours import EdgeRecordingPooling, NeighbourhoodConfig, NeighbourLists, NeighbourPooling, safe_softmax, weighted_mean
 from core.sequence import causal_over_padding, roll_time
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "DatasetSpec",
     "DistributedBatch",
     "Encoder",
+    "EdgeRecordingPooling",
     "EncoderInput",
     "LayerwiseEncoder",
     "NeighbourLists",
@@ -57,6 +58,7 @@ __all__ = [
     "real_steps",
     "require_positions",
     "roll_time",
+    "safe_softmax",
     "scatter_vds",
     "weighted_mean",
 ]

@@ -11,6 +11,7 @@ from core.errors import DataError
 from core.neighbours import NeighbourLists
 from plugins.pooling.attention import AttentionConfig, AttentionPooling
 from plugins.pooling.learnable_radius import LearnableRadiusConfig, LearnableRadiusPooling
+from plugins.pooling.learned_graph import LearnedGraphConfig, LearnedGraphPooling
 from plugins.pooling.none import NoPooling
 from plugins.pooling.radius import RadiusConfig, RadiusPooling
 from tests.conftest import make_spec
@@ -48,17 +49,20 @@ def test_radius_pooling_matches_dense_definition(aggregation):
     assert torch.all(out[:, 4] == 0)  # isolated VD: zeros, not NaN
 
 
+# the strategies over distance neighbour lists (positions required)
 STRATEGIES = {
     "radius": lambda spec, dim: RadiusPooling(RadiusConfig(radius_m=1200.0), spec, dim),
     "attention": lambda spec, dim: AttentionPooling(AttentionConfig(radius_m=1200.0, heads=2, dropout=0.0), spec, dim),
     "learnable_radius": lambda spec, dim: LearnableRadiusPooling(LearnableRadiusConfig(radius_m=1200.0, initial_radius_m=600.0), spec, dim),
 }
+# every strategy, those whose neighbours are learned from the whole network (no radius, no positions) too
+ALL_STRATEGIES = STRATEGIES | {"learned_graph": lambda spec, dim: LearnedGraphPooling(LearnedGraphConfig(k=2), spec, dim)}
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", ALL_STRATEGIES)
 def test_absent_vd_changes_nothing_and_gets_no_gradient(strategy):
     torch.manual_seed(0)
-    pooling = STRATEGIES[strategy](make_spec(positions=POSITIONS), 4).eval()
+    pooling = ALL_STRATEGIES[strategy](make_spec(positions=POSITIONS), 4).eval()
     node_mask = torch.tensor([[1, 0, 1, 1, 1]], dtype=torch.bool)
     hidden = torch.randn(1, 5, 4, requires_grad=True)
     out = pooling(hidden, node_mask)

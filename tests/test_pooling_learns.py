@@ -19,7 +19,7 @@ from core.recipe import HeadConfig
 from plugins.encoders.lstm import LSTMConfig, LSTMEncoder
 from plugins.pooling.none import NoPooling
 from tests.conftest import make_spec
-from tests.test_pooling import STRATEGIES
+from tests.test_pooling import ALL_STRATEGIES
 
 PAIRS, LAG, HISTORY, STEPS = 8, 3, 6, 1600
 
@@ -51,7 +51,7 @@ def train_and_score(pooling_name: str) -> float:
     series, spec = network()
     torch.manual_seed(0)
     encoder = LSTMEncoder(LSTMConfig(embedding_dim=16, num_layers=1), spec)
-    pooling = NoPooling(NoPooling.Config(), spec, 16) if pooling_name == "none" else STRATEGIES[pooling_name](spec, 16)
+    pooling = NoPooling(NoPooling.Config(), spec, 16) if pooling_name == "none" else ALL_STRATEGIES[pooling_name](spec, 16)
     return fit_and_score(Forecaster(encoder, pooling, HeadConfig(hidden_dim=32, dropout=0.0), LAG), series, spec)
 
 
@@ -76,7 +76,7 @@ def error_without_pooling() -> float:
     return train_and_score("none")
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", ALL_STRATEGIES)
 def test_pooling_learns_a_signal_only_neighbours_carry(strategy, error_without_pooling):
     error = train_and_score(strategy)
     assert error_without_pooling > 0.7  # own history is useless: about E|N(0, 1)| = 0.8

@@ -145,7 +145,7 @@ def test_plugin_that_raises_at_construction_is_named(plugin_dir, write_recipe):
 
 
 def test_unknown_plugin_lists_registered_names(write_recipe):
-    with pytest.raises(RecipeError, match=r"unknown pooling 'raduis' \(did you mean 'radius'\?\); registered: attention, learnable_radius, none, radius"):
+    with pytest.raises(RecipeError, match=r"unknown pooling 'raduis' \(did you mean 'radius'\?\); registered: attention, learnable_radius, learned_graph, none, radius"):
         load_recipe(write_recipe('[encoder]\nname="lstm"\n[pooling]\nname="raduis"\n'))
 
 

@@ -49,8 +49,7 @@ from attrs.validators import ge, gt
 from torch import nn
 from torch.nn import functional as F
 
-from plugins.pooling.attention import safe_softmax
-from social_xlstm import DataError, DatasetSpec, Encoder, EncoderInput, NeighbourhoodConfig, NeighbourLists, hookimpl, require_positions
+from social_xlstm import DataError, DatasetSpec, Encoder, EncoderInput, NeighbourhoodConfig, NeighbourLists, hookimpl, require_positions, safe_softmax
 
 
 def _at_most_layers(instance, attribute, value) -> None:

@@ -15,7 +15,7 @@ import torch
 from attrs.validators import ge, gt, lt
 from torch import nn
 
-from social_xlstm import NeighbourhoodConfig, NeighbourPooling, hookimpl
+from social_xlstm import NeighbourhoodConfig, NeighbourPooling, hookimpl, safe_softmax
 
 
 @attrs.frozen
@@ -56,13 +56,6 @@ class AttentionPooling(NeighbourPooling):
         """``[N, K, 3]``: (Δx, Δy, distance) of each neighbour, in units of ``radius_m``."""
         lists = self.neighbours
         return torch.cat([lists.offset, lists.distance[..., None]], -1) / self.config.radius_m
-
-
-def safe_softmax(scores: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
-    """Softmax over ``dim`` where ``mask``; exactly 0 elsewhere, and all zeros (not NaN) where nothing is masked in."""
-    any_valid = mask.any(dim, keepdim=True)
-    scores = scores.masked_fill(~mask, -math.inf).masked_fill(~any_valid, 0.0)
-    return torch.softmax(scores, dim) * any_valid
 
 
 @hookimpl
