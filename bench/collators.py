@@ -32,8 +32,8 @@ import torch  # noqa: E402
 from core.data.config import DataConfig  # noqa: E402
 from core.data.importers import import_wide_csv  # noqa: E402
 from core.data.windows import Prepared, prepare  # noqa: E402
-from core.model import Forecaster  # noqa: E402
 from core.metrics import masked_mae  # noqa: E402
+from core.model import Forecaster  # noqa: E402
 from core.recipe import HeadConfig  # noqa: E402
 from plugins.collators.centralized import CentralizedCollator  # noqa: E402
 from plugins.collators.distributed import DistributedCollator  # noqa: E402
@@ -50,7 +50,9 @@ COLLATORS = {
 }
 ENCODERS = {
     "lstm": lambda spec: LSTMEncoder(LSTMConfig(embedding_dim=64), spec),
-    "xlstm_shared": lambda spec: SharedXLSTMEncoder(SharedXLSTMConfig(embedding_dim=64, num_blocks=2, slstm_at=(1,)), spec),
+    "xlstm_shared": lambda spec: SharedXLSTMEncoder(
+        SharedXLSTMConfig(embedding_dim=64, num_blocks=2, slstm_at=(1,)), spec
+    ),
 }
 
 
@@ -96,7 +98,9 @@ def training_rate(prepared: Prepared, collator, encoder: str, picks: list[list[i
     torch.manual_seed(0)
     spec = prepared.spec()
     enc = ENCODERS[encoder](spec)
-    model = Forecaster(enc, RadiusPooling(RadiusConfig(radius_m=1500.0), spec, enc.out_dim), HeadConfig(hidden_dim=64), HORIZON).to(device)
+    model = Forecaster(
+        enc, RadiusPooling(RadiusConfig(radius_m=1500.0), spec, enc.out_dim), HeadConfig(hidden_dim=64), HORIZON
+    ).to(device)
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
     ready = [collator(prepared.splits["train"].__getitems__(pick)).to(device).canonical() for pick in picks]
 
@@ -129,7 +133,10 @@ def main() -> None:
         sys.exit(f"{folder}: no los_speed.csv; pass --data DIR (see ../shared/data/README.md)")
     data = import_wide_csv(folder / "los_speed.csv", folder / "graph_sensor_locations.csv", start="2012-03-01T00:00:00")
     settings = dict(history=HISTORY, horizon=HORIZON, min_history=MIN_HISTORY, gap_steps=GAP_STEPS)
-    sets = {"complete": prepare(data, DataConfig(**settings)), "outages": prepare(with_outages(data), DataConfig(**settings))}
+    sets = {
+        "complete": prepare(data, DataConfig(**settings)),
+        "outages": prepare(with_outages(data), DataConfig(**settings)),
+    }
 
     collation = []
     for name, prepared in sets.items():
@@ -144,21 +151,36 @@ def main() -> None:
     for encoder in args.encoders:
         for name, prepared in sets.items():
             picks, spec = batches(prepared, args.batch, args.batches + 1, seed=1), prepared.spec()
-            rates = [training_rate(prepared, COLLATORS[c](spec), encoder, picks, device) for c in ("centralized", "dynamic_padding")]
+            rates = [
+                training_rate(prepared, COLLATORS[c](spec), encoder, picks, device)
+                for c in ("centralized", "dynamic_padding")
+            ]
             training.append((encoder, name, *rates))
 
     dynamic, prepared, first = COLLATORS["dynamic_padding"], sets["outages"], args.encoders[0]
-    scaling = {size: training_rate(prepared, dynamic(prepared.spec()), first, batches(prepared, size, max(3, 32 // size), seed=2), device) for size in (1, 4, 8, 16)}
+    scaling = {
+        size: training_rate(
+            prepared, dynamic(prepared.spec()), first, batches(prepared, size, max(3, 32 // size), seed=2), device
+        )
+        for size in (1, 4, 8, 16)
+    }
 
-    print(f"\n1. collation, N = {len(data.vd_ids)} VDs, B = 64, history <= {HISTORY} (samples/s; real = share of the padded grid that is data)")
+    print(
+        f"\n1. collation, N = {len(data.vd_ids)} VDs, B = 64, history <= {HISTORY} (samples/s; real = share of the "
+        "padded grid that is data)"
+    )
     print(f"{'data':<10} {'collator':<16} {'samples/s':>10} {'real':>6}")
     for name, collator, rate, share in collation:
         print(f"{name:<10} {collator:<16} {rate:>10.0f} {share:>6.0%}")
-    print(f"\n2. training step + radius pooling, B = {args.batch}, on {device} (samples/s; ratio = dynamic / global max)")
+    print(
+        f"\n2. training step + radius pooling, B = {args.batch}, on {device} (samples/s; ratio = dynamic / global max)"
+    )
     print(f"{'encoder':<13} {'data':<10} {'global max':>11} {'dynamic':>9} {'ratio':>7}")
     for encoder, name, glob, dyn in training:
         print(f"{encoder:<13} {name:<10} {glob:>11.1f} {dyn:>9.1f} {dyn / glob:>6.2f}x")
-    print(f"\n3. seed 004's claim: {first} with dynamic padding, outages data, samples/s by batch size (ratio to batch 1)")
+    print(
+        f"\n3. seed 004's claim: {first} with dynamic padding, outages data, samples/s by batch size (ratio to batch 1)"
+    )
     print(f"{'batch':>5} {'samples/s':>10} {'ratio':>7}")
     for size, rate in scaling.items():
         print(f"{size:>5} {rate:>10.1f} {rate / scaling[1]:>6.2f}x")

@@ -28,6 +28,8 @@ from plugins.encoders.xlstm_per_vd import PerVDLoop, PerVDXLSTMEncoder  # noqa: 
 from plugins.encoders.xlstm_shared import SharedXLSTMConfig, SharedXLSTMEncoder, XLSTMConfig, build_stack  # noqa: E402
 
 ARCHITECTURE = {"embedding_dim": 64, "num_blocks": 4, "slstm_at": (1,)}
+
+
 def package_stack(spec: DatasetSpec) -> SharedXLSTMEncoder:
     """``xlstm_shared`` as it was first written: running the xlstm package's stack itself (vanilla backend)."""
     encoder = SharedXLSTMEncoder(SharedXLSTMConfig(**ARCHITECTURE, slstm_backend="vanilla"), spec)
@@ -38,7 +40,9 @@ def package_stack(spec: DatasetSpec) -> SharedXLSTMEncoder:
 ENCODERS = {
     "lstm": lambda spec, backend: LSTMEncoder(LSTMConfig(embedding_dim=64, num_layers=2), spec),
     "xlstm_package": lambda spec, backend: package_stack(spec),
-    "xlstm_shared": lambda spec, backend: SharedXLSTMEncoder(SharedXLSTMConfig(**ARCHITECTURE, slstm_backend=backend), spec),
+    "xlstm_shared": lambda spec, backend: SharedXLSTMEncoder(
+        SharedXLSTMConfig(**ARCHITECTURE, slstm_backend=backend), spec
+    ),
     "xlstm_per_vd": lambda spec, backend: PerVDXLSTMEncoder(XLSTMConfig(**ARCHITECTURE), spec),
     "per_vd_loop": lambda spec, backend: PerVDLoop(PerVDXLSTMEncoder(XLSTMConfig(**ARCHITECTURE), spec)),
 }
@@ -97,16 +101,24 @@ def main() -> None:
     forwarded = [a for a in sys.argv[1:] if a != "--encoders" and a not in args.encoders]
     rows = {row["encoder"]: row for row in run_cases(__file__, [[name] for name in args.encoders], forwarded)}
     memory = memory_label(args.device)
-    print(f"\nencoders: N={args.vds} B={args.batch} T={args.steps} E=64 on {args.device}, precision {args.precision}"
-          f"{', torch.compile' if args.compile else ''}; median of {args.repeats} steps (fwd+bwd+Adam) after {args.warmup} warm-up")
+    print(
+        f"\nencoders: N={args.vds} B={args.batch} T={args.steps} E=64 on {args.device}, precision {args.precision}"
+        f"{', torch.compile' if args.compile else ''}; median of {args.repeats} steps (fwd+bwd+Adam) after "
+        f"{args.warmup} warm-up"
+    )
     print(f"| encoder | runs on | step s | first step s | samples/s | {memory} | parameters |")
     print("|---|---|---|---|---|---|---|")
     for r in rows.values():
-        print(f"| {r['encoder']} | {r['stack']} | {r['seconds']:.3f} | {r['first_step_s']:.1f} | {r['samples_per_s']:.1f} | {r['peak_mb']:.0f} | {r['parameters']:,} |")
-    ratios = [("package stack / xlstm_shared (speed-up of the grouped stack)", "xlstm_package", "xlstm_shared", "> 1"),
-              ("per-VD batched / shared", "xlstm_per_vd", "xlstm_shared", "≤ 3"),
-              ("per-VD loop / per-VD batched", "per_vd_loop", "xlstm_per_vd", "≥ 10"),
-              ("shared / LSTM", "xlstm_shared", "lstm", "≤ 5 on CPU")]
+        print(
+            f"| {r['encoder']} | {r['stack']} | {r['seconds']:.3f} | {r['first_step_s']:.1f} | "
+            f"{r['samples_per_s']:.1f} | {r['peak_mb']:.0f} | {r['parameters']:,} |"
+        )
+    ratios = [
+        ("package stack / xlstm_shared (speed-up of the grouped stack)", "xlstm_package", "xlstm_shared", "> 1"),
+        ("per-VD batched / shared", "xlstm_per_vd", "xlstm_shared", "≤ 3"),
+        ("per-VD loop / per-VD batched", "per_vd_loop", "xlstm_per_vd", "≥ 10"),
+        ("shared / LSTM", "xlstm_shared", "lstm", "≤ 5 on CPU"),
+    ]
     for label, a, b, target in ratios:
         if a in rows and b in rows:
             print(f"{label}: {rows[a]['seconds'] / rows[b]['seconds']:.2f}x  (target {target})")

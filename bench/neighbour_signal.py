@@ -67,13 +67,19 @@ def main() -> None:
         f"+ every VD's last {args.lags}": lambda vd: np.delete(np.arange(n), vd),
         f"oracle: + {args.nearest} nearest VDs' next hour": lambda vd: nearest[vd],
     }
-    print(f"{args.data}: {n} VDs; windows train {len(starts['train'])}, val {len(starts['val'])}, test {len(starts['test'])}; test MAE")
+    print(
+        f"{args.data}: {n} VDs; windows train {len(starts['train'])}, val {len(starts['val'])}, test "
+        f"{len(starts['test'])}; test MAE"
+    )
     print(f"{'inputs':<52}" + "".join(f"{'@' + str(s):>8}" for s in STEPS) + f"{'@avg':>8}")
     for label, members in sets.items():
         abs_sum, count = np.zeros(horizon), np.zeros(horizon)
         for vd in range(n):
             others = members(vd)
-            x = {p: design(raw, covariates, s, vd, others, args.lags, history, horizon, label.startswith("oracle")) for p, s in starts.items()}
+            x = {
+                p: design(raw, covariates, s, vd, others, args.lags, history, horizon, label.startswith("oracle"))
+                for p, s in starts.items()
+            }
             future = {p: s[:, None] + history + np.arange(horizon) for p, s in starts.items()}
             y = {p: raw[future[p], vd] for p in starts}  # [W, H]
             ok = {p: mask[future[p], vd] for p in starts}

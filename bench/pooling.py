@@ -34,9 +34,13 @@ NEIGHBOURHOOD = {"radius_m": 600.0, "max_neighbours": 16}
 STRATEGIES = {
     "radius": lambda spec: RadiusPooling(RadiusConfig(**NEIGHBOURHOOD), spec, 64),
     "attention": lambda spec: AttentionPooling(AttentionConfig(**NEIGHBOURHOOD), spec, 64),
-    "learnable_radius": lambda spec: LearnableRadiusPooling(LearnableRadiusConfig(**NEIGHBOURHOOD, initial_radius_m=400.0), spec, 64),
+    "learnable_radius": lambda spec: LearnableRadiusPooling(
+        LearnableRadiusConfig(**NEIGHBOURHOOD, initial_radius_m=400.0), spec, 64
+    ),
     "learned_graph": lambda spec: LearnedGraphPooling(LearnedGraphConfig(), spec, 64),
-    "learned_graph+distance": lambda spec: LearnedGraphPooling(LearnedGraphConfig(**NEIGHBOURHOOD, with_distance=True), spec, 64),
+    "learned_graph+distance": lambda spec: LearnedGraphPooling(
+        LearnedGraphConfig(**NEIGHBOURHOOD, with_distance=True), spec, 64
+    ),
 }
 
 
@@ -84,11 +88,17 @@ def main() -> None:
     forwarded = [a for a in sys.argv[1:] if a != "--vds" and a not in map(str, args.vds)]
     rows = run_cases(__file__, [[name, str(n)] for n in args.vds for name in STRATEGIES], forwarded)
     memory = memory_label(args.device)
-    print(f"\npooling: B={args.batch} E=64, radius 600 m, <= 16 neighbours, on {args.device}; median of {args.repeats} fwd+bwd+SGD after {args.warmup} warm-up")
+    print(
+        f"\npooling: B={args.batch} E=64, radius 600 m, <= 16 neighbours, on {args.device}; median of {args.repeats} "
+        f"fwd+bwd+SGD after {args.warmup} warm-up"
+    )
     print(f"| strategy | N | neighbours (mean) | build s | step ms | {memory} | KB per VD |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['strategy']} | {r['vds']:,} | {r['mean_neighbours']:.1f} | {r['build_s']:.2f} | {1000 * r['seconds']:.1f} | {r['peak_mb']:.0f} | {1024 * r['peak_mb'] / r['vds']:.1f} |")
+        print(
+            f"| {r['strategy']} | {r['vds']:,} | {r['mean_neighbours']:.1f} | {r['build_s']:.2f} | "
+            f"{1000 * r['seconds']:.1f} | {r['peak_mb']:.0f} | {1024 * r['peak_mb'] / r['vds']:.1f} |"
+        )
 
 
 if __name__ == "__main__":

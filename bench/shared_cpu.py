@@ -29,8 +29,18 @@ BUSY = "while True: pass"
 
 def train_seconds(env: dict[str, str], epochs: int) -> float:
     with tempfile.TemporaryDirectory() as out:
-        command = [sys.executable, "-m", "core.run", "recipes/shared_radius.toml", "--set", f"trainer.epochs={epochs}",
-                   "--set", f"run.output_dir={out}", "--set", "trainer.figure_vds=0"]
+        command = [
+            sys.executable,
+            "-m",
+            "core.run",
+            "recipes/shared_radius.toml",
+            "--set",
+            f"trainer.epochs={epochs}",
+            "--set",
+            f"run.output_dir={out}",
+            "--set",
+            "trainer.figure_vds=0",
+        ]
         clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
         done = subprocess.run(command, cwd=ROOT, env=clean | env, capture_output=True, text=True)
         if done.returncode:
@@ -54,7 +64,10 @@ def main() -> None:
             for process in load:
                 process.kill()
         rows[name] = (idle, busy)
-    print(f"training seconds of recipes/shared_radius.toml, {args.epochs} epoch(s), {os.cpu_count()} CPUs; load: {args.load_processes} busy processes")
+    print(
+        f"training seconds of recipes/shared_radius.toml, {args.epochs} epoch(s), {os.cpu_count()} CPUs; load: "
+        f"{args.load_processes} busy processes"
+    )
     print(f"{'setting':<26}{'idle s':>10}{'under load s':>14}{'slowdown':>10}")
     for name, (idle, busy) in rows.items():
         print(f"{name:<26}{idle:>10.1f}{busy:>14.1f}{busy / idle:>9.1f}x")

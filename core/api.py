@@ -34,7 +34,9 @@ class DatasetSpec:
     horizon: int
     positions_xy: torch.Tensor | None = attrs.field(default=None, eq=False)  # [N, 2] metres
     vd_attributes: dict[str, tuple[str, ...]] = attrs.Factory(dict)  # e.g. {"direction": ("N", "S", ...)}; "" = unknown
-    covariate_names: tuple[str, ...] = ()  # the covariates' names, in input order, e.g. ("time_of_day_sin", "time_of_day_cos")
+    covariate_names: tuple[
+        str, ...
+    ] = ()  # the covariates' names, in input order, e.g. ("time_of_day_sin", "time_of_day_cos")
 
     @property
     def num_vds(self) -> int:
@@ -260,8 +262,9 @@ class LayerwiseEncoder(Encoder):
 
     ``forward(inputs) == finish(layer(L-1, ... layer(0, embed(inputs)) ...))`` with ``L = num_layers``; every
     intermediate state is ``[B, M, T', E]``, in the input's slot layout and time-aligned with the input's last
-    ``T'`` steps (left padding, the last step real; ``T' = 1`` for an encoder that keeps the last step only). Each ``layer`` is causal in time and exact under padding: padded steps are zero, take no part in
-    the real steps and get no gradient (``core.sequence.causal_over_padding`` does this for a causal layer).
+    ``T'`` steps (left padding, the last step real; ``T' = 1`` for an encoder that keeps the last step only).
+    Each ``layer`` is causal in time and exact under padding: padded steps are zero, take no part in the real steps
+    and get no gradient (``core.sequence.causal_over_padding`` does this for a causal layer).
     """
 
     num_layers: int
@@ -269,7 +272,9 @@ class LayerwiseEncoder(Encoder):
     def forward(self, inputs: EncoderInput) -> torch.Tensor:
         return self.run_layers(inputs)
 
-    def run_layers(self, inputs: EncoderInput, before_layer: Callable[[int, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    def run_layers(
+        self, inputs: EncoderInput, before_layer: Callable[[int, torch.Tensor], torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """The layer-wise computation, ``before_layer(index, states)`` (e.g. a social step) applied to the states
         entering each layer."""
         x = self.embed(inputs)
@@ -374,7 +379,10 @@ def capabilities(cls: type) -> dict[str, bool]:
 
 
 def require_positions(
-    positions: torch.Tensor | None, vd_ids: tuple[str, ...], user: str = "Social pooling", fallback: str = '[pooling] name = "none"'
+    positions: torch.Tensor | None,
+    vd_ids: tuple[str, ...],
+    user: str = "Social pooling",
+    fallback: str = '[pooling] name = "none"',
 ) -> None:
     """Strict mode: social pooling (or a spatial encoder, ``user``) needs a finite ``[N, 2]`` (or ``[B, N, 2]``)
     position for every VD; the error suggests the positions or ``fallback``, a recipe setting that needs none."""

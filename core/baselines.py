@@ -24,7 +24,9 @@ class Baselines:
         self.history, self.horizon = series.history, series.horizon
         observed = np.isfinite(raw)
         stretch_start = np.diff(series.stretch.numpy(), prepend=-1) != 0  # [T] the first step after a time jump
-        last_seen = np.maximum.accumulate(np.where(observed | stretch_start[:, None], np.arange(steps)[:, None], 0), axis=0)
+        last_seen = np.maximum.accumulate(
+            np.where(observed | stretch_start[:, None], np.arange(steps)[:, None], 0), axis=0
+        )
         vd_mean = np.nanmean(raw[: prepared.boundaries[0]], 0)
         filled = raw[last_seen, np.arange(n)]
         self.last = torch.from_numpy(np.where(np.isfinite(filled), filled, vd_mean).astype(np.float32))

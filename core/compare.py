@@ -31,7 +31,10 @@ BASELINES = ("last_value", "historical_average")
 # what makes two runs' test windows (and so their baselines) the same
 SPLIT_KEYS = ("source", "synthetic_seed", "target", "history", "horizon", "split", "vds", "min_history", "gap_steps")
 SEED_KEYS = ("seed", "name", "output_dir")  # the [run] keys that runs of one configuration may differ in
-DATA_DEFAULTS = {field.name: list(field.default) if isinstance(field.default, tuple) else field.default for field in attrs.fields(DataConfig)}
+DATA_DEFAULTS = {
+    field.name: list(field.default) if isinstance(field.default, tuple) else field.default
+    for field in attrs.fields(DataConfig)
+}
 SEEDS_NOTE = (
     "Runs whose recipes differ only in `run.seed` (and their names and folders) are one configuration: its test MAE "
     "as mean ± sample standard deviation over its runs (one run: the value), and its mean training seconds."
@@ -62,13 +65,17 @@ def load_run(path: Path) -> RunRecord:
     if not (path / "recipe.toml").is_file():
         raise CompareError(f"{path}: not a run directory (no recipe.toml)")
     if not (path / "metrics.json").is_file():
-        raise CompareError(f"{path}: unfinished run (no metrics.json); finish it with: python -m core.run --resume {path}")
+        raise CompareError(
+            f"{path}: unfinished run (no metrics.json); finish it with: python -m core.run --resume {path}"
+        )
     history = path / "training_history.json"
     try:
         recipe = tomllib.loads((path / "recipe.toml").read_text(encoding="utf-8"))
         recipe["data"] = {**DATA_DEFAULTS, **recipe.get("data", {})}  # a run from before a data key has its default
         metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
-        return RunRecord(path, recipe, metrics, json.loads(history.read_text(encoding="utf-8")) if history.is_file() else [])
+        return RunRecord(
+            path, recipe, metrics, json.loads(history.read_text(encoding="utf-8")) if history.is_file() else []
+        )
     except (OSError, UnicodeDecodeError, ValueError) as error:  # tomllib and json errors are ValueErrors
         raise CompareError(f"{path}: unreadable run files ({type(error).__name__}: {error})") from None
 
@@ -83,18 +90,39 @@ def split_groups(runs: list[RunRecord]) -> dict[str, list[RunRecord]]:
 
 def describe_data(data: dict[str, Any]) -> str:
     source = f"synthetic network (seed {data['synthetic_seed']})" if data["source"] == "default" else data["source"]
-    vds = f", {len(data['vds'])} VDs ({', '.join(data['vds'][:3])}{', ...' if len(data['vds']) > 3 else ''})" if data.get("vds") else ""
-    return f"{source}{vds}, target {data['target']}, history {data['history']} → horizon {data['horizon']}, split {data['split']}"
+    vds = (
+        f", {len(data['vds'])} VDs ({', '.join(data['vds'][:3])}{', ...' if len(data['vds']) > 3 else ''})"
+        if data.get("vds")
+        else ""
+    )
+    horizon = f"history {data['history']} → horizon {data['horizon']}"
+    return f"{source}{vds}, target {data['target']}, {horizon}, split {data['split']}"
 
 
 def table(runs: list[RunRecord]) -> str:
     """The Markdown test table: each data set's runs, then its baselines."""
-    header = ["run", "encoder", "pooling"] + [f"{m.upper()}{label}" for m, label in COLUMNS] + ["parameters", "train s", "best epoch"]
+    header = (
+        ["run", "encoder", "pooling"]
+        + [f"{m.upper()}{label}" for m, label in COLUMNS]
+        + ["parameters", "train s", "best epoch"]
+    )
     rows = []
     for suffix, members in labelled_groups(runs):
         for run in members:
-            extra = [f"{run.metrics['parameters']:,}", f"{run.metrics['train_seconds']:.0f}", str(run.metrics["best_epoch"])]
-            rows.append([run.name, run.recipe["encoder"]["name"], run.recipe["pooling"]["name"], *cells(run.metrics["test"]), *extra])
+            extra = [
+                f"{run.metrics['parameters']:,}",
+                f"{run.metrics['train_seconds']:.0f}",
+                str(run.metrics["best_epoch"]),
+            ]
+            rows.append(
+                [
+                    run.name,
+                    run.recipe["encoder"]["name"],
+                    run.recipe["pooling"]["name"],
+                    *cells(run.metrics["test"]),
+                    *extra,
+                ]
+            )
         rows += baseline_rows(members[0], suffix, COLUMNS, blanks=(2, 3))
     return markdown(header, rows, text_columns=3)
 
@@ -110,8 +138,16 @@ def seed_table(runs: list[RunRecord]) -> str:
             first = configuration[0]
             test = [[run.metrics["test"].get(f"mae{label}") for run in configuration] for label in LABELS]
             seconds = statistics.mean(run.metrics["train_seconds"] for run in configuration)
-            rows.append([configuration_name(first), first.recipe["encoder"]["name"], first.recipe["pooling"]["name"], str(len(configuration)),
-                         *map(mean_sd, test), f"{seconds:.0f}"])
+            rows.append(
+                [
+                    configuration_name(first),
+                    first.recipe["encoder"]["name"],
+                    first.recipe["pooling"]["name"],
+                    str(len(configuration)),
+                    *map(mean_sd, test),
+                    f"{seconds:.0f}",
+                ]
+            )
         rows += baseline_rows(members[0], suffix, mae, blanks=(3, 1))
     return markdown(header, rows, text_columns=3)
 
@@ -145,10 +181,17 @@ def labelled_groups(runs: list[RunRecord]) -> list[tuple[str, list[RunRecord]]]:
     return [(f" (data {number})" if len(groups) > 1 else "", members) for number, members in enumerate(groups, 1)]
 
 
-def baseline_rows(run: RunRecord, suffix: str, columns: list[tuple[str, str]], blanks: tuple[int, int]) -> list[list[str]]:
+def baseline_rows(
+    run: RunRecord, suffix: str, columns: list[tuple[str, str]], blanks: tuple[int, int]
+) -> list[list[str]]:
     """The run's baselines as table rows: the label, ``blanks[0]`` empty cells, the ``columns``, ``blanks[1]`` more."""
     return [
-        [f"*{baseline.replace('_', ' ')}*{suffix}", *[""] * blanks[0], *cells(run.metrics["baselines"][baseline], columns), *[""] * blanks[1]]
+        [
+            f"*{baseline.replace('_', ' ')}*{suffix}",
+            *[""] * blanks[0],
+            *cells(run.metrics["baselines"][baseline], columns),
+            *[""] * blanks[1],
+        ]
         for baseline in BASELINES
     ]
 
@@ -228,9 +271,13 @@ def compare(run_dirs: list[Path], out: Path | None = None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.compare", description="Compare finished runs in one Markdown report with plots.")
+    parser = argparse.ArgumentParser(
+        prog="python -m core.compare", description="Compare finished runs in one Markdown report with plots."
+    )
     parser.add_argument("runs", nargs="+", type=Path, help="run directories, e.g. runs/lstm_radius-20250101-120000")
-    parser.add_argument("--out", type=Path, help="report folder (default: compare-<date>-<time> beside the first run's parent folder)")
+    parser.add_argument(
+        "--out", type=Path, help="report folder (default: compare-<date>-<time> beside the first run's parent folder)"
+    )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     args = parser.parse_args(argv)
 

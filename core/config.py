@@ -49,7 +49,9 @@ def _check(value: Any, tp: Any, where: str) -> Any:
     if origin is Literal:
         if value not in args:
             allowed = ", ".join(repr(a) for a in args)
-            raise RecipeError(f"{where} = {value!r} is not allowed{closest(str(value), map(str, args))}; allowed: {allowed}")
+            raise RecipeError(
+                f"{where} = {value!r} is not allowed{closest(str(value), map(str, args))}; allowed: {allowed}"
+            )
         return value
     if origin in (typing.Union, types.UnionType):
         for arg in (a for a in args if a is not type(None)):

@@ -119,7 +119,10 @@ def setup(recipe: Recipe) -> Distributed:
     device = torch.device("cpu")
     if cfg.device != "cpu" and torch.cuda.is_available():
         if ":" in cfg.device:
-            raise RecipeError(f"{recipe.path}: [trainer] device = '{cfg.device}' under torchrun: use 'auto' or 'cuda' (each process takes the GPU of its LOCAL_RANK)")
+            raise RecipeError(
+                f"{recipe.path}: [trainer] device = '{cfg.device}' under torchrun: use 'auto' or 'cuda' (each process "
+                "takes the GPU of its LOCAL_RANK)"
+            )
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         torch.cuda.set_device(device)
     if not dist.is_initialized():

@@ -63,7 +63,10 @@ def run_cli(body: Callable[[], int], debug: bool = False) -> int:
     except Exception as error:  # noqa: BLE001 - a bug or an unforeseen failure: still one line
         if debug:
             raise
-        print(f"error: {type(error).__name__}: {_one_line(error)} (unexpected; rerun with --debug for the traceback)", file=sys.stderr)
+        print(
+            f"error: {type(error).__name__}: {_one_line(error)} (unexpected; rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 
@@ -74,5 +77,7 @@ def _one_line(error: BaseException) -> str:
 def closest(name: str, choices) -> str:
     """' (did you mean 'x'?)' when a choice is close to `name`, else ''."""
     choices = list(choices)
-    match = [c for c in choices if name and c.startswith(name)] or difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    match = [c for c in choices if name and c.startswith(name)] or difflib.get_close_matches(
+        name, choices, n=1, cutoff=0.6
+    )
     return f" (did you mean '{match[0]}'?)" if match else ""

@@ -12,14 +12,30 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.api import Batch, DatasetSpec, Encoder, EncoderInput, LayerwiseEncoder, Pooling, require_positions, scatter_vds
+from core.api import (
+    Batch,
+    DatasetSpec,
+    Encoder,
+    EncoderInput,
+    LayerwiseEncoder,
+    Pooling,
+    require_positions,
+    scatter_vds,
+)
 from core.errors import PluginError, RecipeError, SocialXLSTMError
 from core.recipe import HeadConfig, PluginChoice, Recipe
 from core.registry import Registry
 
 
 class Forecaster(nn.Module):
-    def __init__(self, encoder: Encoder, pooling: Pooling, head: HeadConfig, horizon: int, inner: dict[int, Pooling] | None = None):
+    def __init__(
+        self,
+        encoder: Encoder,
+        pooling: Pooling,
+        head: HeadConfig,
+        horizon: int,
+        inner: dict[int, Pooling] | None = None,
+    ):
         """``inner`` maps an encoder layer to the pooling acting on the states entering it (the social modes)."""
         super().__init__()
         self.num_vds = encoder.spec.num_vds
@@ -54,12 +70,19 @@ class Forecaster(nn.Module):
             return x
         b, m, t, e = x.shape
         # the states' T steps are the input's last T (fewer for an encoder that keeps only the last, e.g. stid)
-        present = torch.ones(b, m, t, dtype=torch.bool, device=x.device) if inputs.step_mask is None else inputs.step_mask[..., -t:]
+        present = (
+            torch.ones(b, m, t, dtype=torch.bool, device=x.device)
+            if inputs.step_mask is None
+            else inputs.step_mask[..., -t:]
+        )
         if inputs.node_mask is not None:
             present = present & inputs.node_mask[..., None]
         states, where = x * present[..., None].to(x.dtype), present
         if inputs.vd_index is not None:  # slots → all N VDs, the layout the pooling's neighbour lists index
-            states, where = scatter_vds(states, inputs.vd_index, self.num_vds), scatter_vds(present, inputs.vd_index, self.num_vds)
+            states, where = (
+                scatter_vds(states, inputs.vd_index, self.num_vds),
+                scatter_vds(present, inputs.vd_index, self.num_vds),
+            )
         n = states.shape[1]
         context = self.inner[key](states.transpose(1, 2).reshape(b * t, n, e), where.transpose(1, 2).reshape(b * t, n))
         context = inputs.take_slots(context.reshape(b, t, n, e).transpose(1, 2))  # [B, M, T, E]
@@ -90,11 +113,17 @@ def inner_layers(social: str, encoder: Encoder) -> list[int]:
         return []
     assert isinstance(encoder, LayerwiseEncoder)  # check_compatible refused the others at recipe load
     if encoder.num_layers < 1:
-        raise RecipeError(f"[model] social = {social!r} pools inside the encoder, but encoder '{encoder.name}' has no layer; use \"last\"")
+        raise RecipeError(
+            f"[model] social = {social!r} pools inside the encoder, but encoder '{encoder.name}' has no layer; use "
+            '"last"'
+        )
     if social == "every_step":
         return [0]
     if encoder.num_layers < 2:
-        raise RecipeError(f'[model] social = "interleaved" pools between encoder layers, but encoder \'{encoder.name}\' has 1 layer; use "every_step"')
+        raise RecipeError(
+            f"[model] social = \"interleaved\" pools between encoder layers, but encoder '{encoder.name}' has 1 layer; "
+            'use "every_step"'
+        )
     return list(range(1, encoder.num_layers))
 
 
@@ -114,7 +143,10 @@ def construct(registry: Registry, kind: str, choice: PluginChoice, *args, where:
         raise PluginError(f"{named} failed to build: {type(error).__name__}: {error}") from error
     out_dim = getattr(plugin, "out_dim", None)
     if kind == "encoder" and (not isinstance(out_dim, int) or isinstance(out_dim, bool) or out_dim <= 0):
-        raise PluginError(f"{named} built without a valid 'out_dim' ({out_dim!r}): its __init__ must set self.out_dim = E, the size of its states")
+        raise PluginError(
+            f"{named} built without a valid 'out_dim' ({out_dim!r}): its __init__ must set self.out_dim = E, the size "
+            "of its states"
+        )
     return plugin
 
 

@@ -40,7 +40,12 @@ class NeighbourLists(nn.Module):
 
     @classmethod
     def build(
-        cls, positions: torch.Tensor, radius_m: float = math.inf, k: int = 16, groups: torch.Tensor | None = None, chunk: int = 2048
+        cls,
+        positions: torch.Tensor,
+        radius_m: float = math.inf,
+        k: int = 16,
+        groups: torch.Tensor | None = None,
+        chunk: int = 2048,
     ) -> NeighbourLists:
         """The ≤ k nearest VDs within ``radius_m`` of each VD (and, if ``groups`` [N] is given, of the same
         group; group -1 matches nothing); K is trimmed to the largest neighbourhood."""
@@ -86,7 +91,10 @@ def _groups(spec: DatasetSpec, same: tuple[str, ...]) -> torch.Tensor | None:
     missing = [name for name in same if name not in spec.vd_attributes]
     if missing:
         offered = ", ".join(sorted(spec.vd_attributes)) or "none"
-        raise DataError(f"neighbour filter 'same' names {missing}, which the data's metadata/vd_info does not carry; it has: {offered}")
+        raise DataError(
+            f"neighbour filter 'same' names {missing}, which the data's metadata/vd_info does not carry; it has: "
+            f"{offered}"
+        )
     keys = list(zip(*(spec.vd_attributes[name] for name in same)))
     codes = {key: i for i, key in enumerate(sorted(set(keys)))}
     return torch.tensor([-1 if "" in key else codes[key] for key in keys])

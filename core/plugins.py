@@ -113,15 +113,21 @@ def new(kind: str, name: str, out: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.plugins", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m core.plugins", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--recipe", help="also load the plugin modules this recipe names")
     parser.add_argument("--vds", type=int, default=100, help="count parameters for this many VDs (default 100)")
     commands = parser.add_subparsers(dest="command")
     checking = commands.add_parser("check", help="run the conformance kit on one plugin")
     checking.add_argument("name")
-    checking.add_argument("--kind", choices=list(PLUGIN_KINDS), help="needed only if NAME is registered for several kinds")
+    checking.add_argument(
+        "--kind", choices=list(PLUGIN_KINDS), help="needed only if NAME is registered for several kinds"
+    )
     checking.add_argument("--recipe", help="load the plugin modules this recipe names; its table configures the plugin")
-    checking.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a config value for the plugin (repeatable)")
+    checking.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a config value for the plugin (repeatable)"
+    )
     scaffold = commands.add_parser("new", help="write an installable plugin package that passes the kit")
     scaffold.add_argument("kind", choices=list(PLUGIN_KINDS))
     scaffold.add_argument("name")

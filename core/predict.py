@@ -38,14 +38,22 @@ CHECKPOINT_KEYS = ("model", "normaliser", "vd_ids", "input_features", "target")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.predict", description="Forecast every window of an HDF5 file with a trained run.")
+    parser = argparse.ArgumentParser(
+        prog="python -m core.predict", description="Forecast every window of an HDF5 file with a trained run."
+    )
     parser.add_argument("run_dir", type=Path, help="a run directory (with recipe.toml and best_model.pt)")
-    parser.add_argument("--data", type=Path, required=True, help="HDF5 file of the project's schema, with the run's VDs and features")
+    parser.add_argument(
+        "--data", type=Path, required=True, help="HDF5 file of the project's schema, with the run's VDs and features"
+    )
     parser.add_argument("--out", type=Path, help="output HDF5 file (default RUN_DIR/predictions.h5)")
-    parser.add_argument("--latest", action="store_true", help="forecast only the window that ends at the file's last step")
+    parser.add_argument(
+        "--latest", action="store_true", help="forecast only the window that ends at the file's last step"
+    )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     args = parser.parse_args(argv)
-    return run_cli(lambda: predict(args.run_dir, args.data, args.out or args.run_dir / "predictions.h5", args.latest), args.debug)
+    return run_cli(
+        lambda: predict(args.run_dir, args.data, args.out or args.run_dir / "predictions.h5", args.latest), args.debug
+    )
 
 
 def predict(run_dir: Path, data_path: Path, out: Path, latest: bool = False) -> int:
@@ -56,16 +64,28 @@ def predict(run_dir: Path, data_path: Path, out: Path, latest: bool = False) -> 
     checkpoint = load_checkpoint(run_dir / "best_model.pt", CHECKPOINT_KEYS)
     normaliser = trained_normaliser(checkpoint, run_dir / "best_model.pt")
     data = match_model(
-        read_hdf5(data_path), tuple(checkpoint["vd_ids"]), (*checkpoint["input_features"], checkpoint["target"]), subset=bool(recipe.data.vds)
+        read_hdf5(data_path),
+        tuple(checkpoint["vd_ids"]),
+        (*checkpoint["input_features"], checkpoint["target"]),
+        subset=bool(recipe.data.vds),
     )
     series = model_series(recipe, checkpoint, normaliser, with_blank_future(data, recipe.data.horizon))
     last = data.num_steps - recipe.data.history
     starts = series.window_starts(last if latest else 0, last)
     if not len(starts):
-        raise DataError(f"{data.source}: no window with a full history of {recipe.data.history} steps and a VD of at least min_history = {recipe.data.min_history} steps")
+        raise DataError(
+            f"{data.source}: no window with a full history of {recipe.data.history} steps and a VD of at least "
+            f"min_history = {recipe.data.min_history} steps"
+        )
 
     dataset = WindowDataset(series, starts.numpy())
-    model, collator = build_forecaster(recipe, registry, dataset_spec(data, series, tuple(checkpoint["input_features"])), dataset.__getitems__([0]), data.source)
+    model, collator = build_forecaster(
+        recipe,
+        registry,
+        dataset_spec(data, series, tuple(checkpoint["input_features"])),
+        dataset.__getitems__([0]),
+        data.source,
+    )
     model.load_state_dict(checkpoint["model"])
     z = forecast(model, collator, dataset, recipe.trainer)
     (mean,), (std,) = normaliser.select((checkpoint["target"],))
@@ -77,13 +97,19 @@ def predict(run_dir: Path, data_path: Path, out: Path, latest: bool = False) -> 
     issued_at = data.timestamps[dataset.starts.numpy() + recipe.data.history - 1]
     target_time = issued_at[:, None] + data.interval * np.arange(1, recipe.data.horizon + 1)
     attributes = {
-        "target": checkpoint["target"], "run_dir": str(run_dir), "data": str(data_path), "step_seconds": data.interval,
-        "history": recipe.data.history, "horizon": recipe.data.horizon, "epoch": checkpoint.get("epoch", 0),
+        "target": checkpoint["target"],
+        "run_dir": str(run_dir),
+        "data": str(data_path),
+        "step_seconds": data.interval,
+        "history": recipe.data.history,
+        "horizon": recipe.data.horizon,
+        "epoch": checkpoint.get("epoch", 0),
     }
     write_forecast(out, values, issued_at, target_time, data.vd_ids, attributes)
     issued = iso(issued_at[0]) + (f" .. {iso(issued_at[-1])}" if len(issued_at) > 1 else "")
     print(
-        f"forecast {checkpoint['target']}: {len(values)} window(s) x {recipe.data.horizon} steps x {len(data.vd_ids)} VDs, "
+        f"forecast {checkpoint['target']}: {len(values)} window(s) x {recipe.data.horizon} steps x {len(data.vd_ids)} "
+        "VDs, "
         f"issued {issued}, from {run_dir / 'best_model.pt'} (epoch {attributes['epoch']}) -> {out}"
     )
     return 0
@@ -93,21 +119,31 @@ def trained_normaliser(checkpoint: dict, path: Path) -> Normaliser:
     """The normaliser the run was trained with, as ``best_model.pt`` stores it."""
     normaliser = Normaliser.from_dict(checkpoint["normaliser"])
     if not normaliser.names:
-        raise TrainingError(f"{path}: the checkpoint's normaliser has no feature names (written by an older version); train the run again")
+        raise TrainingError(
+            f"{path}: the checkpoint's normaliser has no feature names (written by an older version); train the run "
+            "again"
+        )
     return normaliser
 
 
-def match_model(data: TrafficData, vd_ids: tuple[str, ...], features: tuple[str, ...], subset: bool = False) -> TrafficData:
+def match_model(
+    data: TrafficData, vd_ids: tuple[str, ...], features: tuple[str, ...], subset: bool = False
+) -> TrafficData:
     """``data`` with the model's VDs in the model's order; a missing VD or feature is an error naming them, and so
     is an extra VD unless the run trained on a ``subset`` (``[data] vds``) of its file. Extra features are ignored."""
     missing_features = [name for name in dict.fromkeys(features) if name not in data.feature_names]
     if missing_features:
-        raise DataError(f"{data.source}: missing feature(s) the model reads: {', '.join(missing_features)}; the file has {', '.join(data.feature_names)}")
+        raise DataError(
+            f"{data.source}: missing feature(s) the model reads: {', '.join(missing_features)}; the file has "
+            f"{', '.join(data.feature_names)}"
+        )
     model_vds, file_vds = set(vd_ids), set(data.vd_ids)
     missing = [vd for vd in vd_ids if vd not in file_vds]
     extra = [] if subset else [vd for vd in data.vd_ids if vd not in model_vds]
     if missing or extra:
-        raise DataError(f"{data.source}: the VDs differ from the model's: {listing(missing, 'missing')}; {listing(extra, 'extra')}")
+        raise DataError(
+            f"{data.source}: the VDs differ from the model's: {listing(missing, 'missing')}; {listing(extra, 'extra')}"
+        )
     return data.select(vd_ids)
 
 
@@ -121,7 +157,9 @@ def with_blank_future(data: TrafficData, steps: int) -> TrafficData:
     """``data`` followed by ``steps`` missing readings, so that the last windows have a (masked) future."""
     blank = np.full((steps, *data.features.shape[1:]), np.nan, np.float32)
     future = data.timestamps[-1] + data.interval * np.arange(1, steps + 1)
-    return attrs.evolve(data, features=np.concatenate([data.features, blank]), timestamps=np.concatenate([data.timestamps, future]))
+    return attrs.evolve(
+        data, features=np.concatenate([data.features, blank]), timestamps=np.concatenate([data.timestamps, future])
+    )
 
 
 def model_series(recipe: Recipe, checkpoint: dict, normaliser: Normaliser, data: TrafficData) -> Series:
@@ -138,7 +176,13 @@ def forecast(model: Forecaster, collator: Collator, dataset: WindowDataset, cfg:
     device = resolve_device(cfg.device)
     model.to(device).eval()
     dtype = AUTOCAST[cfg.precision]
-    loader = DataLoader(dataset, batch_size=cfg.eval_batch_size, collate_fn=collator, num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
+    loader = DataLoader(
+        dataset,
+        batch_size=cfg.eval_batch_size,
+        collate_fn=collator,
+        num_workers=cfg.num_workers,
+        pin_memory=device.type == "cuda",
+    )
     parts = []
     for batch in loader:
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
@@ -146,7 +190,14 @@ def forecast(model: Forecaster, collator: Collator, dataset: WindowDataset, cfg:
     return torch.cat(parts)
 
 
-def write_forecast(path: Path, forecast: np.ndarray, issued_at: np.ndarray, target_time: np.ndarray, vd_ids: tuple[str, ...], attributes: dict) -> None:
+def write_forecast(
+    path: Path,
+    forecast: np.ndarray,
+    issued_at: np.ndarray,
+    target_time: np.ndarray,
+    vd_ids: tuple[str, ...],
+    attributes: dict,
+) -> None:
     """The output file, written atomically (a failure leaves no partial file and any previous one intact)."""
 
     def write(tmp: Path) -> None:

@@ -58,7 +58,9 @@ class TrainerConfig:
     max_batches_per_epoch: int = attrs.field(default=0, validator=ge(0))  # 0 = all
     figure_vds: int = attrs.field(default=4, validator=ge(0))
     compile: bool = False  # torch.compile the model: slower first batches, faster steps after
-    whiten: float = attrs.field(default=0.0, validator=[ge(0.0), lt(1.0)])  # fraction of inputs hidden per training batch
+    whiten: float = attrs.field(
+        default=0.0, validator=[ge(0.0), lt(1.0)]
+    )  # fraction of inputs hidden per training batch
     checkpoint_every: int = attrs.field(default=0, validator=ge(0))  # batches between mid-epoch last.pt; 0 = per epoch
     on_nonfinite: Literal["stop", "skip"] = "stop"  # a non-finite loss or gradient stops the run, or skips the step
     max_skipped_steps: int = attrs.field(default=10, validator=gt(0))  # "skip": stop after this many in a row
@@ -134,7 +136,9 @@ def apply_override(raw: dict[str, Any], assignment: str) -> tuple[str, str | Non
         raw[parts[0]] = value
         return parts[0], None
     if not sep or len(parts) != 2 or not all(parts):
-        raise RecipeError(f"--set {assignment!r}: expected TABLE.KEY=VALUE, e.g. trainer.epochs=3, or TABLE={{inline table}}")
+        raise RecipeError(
+            f"--set {assignment!r}: expected TABLE.KEY=VALUE, e.g. trainer.epochs=3, or TABLE={{inline table}}"
+        )
     table, name = parts
     target = raw.setdefault(table, {})
     if not isinstance(target, dict):
@@ -178,11 +182,16 @@ class Origins:
         return self.path + (f" (with {', '.join(sets)})" if sets else "")
 
     def build(self, cls: type, values: dict[str, Any], table: str, suffix: str = "") -> Any:
-        """``build_config`` for the ``values`` of the recipe table ``table``, each error naming where its value came from."""
-        return build_config(cls, values, self.where(table, suffix=suffix), {k: self.where(table, k, suffix) for k in values})
+        """``build_config`` for the ``values`` of the recipe table ``table``, each error naming where its value
+        came from."""
+        return build_config(
+            cls, values, self.where(table, suffix=suffix), {k: self.where(table, k, suffix) for k in values}
+        )
 
 
-def load_recipe(path: str | Path, overrides: list[str] = (), registry: Registry | None = None) -> tuple[Recipe, Registry]:
+def load_recipe(
+    path: str | Path, overrides: list[str] = (), registry: Registry | None = None
+) -> tuple[Recipe, Registry]:
     """Parse, override and validate a recipe; load the plugins it names. Reads no data."""
     raw = read_toml(path)
     where = str(path)
@@ -192,7 +201,9 @@ def load_recipe(path: str | Path, overrides: list[str] = (), registry: Registry 
     for table, value in raw.items():
         source = where if table in in_file else origins.sets_of(table)[0]  # a table only a --set gave
         if table not in ALL_TABLES:
-            raise RecipeError(f"{source}: unknown table [{table}]{closest(table, ALL_TABLES)}; allowed: {', '.join(ALL_TABLES)}")
+            raise RecipeError(
+                f"{source}: unknown table [{table}]{closest(table, ALL_TABLES)}; allowed: {', '.join(ALL_TABLES)}"
+            )
         if not isinstance(value, dict):
             raise RecipeError(f"{source}: '{table}' must be a table ([{table}]), got {value!r}")
 
@@ -245,10 +256,14 @@ def check_compatible(recipe: Recipe, registry: Registry, where: str | None = Non
     encoder = registry.get("encoder", recipe.encoder.name).cls
     collator = registry.get("collator", recipe.collator.name).cls
     if recipe.model.social != "last" and not issubclass(encoder, LayerwiseEncoder):
+        layerwise = [
+            n for n in registry.names("encoder") if issubclass(registry.get("encoder", n).cls, LayerwiseEncoder)
+        ]
         raise RecipeError(
-            f"{where}: [model] social = {recipe.model.social!r} pools between encoder layers, but encoder '{encoder.name}' "
-            f"does not run layer by layer (it is not a LayerwiseEncoder); use social = \"last\", or one of: "
-            f"{', '.join(n for n in registry.names('encoder') if issubclass(registry.get('encoder', n).cls, LayerwiseEncoder))}"
+            f"{where}: [model] social = {recipe.model.social!r} pools between encoder layers, but encoder "
+            f"'{encoder.name}' "
+            f'does not run layer by layer (it is not a LayerwiseEncoder); use social = "last", or one of: '
+            f"{', '.join(layerwise)}"
         )
     if collator.layout not in encoder.layouts:
         raise RecipeError(
@@ -259,11 +274,17 @@ def check_compatible(recipe: Recipe, registry: Registry, where: str | None = Non
     time_padding = [f"collator '{collator.name}' pads time"] if collator.pads_time else []
     if min_history > 0:
         time_padding.append(f"[data] min_history = {min_history} makes histories vary in length")
-    needs = {"honours_time_padding": time_padding, "honours_vd_slots": [f"collator '{collator.name}' uses VD slots"] if collator.uses_vd_slots else []}
-    missing = [f"{flag} (needed: {' and '.join(why)})" for flag, why in needs.items() if why and not getattr(encoder, flag)]
+    needs = {
+        "honours_time_padding": time_padding,
+        "honours_vd_slots": [f"collator '{collator.name}' uses VD slots"] if collator.uses_vd_slots else [],
+    }
+    missing = [
+        f"{flag} (needed: {' and '.join(why)})" for flag, why in needs.items() if why and not getattr(encoder, flag)
+    ]
     if missing:
         raise RecipeError(
             f"{where}: encoder '{encoder.name}' does not declare {' nor '.join(missing)}; honour it in the encoder "
-            f"(README, 'Writing a plugin'), declare it, and check it with `python -m core.plugins check {encoder.name}`, "
+            "(README, 'Writing a plugin'), declare it, and check it with `python -m core.plugins check "
+            f"{encoder.name}`, "
             f"or use collator 'centralized' with [data] min_history = 0"
         )

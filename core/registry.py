@@ -86,12 +86,16 @@ class Registry:
     def _add(self, cls: type, *, source: str) -> None:
         kind = next((k for k, base in PLUGIN_KINDS.items() if isinstance(cls, type) and issubclass(cls, base)), None)
         if kind is None:
-            raise PluginError(f"{source}: register() got {cls!r}, which is not a subclass of Encoder, Pooling or Collator")
+            raise PluginError(
+                f"{source}: register() got {cls!r}, which is not a subclass of Encoder, Pooling or Collator"
+            )
         name = getattr(cls, "name", None)
         if not isinstance(name, str) or not name:
             raise PluginError(f"{source}: {cls.__name__} has no 'name'")
         if not attrs.has(cls.Config):
-            raise PluginError(f"{source}: {kind} '{name}': 'Config' = {cls.Config!r} is not an attrs class (@attrs.frozen)")
+            raise PluginError(
+                f"{source}: {kind} '{name}': 'Config' = {cls.Config!r} is not an attrs class (@attrs.frozen)"
+            )
         try:
             unsupported = unsupported_fields(cls.Config)
         except NameError as error:  # a string annotation naming something not importable at run time

@@ -50,7 +50,12 @@ def error_by_horizon(groups: list[list[RunRecord]], path: Path) -> None:
             ax.plot(*mae_by_step(run, "model"), ".-", label=run.name)
         suffix = f" (data {number})" if len(groups) > 1 else ""
         for name in ("last_value", "historical_average"):
-            ax.plot(*mae_by_step(members[0], name), "--", color="0.3" if name == "last_value" else "0.6", label=name.replace("_", " ") + suffix)
+            ax.plot(
+                *mae_by_step(members[0], name),
+                "--",
+                color="0.3" if name == "last_value" else "0.6",
+                label=name.replace("_", " ") + suffix,
+            )
     ax.set(xlabel="horizon step", ylabel="test MAE", title="test MAE by horizon step")
     ax.legend(fontsize=8)
     save(fig, path)
@@ -80,10 +85,18 @@ def error_map(runs: list[RunRecord], path: Path) -> list[str]:
     maes = [np.asarray(run.metrics["test_mae_by_vd"], dtype=float) for run in drawable]
     low, high = float(np.nanmin(np.concatenate(maes))), float(np.nanmax(np.concatenate(maes)))
     cols = min(3, len(drawable))
-    fig, axes = plt.subplots(math.ceil(len(drawable) / cols), cols, figsize=(5 * cols, 4 * math.ceil(len(drawable) / cols)), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        math.ceil(len(drawable) / cols),
+        cols,
+        figsize=(5 * cols, 4 * math.ceil(len(drawable) / cols)),
+        squeeze=False,
+        layout="constrained",
+    )
     for ax, run, mae in zip(axes.flat, drawable, maes):
         km = np.asarray(run.metrics["positions_xy"], dtype=float) / 1000.0
-        points = ax.scatter(km[:, 0], km[:, 1], c=mae, cmap="viridis_r", vmin=low, vmax=high, s=25, edgecolors="0.2", linewidths=0.3)
+        points = ax.scatter(
+            km[:, 0], km[:, 1], c=mae, cmap="viridis_r", vmin=low, vmax=high, s=25, edgecolors="0.2", linewidths=0.3
+        )
         ax.set(title=run.name, xlabel="x (km)", ylabel="y (km)", aspect="equal")
         ax.title.set_fontsize(9)
     for ax in axes.flat[len(drawable) :]:

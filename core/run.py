@@ -34,9 +34,18 @@ from core.trainer import Trainer
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.run", description="Train and test a forecaster from a TOML recipe.")
-    parser.add_argument("recipe", nargs="?", help="the recipe, e.g. recipes/shared_radius.toml, or a suite of runs (a [suite] table), e.g. suites/lstm_vs_xlstm.toml")
-    parser.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE", help="override a recipe value (repeatable)")
+    parser = argparse.ArgumentParser(
+        prog="python -m core.run", description="Train and test a forecaster from a TOML recipe."
+    )
+    parser.add_argument(
+        "recipe",
+        nargs="?",
+        help="the recipe, e.g. recipes/shared_radius.toml, or a suite of runs (a [suite] table), "
+        "e.g. suites/lstm_vs_xlstm.toml",
+    )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="TABLE.KEY=VALUE", help="override a recipe value (repeatable)"
+    )
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt")
     parser.add_argument("--list-plugins", action="store_true", help="list the registered plugins and exit")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
@@ -70,7 +79,9 @@ def run(recipe_path: Path, overrides: list[str], resume_dir: Path | None = None)
 
     prepared = prepare_data(recipe)
     spec = prepared.spec()
-    model, collator = build_forecaster(recipe, registry, spec, prepared.splits["train"].__getitems__([0]), prepared.data.source)
+    model, collator = build_forecaster(
+        recipe, registry, spec, prepared.splits["train"].__getitems__([0]), prepared.data.source
+    )
 
     run_dir = resume_dir or dist.from_main(lambda: create_run_dir(recipe))
     try:
@@ -88,7 +99,9 @@ def prepare_data(recipe: Recipe) -> Prepared:
     return prepare(load_source(recipe.data.source, recipe.data.synthetic_seed), recipe.data, recipe.run.seed)
 
 
-def build_forecaster(recipe: Recipe, registry: Registry, spec: DatasetSpec, first: Windows, source: str) -> tuple[Forecaster, Collator]:
+def build_forecaster(
+    recipe: Recipe, registry: Registry, spec: DatasetSpec, first: Windows, source: str
+) -> tuple[Forecaster, Collator]:
     """The recipe's model and collator for ``spec``, checked on the ``first`` windows (e.g. the positions that
     pooling needs); a data error names ``source``."""
     collator = construct(registry, "collator", recipe.collator, spec)
@@ -101,7 +114,13 @@ def build_forecaster(recipe: Recipe, registry: Registry, spec: DatasetSpec, firs
 
 
 def train(
-    recipe: Recipe, model: Forecaster, collator: Collator, prepared: Prepared, spec: DatasetSpec, run_dir: Path, resume: bool,
+    recipe: Recipe,
+    model: Forecaster,
+    collator: Collator,
+    prepared: Prepared,
+    spec: DatasetSpec,
+    run_dir: Path,
+    resume: bool,
     dist: Distributed = Distributed(),
 ) -> int:
     """Fit (or go on fitting), test and report; every output goes to ``run_dir``, written by rank 0 alone."""
@@ -109,13 +128,17 @@ def train(
     trainer = Trainer(recipe, model, collator, prepared, spec, run_dir, dist)
     if resume:
         checkpoint = load_last(run_dir, spec)
-        changes = resume_changes(checkpoint.get("recipe") or load_recipe(run_dir / "recipe.toml")[0].to_dict(), recipe, run_dir)
+        changes = resume_changes(
+            checkpoint.get("recipe") or load_recipe(run_dir / "recipe.toml")[0].to_dict(), recipe, run_dir
+        )
         trainer.restore(checkpoint)  # on every rank
         if dist.is_main:
             save_text(recipe.to_toml(), run_dir / "recipe.toml")
             for change in changes:
                 print(f"resuming with {change}")
-    logger = RunLogger(run_dir, purge_step=trainer.state.global_step + 1 if resume else None) if dist.is_main else Silent()
+    logger = (
+        RunLogger(run_dir, purge_step=trainer.state.global_step + 1 if resume else None) if dist.is_main else Silent()
+    )
     logger.recipe(recipe.to_toml())
 
     parameters = sum(p.numel() for p in model.parameters())
@@ -123,19 +146,26 @@ def train(
     print(
         f"{recipe.encoder.name} + {recipe.pooling.name} pooling ({parameters:,} parameters) on {trainer.device}, "
         f"precision {recipe.trainer.precision}\n"
-        f"data {data.source}: {data.num_steps} steps x {len(data.vd_ids)} VDs x {len(prepared.input_features)} features; "
+        f"data {data.source}: {data.num_steps} steps x {len(data.vd_ids)} VDs x {len(prepared.input_features)} "
+        "features; "
         f"windows {sizes}{jumps_note(data, prepared.windows_across_jumps)}\nrun directory {run_dir}"
         + (f" (resuming at epoch {trainer.state.epoch + 1}, batch {trainer.state.batch + 1})" if resume else "")
     )
     try:
         trainer.fit(logger)
         metrics = dist.from_main(trainer.test)
-        logger.hparams(recipe.flat(), {f"test/{k}": v for k, v in metrics["test"].items()} | {"best_val_mae": metrics["best_val_mae"]})
+        logger.hparams(
+            recipe.flat(),
+            {f"test/{k}": v for k, v in metrics["test"].items()} | {"best_val_mae": metrics["best_val_mae"]},
+        )
     finally:
         logger.close()
 
     print(format_table(metrics, recipe.data.target))
-    print(f"best epoch {metrics['best_epoch']} (val MAE {metrics['best_val_mae']:.4f}), {metrics['train_seconds']:.0f} s of training")
+    print(
+        f"best epoch {metrics['best_epoch']} (val MAE {metrics['best_val_mae']:.4f}), {metrics['train_seconds']:.0f} s "
+        "of training"
+    )
     print(f"run directory: {run_dir}\nTensorBoard:   tensorboard --logdir {run_dir.parent}")
     return 0
 
@@ -161,16 +191,29 @@ def create_run_dir(recipe: Recipe) -> Path:
             save_text(recipe.to_toml(), run_dir / "recipe.toml")
             return run_dir
     except OSError as error:
-        raise RecipeError(f"{recipe.path}: [run] output_dir = '{root}': cannot create a run directory there: {error.strerror}") from None
+        raise RecipeError(
+            f"{recipe.path}: [run] output_dir = '{root}': cannot create a run directory there: {error.strerror}"
+        ) from None
     raise TrainingError(f"{root}: cannot create a run directory for '{stem}'")
 
 
 # Recipe keys a resumed run may change: they change neither the saved model nor what its saved position means.
-SAFE_ON_RESUME = frozenset({
-    "run.name", "run.output_dir", "trainer.epochs", "trainer.patience", "trainer.figure_vds", "trainer.checkpoint_every",
-    "trainer.num_workers", "trainer.eval_batch_size", "trainer.on_nonfinite", "trainer.max_skipped_steps", "trainer.device",
-    "trainer.compile",
-})
+SAFE_ON_RESUME = frozenset(
+    {
+        "run.name",
+        "run.output_dir",
+        "trainer.epochs",
+        "trainer.patience",
+        "trainer.figure_vds",
+        "trainer.checkpoint_every",
+        "trainer.num_workers",
+        "trainer.eval_batch_size",
+        "trainer.on_nonfinite",
+        "trainer.max_skipped_steps",
+        "trainer.device",
+        "trainer.compile",
+    }
+)
 
 
 def resume_changes(saved: dict, recipe: Recipe, run_dir: Path) -> list[str]:
@@ -183,7 +226,8 @@ def resume_changes(saved: dict, recipe: Recipe, run_dir: Path) -> list[str]:
     unsafe = [show(key) for key in changed if key not in SAFE_ON_RESUME]
     if unsafe:
         raise TrainingError(
-            f"--resume {run_dir}: the recipe changes {'; '.join(unsafe[:5])}{'; ...' if len(unsafe) > 5 else ''}: that changes what "
+            f"--resume {run_dir}: the recipe changes {'; '.join(unsafe[:5])}{'; ...' if len(unsafe) > 5 else ''}: that "
+            "changes what "
             f"the saved model or its position in the epoch means; resume with the run's values, or start a new run. "
             f"Safe to change: {', '.join(sorted(SAFE_ON_RESUME))}"
         )
@@ -206,12 +250,19 @@ def load_last(run_dir: Path, spec: DatasetSpec) -> dict:
         raise TrainingError(f"--resume {run_dir}: no usable checkpoint: {'; '.join(problems)}")
     if problems:
         state = checkpoint["state"]
-        print(f"warning: {problems[0]}; falling back to {path} (epoch {state['epoch']}, batch {state.get('batch', 0)} done)", file=sys.stderr)
+        print(
+            f"warning: {problems[0]}; falling back to {path} (epoch {state['epoch']}, batch {state.get('batch', 0)} "
+            "done)",
+            file=sys.stderr,
+        )
     saved = checkpoint.get("vd_ids", [])
     if list(saved) != list(spec.vd_ids):
         only_ckpt = sorted(set(saved) - set(spec.vd_ids))[:5]
         only_data = sorted(set(spec.vd_ids) - set(saved))[:5]
-        raise TrainingError(f"{path}: the checkpoint's VDs differ from the data's: only in checkpoint {only_ckpt}, only in data {only_data}")
+        raise TrainingError(
+            f"{path}: the checkpoint's VDs differ from the data's: only in checkpoint {only_ckpt}, only in data "
+            f"{only_data}"
+        )
     return checkpoint
 
 
@@ -222,7 +273,8 @@ def format_table(metrics: dict, target: str) -> str:
     header = f"{'test (' + target + ')':<22}" + "".join(f"{name:>26}" for name in methods)
     sub = f"{'horizon':<22}" + "".join(f"{'MAE':>10}{'RMSE':>8}{'MAPE%':>8}" for _ in methods)
     rows = [
-        f"{label:<22}" + "".join("".join(f"{m[f'{k}{label}']:>{w}.2f}" for k, w in zip(METRICS, (10, 8, 8))) for m in methods.values())
+        f"{label:<22}"
+        + "".join("".join(f"{m[f'{k}{label}']:>{w}.2f}" for k, w in zip(METRICS, (10, 8, 8))) for m in methods.values())
         for label in labels
     ]
     return "\n".join([header, sub, *rows])

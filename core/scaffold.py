@@ -15,7 +15,8 @@ from core.errors import PluginError
 from core.registry import Registry
 
 PLUGINS = {
-    "encoder": '''"""Encoder ``$name``: a GRU shared by every VD (VDs folded into the batch), exact under left time padding."""
+    "encoder": '''"""Encoder ``$name``: a GRU shared by every VD (VDs folded into the batch), exact under left time
+padding."""
 
 import attrs
 from attrs.validators import gt
@@ -80,7 +81,8 @@ class ${Class}Pooling(Pooling):
 def register_plugins(register):
     register(${Class}Pooling)
 ''',
-    "collator": '''"""Collator ``$name``: each sample's active VDs first, padded to the batch's largest active set; time kept whole."""
+    "collator": '''"""Collator ``$name``: each sample's active VDs first, padded to the batch's largest active set;
+time kept whole."""
 
 import torch
 
@@ -146,7 +148,8 @@ test =
 requires = ["setuptools>=64", "wheel"]  # 64: editable installs (pip install -e) from setup.cfg alone
 build-backend = "setuptools.build_meta"
 """,
-    "tests/test_$module.py": '''"""The Social-xLSTM conformance kit on this package's $kind '$name', found through its entry point."""
+    "tests/test_$module.py": '''"""The Social-xLSTM conformance kit on this package's $kind '$name', found through its
+entry point."""
 
 from social_xlstm.testing import check_plugin
 
@@ -186,14 +189,26 @@ def write_package(kind: str, name: str, out: Path, registry: Registry) -> list[P
     if kind not in PLUGIN_KINDS:
         raise PluginError(f"new: unknown kind '{kind}'; one of: {', '.join(PLUGIN_KINDS)}")
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
-        raise PluginError(f"new: plugin name '{name}' must be lower case letters, digits and '_', starting with a letter")
+        raise PluginError(
+            f"new: plugin name '{name}' must be lower case letters, digits and '_', starting with a letter"
+        )
     if name in registry.names(kind):
-        raise PluginError(f"new: {kind} '{name}' is already registered by {registry.get(kind, name).source}; pick another name")
+        raise PluginError(
+            f"new: {kind} '{name}' is already registered by {registry.get(kind, name).source}; pick another name"
+        )
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise PluginError(f"new: --out {out} exists and is not an empty directory")
     module = f"social_xlstm_{name}"
-    values = {"name": name, "kind": kind, "module": module, "distribution": module.replace("_", "-"), "Base": PLUGIN_KINDS[kind].__name__}
-    files = {f"{module}.py": plugin_module(kind, name)} | {Template(path).substitute(values): Template(text).substitute(values) for path, text in FILES.items()}
+    values = {
+        "name": name,
+        "kind": kind,
+        "module": module,
+        "distribution": module.replace("_", "-"),
+        "Base": PLUGIN_KINDS[kind].__name__,
+    }
+    files = {f"{module}.py": plugin_module(kind, name)} | {
+        Template(path).substitute(values): Template(text).substitute(values) for path, text in FILES.items()
+    }
     written = []
     for path, text in files.items():
         target = out / path

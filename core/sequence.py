@@ -20,7 +20,9 @@ def roll_time(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     return x.gather(-2, source[..., None].expand_as(x))
 
 
-def causal_over_padding(encode: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, step_mask: torch.Tensor | None) -> torch.Tensor:
+def causal_over_padding(
+    encode: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, step_mask: torch.Tensor | None
+) -> torch.Tensor:
     """``encode`` (causal over the time axis -2 of ``x [*, T, E]``) applied as if each sequence started at its
     first real step; ``step_mask [*, T]`` marks real steps (left padding), None = no padding."""
     if step_mask is None:

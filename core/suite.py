@@ -32,8 +32,8 @@ import re
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,9 @@ class SuiteTable:
     base: str = ""
     grid: Any = attrs.Factory(dict)
     runs: Any = attrs.Factory(list)
-    seeds: tuple[int, ...] | None = attrs.field(default=None, validator=_seeds_are_valid)  # None: each run once, its recipe's seed
+    seeds: tuple[int, ...] | None = attrs.field(
+        default=None, validator=_seeds_are_valid
+    )  # None: each run once, its recipe's seed
 
 
 @attrs.frozen
@@ -85,7 +87,9 @@ def load_suite(path: Path, cli_overrides: list[str]) -> tuple[SuiteTable, list[S
     """The suite's table and its runs, every run's recipe validated (no data read)."""
     raw = read_toml(path)
     if set(raw) != {"suite"}:
-        raise RecipeError(f"{path}: a suite file holds only the [suite] table, found [{'], ['.join(sorted(set(raw) - {'suite'}))}]")
+        raise RecipeError(
+            f"{path}: a suite file holds only the [suite] table, found [{'], ['.join(sorted(set(raw) - {'suite'}))}]"
+        )
     suite = build_config(SuiteTable, raw["suite"], f"{path}: [suite]")
     common = assignments(suite.set, f"{path}: [suite] set")
     entries = [(Path(recipe).stem, recipe, []) for recipe in suite.recipes] + grid_entries(suite, path)
@@ -100,10 +104,19 @@ def load_suite(path: Path, cli_overrides: list[str]) -> tuple[SuiteTable, list[S
     names = [name for name, _, _ in entries]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-        raise RecipeError(f"{path}: run name(s) {', '.join(repeated)} appear more than once; give the [[suite.runs]] distinct names")
-    runs = [SuiteRun(name, Path(os.path.normpath(path.parent / recipe)), (*common, *own, *cli_overrides)) for name, recipe, own in entries]
+        raise RecipeError(
+            f"{path}: run name(s) {', '.join(repeated)} appear more than once; give the [[suite.runs]] distinct names"
+        )
+    runs = [
+        SuiteRun(name, Path(os.path.normpath(path.parent / recipe)), (*common, *own, *cli_overrides))
+        for name, recipe, own in entries
+    ]
     if suite.seeds is not None:
-        runs = [attrs.evolve(run, name=f"{run.name}-s{seed}", overrides=(*run.overrides, f"run.seed={seed}")) for run in runs for seed in suite.seeds]
+        runs = [
+            attrs.evolve(run, name=f"{run.name}-s{seed}", overrides=(*run.overrides, f"run.seed={seed}"))
+            for run in runs
+            for seed in suite.seeds
+        ]
     for run in runs:
         check_run(path, run)
     return suite, runs
@@ -113,15 +126,18 @@ def grid_entries(suite: SuiteTable, path: Path) -> list[tuple[str, str, list[str
     """(name, recipe, overrides) for every combination of the grid's values over the base recipe."""
     if not suite.base:
         if suite.grid:
-            raise RecipeError(f"{path}: [suite.grid] needs a base recipe: [suite] base = \"recipes/....toml\"")
+            raise RecipeError(f'{path}: [suite.grid] needs a base recipe: [suite] base = "recipes/....toml"')
         return []
     grid = as_table(suite.grid, f"{path}: [suite.grid]")
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise RecipeError(f"{path}: [suite.grid] {key!r} must be a non-empty list of values, got {values!r}")
     return [
-        ("-".join(slug(key, value) for key, value in zip(grid, values)) or Path(suite.base).stem, suite.base,
-         assignments(dict(zip(grid, values)), f"{path}: [suite.grid]"))
+        (
+            "-".join(slug(key, value) for key, value in zip(grid, values)) or Path(suite.base).stem,
+            suite.base,
+            assignments(dict(zip(grid, values)), f"{path}: [suite.grid]"),
+        )
         for values in itertools.product(*grid.values())
     ]
 
@@ -134,7 +150,9 @@ def check_run(path: Path, run: SuiteRun) -> None:
         raise RecipeError(f"{path}: run '{run.name}': {error}") from None
     source = recipe.data.source
     if source != "default" and not Path(source).is_file():
-        raise DataError(f"{path}: run '{run.name}': data file '{source}' not found; pass yours with --set data.source=PATH")
+        raise DataError(
+            f"{path}: run '{run.name}': data file '{source}' not found; pass yours with --set data.source=PATH"
+        )
 
 
 def as_table(value: Any, where: str) -> dict[str, Any]:
@@ -177,9 +195,14 @@ def run_suite(path: Path, cli_overrides: list[str], train: Callable[[Path, list[
     try:
         folder.mkdir(parents=True)
     except OSError as error:
-        raise RecipeError(f"{path}: [suite] output_dir = '{suite.output_dir}': cannot create {folder}: {error.strerror}") from None
+        raise RecipeError(
+            f"{path}: [suite] output_dir = '{suite.output_dir}': cannot create {folder}: {error.strerror}"
+        ) from None
     if suite.parallel > 1:
-        print(f"=== suite {suite.name}: {len(runs)} runs, {suite.parallel} at a time; their output: {folder}/<run name>.log")
+        print(
+            f"=== suite {suite.name}: {len(runs)} runs, {suite.parallel} at a time; their output: {folder}/<run "
+            "name>.log"
+        )
         with ThreadPoolExecutor(suite.parallel) as pool:
             errors = list(pool.map(lambda run: train_in_process(run, folder, suite.parallel), runs))
     else:
@@ -199,9 +222,14 @@ def suite_overrides(run: SuiteRun, folder: Path) -> list[str]:
     return [*run.overrides, f"run.name={toml_value(run.name)}", f"run.output_dir={toml_value(str(folder))}"]
 
 
-def train_here(suite: str, number: int, total: int, run: SuiteRun, folder: Path, train: Callable[[Path, list[str]], int]) -> str | None:
+def train_here(
+    suite: str, number: int, total: int, run: SuiteRun, folder: Path, train: Callable[[Path, list[str]], int]
+) -> str | None:
     """Train ``run`` in this process; None, or why it failed."""
-    print(f"\n=== suite {suite}: run {number}/{total} '{run.name}' ({run.recipe}{''.join(' --set ' + o for o in run.overrides)})")
+    print(
+        f"\n=== suite {suite}: run {number}/{total} '{run.name}' "
+        f"({run.recipe}{''.join(' --set ' + o for o in run.overrides)})"
+    )
     try:
         train(run.recipe, suite_overrides(run, folder))
         return None
@@ -217,7 +245,13 @@ def train_in_process(run: SuiteRun, folder: Path, parallel: int) -> str | None:
     """Train ``run`` in a ``python -m core.run`` process of its own (with its share of the CPU threads, unless
     OMP_NUM_THREADS is set), output to ``<folder>/<name>.log``; None, or why it failed (the log's last line)."""
     log = folder / f"{run.name}.log"
-    command = [sys.executable, "-m", "core.run", str(run.recipe), *itertools.chain.from_iterable(("--set", o) for o in suite_overrides(run, folder))]
+    command = [
+        sys.executable,
+        "-m",
+        "core.run",
+        str(run.recipe),
+        *itertools.chain.from_iterable(("--set", o) for o in suite_overrides(run, folder)),
+    ]
     env = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // parallel)), **os.environ}
     print(f"=== start '{run.name}'")
     with log.open("w") as out:
@@ -229,5 +263,7 @@ def train_in_process(run: SuiteRun, folder: Path, parallel: int) -> str | None:
 
 def run_dir(folder: Path, name: str) -> Path:
     """The run directory that run ``name`` created in the suite's ``folder``."""
-    (path,) = [p for p in folder.iterdir() if p.is_dir() and re.fullmatch(re.escape(name) + r"-\d{8}-\d{6}(-\d+)?", p.name)]
+    (path,) = [
+        p for p in folder.iterdir() if p.is_dir() and re.fullmatch(re.escape(name) + r"-\d{8}-\d{6}(-\d+)?", p.name)
+    ]
     return path

@@ -39,7 +39,16 @@ class RunLogger:
             self.writer.file_writer.add_summary(summary)
         self.scalars(tags, 0)
 
-    def forecast_figure(self, tag: str, history: np.ndarray, truth: np.ndarray, forecast: np.ndarray, vd_ids: list[str], step: int, unit: str) -> None:
+    def forecast_figure(
+        self,
+        tag: str,
+        history: np.ndarray,
+        truth: np.ndarray,
+        forecast: np.ndarray,
+        vd_ids: list[str],
+        step: int,
+        unit: str,
+    ) -> None:
         """``history [T, V]``, ``truth [H, V]``, ``forecast [H, V]`` for V VDs of one window."""
         count = len(vd_ids)
         if not count:
@@ -59,7 +68,9 @@ class RunLogger:
         self.writer.add_figure(tag, fig, step)
         plt.close(fig)
 
-    def neighbour_map(self, tag: str, positions: np.ndarray, index: np.ndarray, weights: np.ndarray, focus: list[int], step: int) -> None:
+    def neighbour_map(
+        self, tag: str, positions: np.ndarray, index: np.ndarray, weights: np.ndarray, focus: list[int], step: int
+    ) -> None:
         """VDs at ``positions [N, 2]`` (m); the edges ``index``/``weights [N, K]`` (0 = no edge) of the ``focus``
         VDs, and of every VD when N ≤ 300, drawn with opacity ∝ weight (attention: the mean weight per edge)."""
         km = positions / 1000.0
@@ -72,7 +83,12 @@ class RunLogger:
             for j, w in zip(index[i], weights[i]):
                 if w > 0:
                     color = "C3" if highlighted else "C0"
-                    ax.plot(*zip(km[i], km[j]), color=color, alpha=min(1.0, 0.1 + 0.9 * w / scale), lw=1.5 if highlighted else 0.6)
+                    ax.plot(
+                        *zip(km[i], km[j]),
+                        color=color,
+                        alpha=min(1.0, 0.1 + 0.9 * w / scale),
+                        lw=1.5 if highlighted else 0.6,
+                    )
         ax.scatter(km[focus, 0], km[focus, 1], s=40, color="C3", zorder=4)
         ax.set_xlabel("x (km)")
         ax.set_ylabel("y (km)")

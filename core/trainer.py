@@ -43,7 +43,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise TrainingError(f"[trainer] device = '{name}' but CUDA is not available on this machine; use 'auto' or 'cpu'")
+        raise TrainingError(
+            f"[trainer] device = '{name}' but CUDA is not available on this machine; use 'auto' or 'cpu'"
+        )
     return torch.device(name)
 
 
@@ -72,14 +74,25 @@ class TrainState:
 
 
 class Trainer:
-    def __init__(self, recipe: Recipe, model: Forecaster, collator: Collator, prepared: Prepared, spec: DatasetSpec, run_dir: Path, dist: Distributed = Distributed()):
+    def __init__(
+        self,
+        recipe: Recipe,
+        model: Forecaster,
+        collator: Collator,
+        prepared: Prepared,
+        spec: DatasetSpec,
+        run_dir: Path,
+        dist: Distributed = Distributed(),
+    ):
         self.recipe, self.cfg, self.dist = recipe, recipe.trainer, dist
         self.prepared, self.spec, self.collator = prepared, spec, collator
         self.run_dir = run_dir
         self.device = resolve_device(self.cfg.device)
         self.model = model.to(self.device)
         self.forward = torch.compile(self.model) if self.cfg.compile else self.model  # same weights, same state dict
-        self.train_forward = dist.wrap(self.model, self.cfg.compile) if dist.enabled else self.forward  # DDP under torchrun
+        self.train_forward = (
+            dist.wrap(self.model, self.cfg.compile) if dist.enabled else self.forward
+        )  # DDP under torchrun
         self.autocast_dtype = AUTOCAST[self.cfg.precision]
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         self.scheduler = {
@@ -107,7 +120,9 @@ class Trainer:
         batching = {"batch_size": self.cfg.eval_batch_size}
         if split == "train":
             permutation = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed * 1000 + epoch))
-            batching = {"batch_sampler": self.dist.shard(permutation[skip * self.cfg.batch_size :], self.cfg.batch_size)}
+            batching = {
+                "batch_sampler": self.dist.shard(permutation[skip * self.cfg.batch_size :], self.cfg.batch_size)
+            }
         return DataLoader(
             dataset,
             **batching,
@@ -130,16 +145,33 @@ class Trainer:
         batches = min(full, self.cfg.max_batches_per_epoch or full)
         with self.stop_on_signals():
             for epoch in range(self.state.epoch + 1, self.cfg.epochs + 1):
-                if self.cfg.patience and self.state.bad_epochs >= self.cfg.patience:  # checked here, so a resumed run stops too
-                    tqdm.write(f"early stop: val MAE has not improved for {self.cfg.patience} epochs (best {self.state.best_val_mae:.4f} at epoch {self.state.best_epoch})")
+                if (
+                    self.cfg.patience and self.state.bad_epochs >= self.cfg.patience
+                ):  # checked here, so a resumed run stops too
+                    tqdm.write(
+                        f"early stop: val MAE has not improved for {self.cfg.patience} epochs (best "
+                        f"{self.state.best_val_mae:.4f} at epoch {self.state.best_epoch})"
+                    )
                     break
                 self.epoch_started = time.perf_counter() - self.state.epoch_seconds
                 # on a terminal the bar redraws; in a log file it prints little more than one line per epoch
                 interval = 0.5 if sys.stderr.isatty() else 60.0
-                with tqdm(total=batches, initial=self.state.batch, desc=f"epoch {epoch}/{self.cfg.epochs}", unit="batch", mininterval=interval, dynamic_ncols=True, disable=not self.dist.is_main) as bar:
+                with tqdm(
+                    total=batches,
+                    initial=self.state.batch,
+                    desc=f"epoch {epoch}/{self.cfg.epochs}",
+                    unit="batch",
+                    mininterval=interval,
+                    dynamic_ncols=True,
+                    disable=not self.dist.is_main,
+                ) as bar:
                     train = self.train_epoch(epoch, batches, bar)
                     val = self.dist.from_main(lambda: self.evaluate("val")[0])
-                    bar.set_postfix(loss=f"{train['loss']:.4f}", val_mae=f"{val['model']['mae@avg']:.4f}", samples_s=f"{train['samples_per_s']:.0f}")
+                    bar.set_postfix(
+                        loss=f"{train['loss']:.4f}",
+                        val_mae=f"{val['model']['mae@avg']:.4f}",
+                        samples_s=f"{train['samples_per_s']:.0f}",
+                    )
                 seconds = time.perf_counter() - self.epoch_started
                 self.state.train_seconds += seconds
                 self.end_epoch(epoch, train, val, seconds)
@@ -170,12 +202,18 @@ class Trainer:
                 norm = self.optimizer_step(epoch, i)
                 if norm is not None:
                     state.epoch_norms.append(norm)
-            state.epoch_samples += min(self.cfg.batch_size, len(self.prepared.splits["train"]) - (i - 1) * self.cfg.batch_size)  # global batch
+            state.epoch_samples += min(
+                self.cfg.batch_size, len(self.prepared.splits["train"]) - (i - 1) * self.cfg.batch_size
+            )  # global batch
             rate = state.epoch_samples / (time.perf_counter() - self.epoch_started)
             if boundary:
                 per_step = {"train/lr_step": self.optimizer.param_groups[0]["lr"], "train/samples_per_s_step": rate}
-                self.logger.scalars(per_step | ({} if norm is None else {"train/grad_norm_step": norm}), state.global_step)
-            bar.set_postfix(loss=f"{np.mean(state.epoch_losses or [math.nan]):.4f}", samples_s=f"{rate:.0f}", refresh=False)
+                self.logger.scalars(
+                    per_step | ({} if norm is None else {"train/grad_norm_step": norm}), state.global_step
+                )
+            bar.set_postfix(
+                loss=f"{np.mean(state.epoch_losses or [math.nan]):.4f}", samples_s=f"{rate:.0f}", refresh=False
+            )
             bar.update()
             stop = self.stopping()
             due = stop or (self.cfg.checkpoint_every and i % self.cfg.checkpoint_every == 0)
@@ -195,13 +233,23 @@ class Trainer:
         stopping after ``max_skipped_steps`` in a row. The checkpoints on disk are never touched."""
         state = self.state
         where = f"at epoch {epoch}, batch {batch} (step {state.global_step})"
-        kept = f"best_model.pt (epoch {state.best_epoch}) and last.pt ({self.saved}) are intact" if self.saved else "no checkpoint written yet"
+        kept = (
+            f"best_model.pt (epoch {state.best_epoch}) and last.pt ({self.saved}) are intact"
+            if self.saved
+            else "no checkpoint written yet"
+        )
         if self.cfg.on_nonfinite == "stop":
-            raise TrainingError(f"non-finite {what} {where}; stopped before the update. {kept} (trainer.on_nonfinite = \"skip\" skips such steps)")
+            raise TrainingError(
+                f'non-finite {what} {where}; stopped before the update. {kept} (trainer.on_nonfinite = "skip" skips '
+                "such steps)"
+            )
         state.skipped_steps += 1
         state.skipped_in_a_row += 1
         if state.skipped_in_a_row >= self.cfg.max_skipped_steps:
-            raise TrainingError(f"non-finite {what} {where}: {state.skipped_in_a_row} steps in a row skipped (trainer.max_skipped_steps); stopped. {kept}")
+            raise TrainingError(
+                f"non-finite {what} {where}: {state.skipped_in_a_row} steps in a row skipped "
+                f"(trainer.max_skipped_steps); stopped. {kept}"
+            )
         tqdm.write(f"skipped a step: non-finite {what} {where}")
 
     def step_loss(self, batch: Batch) -> torch.Tensor:
@@ -252,8 +300,17 @@ class Trainer:
         self.state.batch, self.state.epoch_losses, self.state.epoch_norms = 0, [], []
         self.state.epoch_samples, self.state.epoch_seconds = 0, 0.0
         self.state.history.append(
-            {"epoch": epoch, "step": step, "train_loss": train["loss"], "val_loss": val["loss"], "val_mae": val_mae,
-             "lr": lr, "grad_norm": train["grad_norm"], "samples_per_s": train["samples_per_s"], "seconds": seconds}
+            {
+                "epoch": epoch,
+                "step": step,
+                "train_loss": train["loss"],
+                "val_loss": val["loss"],
+                "val_mae": val_mae,
+                "lr": lr,
+                "grad_norm": train["grad_norm"],
+                "samples_per_s": train["samples_per_s"],
+                "seconds": seconds,
+            }
         )
         if self.scheduler is not None:
             self.scheduler.step(val_mae) if self.cfg.scheduler == "plateau" else self.scheduler.step()
@@ -269,7 +326,9 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------------- evaluation
     @torch.no_grad()
-    def evaluate(self, split: str, baselines: Baselines | None = None) -> tuple[dict[str, Any], dict[str, HorizonMetrics]]:
+    def evaluate(
+        self, split: str, baselines: Baselines | None = None
+    ) -> tuple[dict[str, Any], dict[str, HorizonMetrics]]:
         """Metrics of the model (and of the baselines, if given) on a split, in the data's units, and the
         accumulators they were computed from (for per-step and per-VD errors)."""
         self.model.eval()
@@ -340,8 +399,13 @@ class Trainer:
         spread = window.where(observed, -math.inf).amax(0) - window.where(observed, math.inf).amin(0)  # -inf if all NaN
         chosen = spread.argsort(descending=True)[: self.cfg.figure_vds].numpy()
         self.logger.forecast_figure(
-            f"forecast/{split}", history[:, chosen], truth[:, chosen], forecast[:, chosen],
-            [self.spec.vd_ids[i] for i in chosen], step, self.recipe.data.target,
+            f"forecast/{split}",
+            history[:, chosen],
+            truth[:, chosen],
+            forecast[:, chosen],
+            [self.spec.vd_ids[i] for i in chosen],
+            step,
+            self.recipe.data.target,
         )
         self.model.train()
 

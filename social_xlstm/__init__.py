@@ -33,7 +33,14 @@ from core.api import (
 from core.data.windows import Windows, real_steps
 from core.errors import DataError, RecipeError
 from core.hookspecs import hookimpl
-from core.neighbours import EdgeRecordingPooling, NeighbourhoodConfig, NeighbourLists, NeighbourPooling, safe_softmax, weighted_mean
+from core.neighbours import (
+    EdgeRecordingPooling,
+    NeighbourhoodConfig,
+    NeighbourLists,
+    NeighbourPooling,
+    safe_softmax,
+    weighted_mean,
+)
 from core.sequence import causal_over_padding, roll_time
 
 __all__ = [

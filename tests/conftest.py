@@ -45,7 +45,9 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def make_spec(n: int = 5, features: int = 1, positions: torch.Tensor | None = None, history: int = 6, horizon: int = 3) -> DatasetSpec:
+def make_spec(
+    n: int = 5, features: int = 1, positions: torch.Tensor | None = None, history: int = 6, horizon: int = 3
+) -> DatasetSpec:
     return DatasetSpec(
         vd_ids=tuple(f"vd{i}" for i in range(n)),
         feature_names=("speed",) + tuple(f"f{i}" for i in range(features - 1)),

@@ -89,5 +89,13 @@ class ReversedCollator(CentralizedCollator):
 
 @hookimpl
 def register_plugins(register):
-    for cls in (GruEncoder, NaiveGruEncoder, SlotBlindEncoder, NoOutDimEncoder, LeakyMeanPooling, SlotHidingCollator, ReversedCollator):
+    for cls in (
+        GruEncoder,
+        NaiveGruEncoder,
+        SlotBlindEncoder,
+        NoOutDimEncoder,
+        LeakyMeanPooling,
+        SlotHidingCollator,
+        ReversedCollator,
+    ):
         register(cls)

@@ -114,7 +114,10 @@ def test_a_run_without_positions_is_left_off_the_map(runs, tmp_path):
     metrics = metrics_of(copy) | {"positions_xy": None}
     (copy / "metrics.json").write_text(json.dumps(metrics))
     assert main([str(copy), "--out", str(tmp_path / "report")]) == 0
-    assert "`no_positions`: the data has no VD positions: not on the map" in (tmp_path / "report" / "report.md").read_text()
+    assert (
+        "`no_positions`: the data has no VD positions: not on the map"
+        in (tmp_path / "report" / "report.md").read_text()
+    )
     assert not (tmp_path / "report" / "error_map.png").exists()
 
 
@@ -178,18 +181,35 @@ def fabricate(source, folder, seed: int, name: str, mae: dict[str, float], train
 def test_mean_and_sd_over_seeds_per_configuration(runs, tmp_path, capsys):
     maes = [(3.0, 3.5, 4.0, 3.4), (3.2, 3.4, 4.3, 3.6), (3.7, 3.9, 4.6, 3.9)]
     seeded = [
-        fabricate(runs[1], tmp_path / f"alone-s{seed}-20250101-12000{seed}", seed, f"alone-s{seed}", dict(zip(("mae@3", "mae@6", "mae@12", "mae@avg"), mae)), 100.0 + 10 * seed)
+        fabricate(
+            runs[1],
+            tmp_path / f"alone-s{seed}-20250101-12000{seed}",
+            seed,
+            f"alone-s{seed}",
+            dict(zip(("mae@3", "mae@6", "mae@12", "mae@avg"), mae)),
+            100.0 + 10 * seed,
+        )
         for seed, mae in enumerate(maes)
     ]
     assert main([str(runs[0]), *map(str, seeded), "--out", str(tmp_path / "report")]) == 0
     printed = capsys.readouterr().out
     report = (tmp_path / "report" / "report.md").read_text()
     section = report.split("## Mean ± sd over seeds")[1].split("## What differs")[0]
-    rows = {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in (line.strip("|").split("|") for line in section.splitlines() if line.startswith("| "))}
-    # (3.0, 3.2, 3.7): mean 3.30, sd sqrt((0.09 + 0.01 + 0.16) / 2) = 0.36; (3.5, 3.4, 3.9): 3.60 ± 0.26; (4.0, 4.3, 4.6): 4.30 ± 0.30
+    rows = {
+        cells[0].strip(): [c.strip() for c in cells[1:]]
+        for cells in (line.strip("|").split("|") for line in section.splitlines() if line.startswith("| "))
+    }
+    # (3.0, 3.2, 3.7): mean 3.30, sd sqrt((0.09 + 0.01 + 0.16) / 2) = 0.36;
+    # (3.5, 3.4, 3.9): 3.60 ± 0.26; (4.0, 4.3, 4.6): 4.30 ± 0.30
     assert rows["alone"] == ["lstm", "none", "3", "3.30 ± 0.36", "3.60 ± 0.26", "4.30 ± 0.30", "3.63 ± 0.25", "110"]
     radius = metrics_of(runs[0])
-    assert rows["radius"] == ["lstm", "radius", "1", *(f"{radius['test'][f'mae@{h}']:.2f}" for h in (3, 6, 12, "avg")), f"{radius['train_seconds']:.0f}"]
+    assert rows["radius"] == [
+        "lstm",
+        "radius",
+        "1",
+        *(f"{radius['test'][f'mae@{h}']:.2f}" for h in (3, 6, 12, "avg")),
+        f"{radius['train_seconds']:.0f}",
+    ]
     baselines = radius["baselines"]["last_value"]
     assert rows["*last value*"] == ["", "", "", *(f"{baselines[f'mae@{h}']:.2f}" for h in (3, 6, 12, "avg")), ""]
     assert all(f"| {run.name} |" in report.split("## Test metrics")[1] for run in seeded)  # the per-run table as before

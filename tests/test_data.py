@@ -6,14 +6,13 @@ import attrs
 import h5py
 import numpy as np
 import pytest
-import torch
 from pyproj import Geod
 
 from core.data import TrafficData, read_hdf5, write_hdf5
+from core.data.config import DataConfig
 from core.data.geo import project_to_metres
 from core.data.importers import import_pandas_h5, import_per_detector, import_wide_csv, read_vd_attributes
 from core.data.synthetic import generate
-from core.data.config import DataConfig
 from core.data.windows import calendar_columns, prepare
 from core.errors import DataError
 from tests.conftest import SHARED_DATA
@@ -35,10 +34,18 @@ def test_hdf5_round_trip(small_data, tmp_path):
     with h5py.File(path) as f:  # the seeds' schema, as documented
         assert f["data/features"].dtype == np.float32
         assert f["metadata/timestamps"][0].decode() == "2024-01-01T00:00:00"
-        assert dict(f["metadata/vd_info"][small_data.vd_ids[0]].attrs).keys() == {"position_lat", "position_lon", "road", "direction"}
+        assert dict(f["metadata/vd_info"][small_data.vd_ids[0]].attrs).keys() == {
+            "position_lat",
+            "position_lon",
+            "road",
+            "direction",
+        }
 
 
-@pytest.mark.parametrize(("missing", "message"), [("data/features", "missing dataset 'data/features'"), ("metadata/vdids", "missing dataset 'metadata/vdids'")])
+@pytest.mark.parametrize(
+    ("missing", "message"),
+    [("data/features", "missing dataset 'data/features'"), ("metadata/vdids", "missing dataset 'metadata/vdids'")],
+)
 def test_hdf5_missing_dataset_is_named(small_h5, tmp_path, missing, message):
     broken = tmp_path / "broken.h5"
     broken.write_bytes(small_h5.read_bytes())
@@ -104,10 +111,14 @@ def test_windows_are_the_series_cut_by_index(small_data):
 
 def test_calendar_covariates_follow_the_files_clock(small_data):
     days = np.datetime64("2012-03-01T17:00") + np.arange(7) * np.timedelta64(1, "D")  # Thursday .. Wednesday
-    columns = calendar_columns(days.astype("datetime64[s]").astype(np.int64), time_of_day=True, weekend=True, day_of_week=True)
+    columns = calendar_columns(
+        days.astype("datetime64[s]").astype(np.int64), time_of_day=True, weekend=True, day_of_week=True
+    )
     assert list(columns) == ["time_of_day_sin", "time_of_day_cos", "weekend", "day_of_week"]
     np.testing.assert_array_equal(columns["weekend"], [0, 0, 1, 1, 0, 0, 0])  # Saturday and Sunday
-    np.testing.assert_array_equal(columns["day_of_week"], [3, 4, 5, 6, 0, 1, 2])  # 2012-03-01 was a Thursday (Monday = 0)
+    np.testing.assert_array_equal(
+        columns["day_of_week"], [3, 4, 5, 6, 0, 1, 2]
+    )  # 2012-03-01 was a Thursday (Monday = 0)
     np.testing.assert_allclose(columns["time_of_day_sin"][0], np.sin(2 * np.pi * 17 / 24), atol=1e-6)
     np.testing.assert_allclose(columns["time_of_day_cos"][0], np.cos(2 * np.pi * 17 / 24), atol=1e-6)
     assert calendar_columns(days.astype(np.int64), time_of_day=False) == {}
@@ -115,7 +126,7 @@ def test_calendar_covariates_follow_the_files_clock(small_data):
     friday = int(np.datetime64("2012-03-02T00:00", "s").astype(np.int64))
     data = attrs.evolve(small_data, timestamps=small_data.timestamps - small_data.timestamps[0] + friday)  # Fri .. Mon
     prepared = prepare(data, DataConfig(weekend=True))
-    weekday = np.array([datetime.datetime.fromtimestamp(int(t), datetime.timezone.utc).weekday() for t in data.timestamps])
+    weekday = np.array([datetime.datetime.fromtimestamp(int(t), datetime.UTC).weekday() for t in data.timestamps])
     np.testing.assert_array_equal(prepared.series.covariates[:, 2].numpy(), weekday >= 5)
     assert 0 < (weekday >= 5).mean() < 1 and prepared.spec().num_covariates == 3
     assert prepared.spec().covariate_names == ("time_of_day_sin", "time_of_day_cos", "weekend")
@@ -129,7 +140,11 @@ def test_splits_are_chronological_and_normaliser_uses_train_only(small_data):
     steps = small_data.num_steps
     val_start, test_start = prepared.boundaries
     assert (val_start, test_start) == (round(0.7 * steps), round(0.8 * steps))
-    for part, (lo, hi) in {"train": (0, val_start), "val": (val_start, test_start), "test": (test_start, steps)}.items():
+    for part, (lo, hi) in {
+        "train": (0, val_start),
+        "val": (val_start, test_start),
+        "test": (test_start, steps),
+    }.items():
         starts = prepared.splits[part].starts
         assert starts.min() == lo and starts.max() + 24 == hi  # every window lies inside its part
     np.testing.assert_allclose(prepared.normaliser.mean, np.nanmean(small_data.features[:val_start], (0, 1)), rtol=1e-5)
@@ -138,15 +153,26 @@ def test_splits_are_chronological_and_normaliser_uses_train_only(small_data):
 
 
 def test_too_short_and_all_nan_target_are_errors(small_data):
-    short = TrafficData(small_data.features[:100], small_data.vd_ids, small_data.feature_names, small_data.timestamps[:100], source="short.h5")
-    with pytest.raises(DataError, match="short.h5: fewer time steps than one window: the val part has 10 of 100 steps, a window needs 24"):
+    short = TrafficData(
+        small_data.features[:100],
+        small_data.vd_ids,
+        small_data.feature_names,
+        small_data.timestamps[:100],
+        source="short.h5",
+    )
+    with pytest.raises(
+        DataError,
+        match="short.h5: fewer time steps than one window: the val part has 10 of 100 steps, a window needs 24",
+    ):
         prepare(short)
     features = small_data.features.copy()
     features[..., 0] = np.nan
     blank = TrafficData(features, small_data.vd_ids, small_data.feature_names, small_data.timestamps, source="blank.h5")
     with pytest.raises(DataError, match="blank.h5: feature.*speed are NaN everywhere in the training part"):
         prepare(blank)
-    with pytest.raises(DataError, match="data.target 'flow' is not a feature of the data; features: speed, occupancy, volume"):
+    with pytest.raises(
+        DataError, match="data.target 'flow' is not a feature of the data; features: speed, occupancy, volume"
+    ):
         prepare(small_data, DataConfig(target="flow"))
 
 

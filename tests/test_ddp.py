@@ -44,7 +44,8 @@ figure_vds = 0
 """
 
 pytestmark = pytest.mark.skipif(
-    not (torch.distributed.is_available() and torch.distributed.is_gloo_available()), reason="torch.distributed with gloo is not available"
+    not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
+    reason="torch.distributed with gloo is not available",
 )
 
 
@@ -103,11 +104,20 @@ def test_two_processes_equal_one(small_h5, write_recipe, tmp_path, one_thread):
 
     got, want = scalars(two), scalars(one)
     assert got.keys() == want.keys()
-    for tag in ("train/loss_step", "train/loss", "train/grad_norm", "train/samples_per_s", "val/mae@avg", "pooling/radius_m"):
+    for tag in (
+        "train/loss_step",
+        "train/loss",
+        "train/grad_norm",
+        "train/samples_per_s",
+        "val/mae@avg",
+        "pooling/radius_m",
+    ):
         assert [s for s, _ in got[tag]] == [s for s, _ in want[tag]], tag
         if tag != "train/samples_per_s":
             assert [v for _, v in got[tag]] == pytest.approx([v for _, v in want[tag]], rel=1e-5), tag
-    assert got["test/mae@avg"][-1] == pytest.approx(want["test/mae@avg"][-1], rel=1e-5)  # (the 1-epoch run's test is at step 5)
+    assert got["test/mae@avg"][-1] == pytest.approx(
+        want["test/mae@avg"][-1], rel=1e-5
+    )  # (the 1-epoch run's test is at step 5)
 
 
 def test_a_nonfinite_loss_on_one_rank_is_skipped_by_both(small_h5, write_recipe, tmp_path):
@@ -115,7 +125,9 @@ def test_a_nonfinite_loss_on_one_rank_is_skipped_by_both(small_h5, write_recipe,
     script = tmp_path / "nan_on_rank_1.py"
     script.write_text(NAN_ON_RANK_1)
     recipe = write_recipe(RECIPE.format(out=tmp_path / "runs", data=small_h5))
-    out = torchrun(str(recipe), "--set", "trainer.epochs=1", "--set", "trainer.on_nonfinite=skip", program=(str(script),))
+    out = torchrun(
+        str(recipe), "--set", "trainer.epochs=1", "--set", "trainer.on_nonfinite=skip", program=(str(script),)
+    )
     assert "skipped a step: non-finite loss (nan) at epoch 1, batch 3 (step 3)" in out
     (run_dir,) = (tmp_path / "runs").iterdir()
     steps = scalars(run_dir)
@@ -127,6 +139,7 @@ def test_batch_size_must_split_over_the_processes(small_h5, write_recipe, tmp_pa
     recipe = write_recipe(RECIPE.format(out=tmp_path / "runs", data=small_h5))
     assert main([str(recipe)]) == 2
     assert capsys.readouterr().err == (
-        f"error: {recipe}: [trainer] batch_size = 8 is the global batch, split evenly over the 3 processes (WORLD_SIZE): make it a multiple of 3\n"
+        f"error: {recipe}: [trainer] batch_size = 8 is the global batch, split evenly over the 3 processes "
+        "(WORLD_SIZE): make it a multiple of 3\n"
     )
     assert not (tmp_path / "runs").exists()

@@ -11,8 +11,12 @@ from tests.conftest import make_spec
 
 ENCODERS = {
     "lstm": lambda spec: LSTMEncoder(LSTMConfig(embedding_dim=16), spec),
-    "xlstm_shared": lambda spec: SharedXLSTMEncoder(SharedXLSTMConfig(embedding_dim=16, num_blocks=2, slstm_at=(1,), num_heads=2), spec),
-    "xlstm_per_vd": lambda spec: PerVDXLSTMEncoder(XLSTMConfig(embedding_dim=16, num_blocks=2, slstm_at=(1,), num_heads=2), spec),
+    "xlstm_shared": lambda spec: SharedXLSTMEncoder(
+        SharedXLSTMConfig(embedding_dim=16, num_blocks=2, slstm_at=(1,), num_heads=2), spec
+    ),
+    "xlstm_per_vd": lambda spec: PerVDXLSTMEncoder(
+        XLSTMConfig(embedding_dim=16, num_blocks=2, slstm_at=(1,), num_heads=2), spec
+    ),
 }
 
 

@@ -28,7 +28,31 @@ name = "lstm"
 name = "radius"
 radius_m = 800.0
 """
-TOML_BITS = st.sampled_from(["[", "]", "=", '"', "'", "\n", ".", ",", "#", " ", "{", "}", "true", "1e3", "-", "nan", "inf", *ALL_TABLES, "name", "epochs", "lstm"])
+TOML_BITS = st.sampled_from(
+    [
+        "[",
+        "]",
+        "=",
+        '"',
+        "'",
+        "\n",
+        ".",
+        ",",
+        "#",
+        " ",
+        "{",
+        "}",
+        "true",
+        "1e3",
+        "-",
+        "nan",
+        "inf",
+        *ALL_TABLES,
+        "name",
+        "epochs",
+        "lstm",
+    ]
+)
 SLOTS = [(table, f.name) for table, cls in FIXED_TABLES.items() for f in attrs.fields(cls)] + [
     ("encoder", "name"), ("encoder", "embedding_dim"), ("pooling", "name"), ("pooling", "radius_m"),
     ("pooling", "aggregation"), ("collator", "name"), ("trainer", "bogus"), ("bogus", "key"),
@@ -38,7 +62,21 @@ VALUES = st.one_of(
     st.integers(-(2**70), 2**70).map(str),
     st.floats().map(repr),
     st.booleans().map(lambda b: str(b).lower()),
-    st.sampled_from(["lstm", "xlstm_shared", "attention", "none", "distributed", "'32'", "[1, 2]", "[0.7, 0.1, 0.2]", "{a = 1}", "[", '"open']),
+    st.sampled_from(
+        [
+            "lstm",
+            "xlstm_shared",
+            "attention",
+            "none",
+            "distributed",
+            "'32'",
+            "[1, 2]",
+            "[0.7, 0.1, 0.2]",
+            "{a = 1}",
+            "[",
+            '"open',
+        ]
+    ),
     st.text(max_size=12),
 )
 
@@ -110,7 +148,9 @@ def locations(ids: list[str]) -> list[list[str]]:
 def wide_csv(draw) -> tuple[str, str]:
     ids = draw(st.lists(st.sampled_from(["1", "2", "3", "4", "x"]), min_size=1, max_size=4, unique=True))
     rows = draw(st.lists(st.lists(NUMBER, min_size=len(ids), max_size=len(ids)), min_size=1, max_size=5))
-    listed = draw(st.lists(st.sampled_from(ids), unique=True, min_size=len(ids) - 1, max_size=len(ids)))  # maybe one id short
+    listed = draw(
+        st.lists(st.sampled_from(ids), unique=True, min_size=len(ids) - 1, max_size=len(ids))
+    )  # maybe one id short
     return draw(edited([ids, *rows])), draw(edited(locations(listed)))
 
 

@@ -35,7 +35,9 @@ def jumpy_h5(jumpy, tmp_path_factory):
 def test_a_jump_is_refused_with_the_step_the_interval_and_the_way_out(jumpy):
     with pytest.raises(DataError) as error:
         prepare(jumpy)
-    assert str(error.value).startswith(f"{jumpy.source}: irregular time step at step 400: 86700 s after the previous step, expected 300 s")
+    assert str(error.value).startswith(
+        f"{jumpy.source}: irregular time step at step 400: 86700 s after the previous step, expected 300 s"
+    )
     assert 'irregular_steps = "split"' in str(error.value)
 
 
@@ -67,7 +69,7 @@ def test_the_last_value_baseline_never_reaches_back_across_a_jump(jumpy):
 def test_training_refuses_and_split_trains(jumpy_h5, write_recipe, tmp_path, capsys):
     recipe = write_recipe(f"""
         [run]
-        output_dir = "{tmp_path / 'runs'}"
+        output_dir = "{tmp_path / "runs"}"
         [data]
         source = "{jumpy_h5}"
         [encoder]
@@ -79,7 +81,10 @@ def test_training_refuses_and_split_trains(jumpy_h5, write_recipe, tmp_path, cap
         figure_vds = 0
     """)
     assert run_main([str(recipe)]) == 2
-    assert f"error: {jumpy_h5}: irregular time step at step 400: 86700 s after the previous step, expected 300 s" in capsys.readouterr().err
+    assert (
+        f"error: {jumpy_h5}: irregular time step at step 400: 86700 s after the previous step, expected 300 s"
+        in capsys.readouterr().err
+    )
     assert run_main([str(recipe), "--set", "data.irregular_steps=split"]) == 0
     assert "(23 window(s) spanning the file's 1 time jump(s) left out)" in capsys.readouterr().out
     (run_dir,) = (tmp_path / "runs").iterdir()

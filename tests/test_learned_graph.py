@@ -15,7 +15,9 @@ from tests.test_pooling import POSITIONS  # five VDs on a line, 0/400/900/2000/5
 
 def build(n: int = 5, positions=None, dim: int = 4, **config) -> LearnedGraphPooling:
     torch.manual_seed(0)
-    return LearnedGraphPooling(LearnedGraphConfig(**{"embedding_dim": 3, **config}), make_spec(n=n, positions=positions), dim)
+    return LearnedGraphPooling(
+        LearnedGraphConfig(**{"embedding_dim": 3, **config}), make_spec(n=n, positions=positions), dim
+    )
 
 
 def dense_reference(pooling: LearnedGraphPooling, hidden: torch.Tensor, node_mask: torch.Tensor) -> torch.Tensor:

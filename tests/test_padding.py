@@ -19,7 +19,19 @@ HISTORY, HORIZON, MIN_HISTORY, GAP = 12, 3, 3, 6
 def test_steps_since_gap_counts_from_the_last_long_gap():
     missing = np.array([1, 1, 0, 0, 1, 0, 1, 1, 1, 0, 0], bool)[:, None]  # gaps of 2, 1 and 3 steps
     assert steps_since_gap(missing, gap_steps=3)[:, 0].tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 0, 1, 2]
-    assert steps_since_gap(missing, gap_steps=2)[:, 0].tolist() == [1, 0, 1, 2, 3, 4, 5, 0, 0, 1, 2]  # causal: a gap counts once it is long
+    assert steps_since_gap(missing, gap_steps=2)[:, 0].tolist() == [
+        1,
+        0,
+        1,
+        2,
+        3,
+        4,
+        5,
+        0,
+        0,
+        1,
+        2,
+    ]  # causal: a gap counts once it is long
 
 
 @pytest.fixture(scope="module")

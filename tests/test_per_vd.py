@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.api import DistributedBatch, EncoderInput
+from core.api import DistributedBatch
 from core.data.config import DataConfig
 from core.data.windows import prepare
 from core.errors import DataError, RecipeError
@@ -90,7 +90,9 @@ def test_shared_per_vd_conditioning_is_per_vd():
     spec = make_spec(n=4, features=2)
     plain = SharedXLSTMEncoder(SharedXLSTMConfig(embedding_dim=16, num_blocks=2, num_heads=2), spec)
     torch.manual_seed(0)
-    conditioned = SharedXLSTMEncoder(SharedXLSTMConfig(embedding_dim=16, num_blocks=2, num_heads=2, vd_embedding=True, per_vd_output=True), spec)
+    conditioned = SharedXLSTMEncoder(
+        SharedXLSTMConfig(embedding_dim=16, num_blocks=2, num_heads=2, vd_embedding=True, per_vd_output=True), spec
+    )
     conditioned.load_state_dict(plain.state_dict(), strict=False)
     inputs = random_input(n=4)
     before = conditioned(inputs)
@@ -122,7 +124,9 @@ def test_distributed_and_centralized_layouts_give_the_same_forecast(small_data, 
     torch.manual_seed(0)
     build = {
         "lstm": lambda: LSTMEncoder(LSTMConfig(embedding_dim=16), spec),
-        "xlstm_shared": lambda: SharedXLSTMEncoder(SharedXLSTMConfig(embedding_dim=16, num_blocks=2, num_heads=2), spec),
+        "xlstm_shared": lambda: SharedXLSTMEncoder(
+            SharedXLSTMConfig(embedding_dim=16, num_blocks=2, num_heads=2), spec
+        ),
         "xlstm_per_vd": lambda: PerVDXLSTMEncoder(XLSTMConfig(embedding_dim=16, num_blocks=2, num_heads=2), spec),
     }[encoder]()
     model = Forecaster(build, RadiusPooling(RadiusConfig(), spec, 16), HeadConfig(hidden_dim=8), 3).eval()
@@ -132,7 +136,9 @@ def test_distributed_and_centralized_layouts_give_the_same_forecast(small_data, 
 def test_encoder_that_cannot_take_the_collators_layout_is_refused_at_load(write_recipe, monkeypatch):
     monkeypatch.setattr(LSTMEncoder, "layouts", frozenset({"centralized"}))
     recipe = write_recipe('[encoder]\nname = "lstm"\n[collator]\nname = "distributed"\n')
-    with pytest.raises(RecipeError, match="encoder 'lstm' cannot take the 'distributed' batches of collator 'distributed'"):
+    with pytest.raises(
+        RecipeError, match="encoder 'lstm' cannot take the 'distributed' batches of collator 'distributed'"
+    ):
         load_recipe(recipe)
 
 

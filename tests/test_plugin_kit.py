@@ -40,7 +40,11 @@ def test_a_gru_that_ignores_step_mask_fails_the_padding_checks_and_the_corrected
     fails = failed("encoder", "naive_gru")
     assert set(fails) == {"padding.batched", "padding.maximum", "padding.junk", "padding.gradient"}
     assert fails["padding.batched"] > 1e-3 and fails["padding.gradient"] > 0
-    with pytest.raises(AssertionError, match=r"encoder 'naive_gru' fails 4 of 15 conformance checks:\nFAIL  padding\.batched +max\|diff\| 0\.00\d+ \(limit 1e-05\)"):
+    with pytest.raises(
+        AssertionError,
+        match=r"encoder 'naive_gru' fails 4 of 15 conformance checks:\n"
+        r"FAIL  padding\.batched +max\|diff\| 0\.00\d+ \(limit 1e-05\)",
+    ):
         check_plugin("encoder", "naive_gru", modules=MODULES)
     assert not failed("encoder", "gru")
 
@@ -69,7 +73,10 @@ def test_check_cli_prints_every_check_and_exits_1_on_a_failure(capsys, write_rec
     recipe = write_recipe('[encoder]\nname = "naive_gru"\n[plugins]\nmodules = ["tests.kit_plugins"]\n')
     assert main(["check", "naive_gru", "--recipe", str(recipe)]) == 1
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == f"encoder 'naive_gru'  [{recipe} module tests.kit_plugins]  honours_time_padding yes, honours_vd_slots yes, layerwise no"
+    assert lines[0] == (
+        f"encoder 'naive_gru'  [{recipe} module tests.kit_plugins]  "
+        "honours_time_padding yes, honours_vd_slots yes, layerwise no"
+    )
     assert len(lines) == 17 and lines[-1] == "7 passed, 4 failed, 4 skipped"
     assert any(line.startswith("FAIL  padding.batched    max|diff| ") for line in lines)
     assert main(["check", "gru", "--recipe", str(recipe)]) == 0

@@ -26,14 +26,23 @@ def dense_reference(hidden, node_mask, positions, radius, aggregation, floor=50.
     out = torch.zeros_like(hidden)
     for bi in range(b):
         for i in range(n):
-            js = [j for j in range(n) if j != i and node_mask[bi, j] and torch.dist(positions[i], positions[j]) <= radius]
+            js = [
+                j for j in range(n) if j != i and node_mask[bi, j] and torch.dist(positions[i], positions[j]) <= radius
+            ]
             if not js:
                 continue
             states = hidden[bi, js]
             if aggregation == "max":
                 out[bi, i] = states.max(0).values
             else:
-                w = torch.tensor([1.0 / max(float(torch.dist(positions[i], positions[j])), floor) if aggregation == "inverse_distance" else 1.0 for j in js])
+                w = torch.tensor(
+                    [
+                        1.0 / max(float(torch.dist(positions[i], positions[j])), floor)
+                        if aggregation == "inverse_distance"
+                        else 1.0
+                        for j in js
+                    ]
+                )
                 out[bi, i] = (w[:, None] * states).sum(0) / w.sum()
     return out
 
@@ -41,7 +50,9 @@ def dense_reference(hidden, node_mask, positions, radius, aggregation, floor=50.
 @pytest.mark.parametrize("aggregation", ["mean", "inverse_distance", "max"])
 def test_radius_pooling_matches_dense_definition(aggregation):
     torch.manual_seed(0)
-    pooling = RadiusPooling(RadiusConfig(radius_m=1200.0, aggregation=aggregation), make_spec(positions=POSITIONS), dim=4)
+    pooling = RadiusPooling(
+        RadiusConfig(radius_m=1200.0, aggregation=aggregation), make_spec(positions=POSITIONS), dim=4
+    )
     hidden = torch.randn(3, 5, 4)
     node_mask = torch.tensor([[1, 1, 1, 1, 1], [1, 0, 1, 1, 1], [0, 1, 1, 0, 1]], dtype=torch.bool)
     out = pooling(hidden, node_mask)
@@ -53,10 +64,14 @@ def test_radius_pooling_matches_dense_definition(aggregation):
 STRATEGIES = {
     "radius": lambda spec, dim: RadiusPooling(RadiusConfig(radius_m=1200.0), spec, dim),
     "attention": lambda spec, dim: AttentionPooling(AttentionConfig(radius_m=1200.0, heads=2, dropout=0.0), spec, dim),
-    "learnable_radius": lambda spec, dim: LearnableRadiusPooling(LearnableRadiusConfig(radius_m=1200.0, initial_radius_m=600.0), spec, dim),
+    "learnable_radius": lambda spec, dim: LearnableRadiusPooling(
+        LearnableRadiusConfig(radius_m=1200.0, initial_radius_m=600.0), spec, dim
+    ),
 }
 # every strategy, those whose neighbours are learned from the whole network (no radius, no positions) too
-ALL_STRATEGIES = STRATEGIES | {"learned_graph": lambda spec, dim: LearnedGraphPooling(LearnedGraphConfig(k=2), spec, dim)}
+ALL_STRATEGIES = STRATEGIES | {
+    "learned_graph": lambda spec, dim: LearnedGraphPooling(LearnedGraphConfig(k=2), spec, dim)
+}
 
 
 @pytest.mark.parametrize("strategy", ALL_STRATEGIES)
@@ -83,7 +98,9 @@ def test_no_neighbour_gives_zeros_and_finite_gradients(strategy):
     out = pooling(hidden, node_mask)
     out.square().sum().backward()
     assert torch.all(out[:, 0] == 0) and torch.all(out[1, 1] == 0) and out[0, 1].abs().sum() > 0
-    assert torch.isfinite(hidden.grad).all() and all(torch.isfinite(p.grad).all() for p in pooling.parameters() if p.grad is not None)
+    assert torch.isfinite(hidden.grad).all() and all(
+        torch.isfinite(p.grad).all() for p in pooling.parameters() if p.grad is not None
+    )
 
 
 def test_attention_weights_sum_to_one_over_real_neighbours_and_match_a_dense_reference():
@@ -121,7 +138,9 @@ def test_same_attribute_filter_keeps_only_matching_neighbours():
     lists = pooling.neighbours
     neighbours = {i: sorted(lists.index[i][lists.valid[i]].tolist()) for i in range(5)}
     assert neighbours == {0: [2], 1: [], 2: [0, 3], 3: [2], 4: []}  # VD 1 is alone southbound; VD 4 unknown
-    with pytest.raises(DataError, match=r"'same' names \['road'\], which the data's metadata/vd_info does not carry; it has: direction"):
+    with pytest.raises(
+        DataError, match=r"'same' names \['road'\], which the data's metadata/vd_info does not carry; it has: direction"
+    ):
         RadiusPooling(RadiusConfig(same=("road",)), spec, 4)
 
 

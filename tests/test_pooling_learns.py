@@ -28,7 +28,9 @@ def network(seed: int = 0):
     sources = torch.randn(STEPS, PAIRS, generator=torch.Generator().manual_seed(seed))
     followers = torch.roll(sources, LAG, 0)
     series = torch.stack([sources, followers], 2).reshape(STEPS, 2 * PAIRS)  # source, follower, source, ...
-    x = torch.arange(PAIRS, dtype=torch.float32).repeat_interleave(2) * 10_000 + torch.tensor([0.0, 500.0]).repeat(PAIRS)
+    x = torch.arange(PAIRS, dtype=torch.float32).repeat_interleave(2) * 10_000 + torch.tensor([0.0, 500.0]).repeat(
+        PAIRS
+    )
     positions = torch.stack([x, torch.zeros_like(x)], 1)
     return series, make_spec(n=2 * PAIRS, positions=positions, history=HISTORY, horizon=LAG)
 
@@ -40,9 +42,14 @@ def batch(series: torch.Tensor, starts: torch.Tensor, spec) -> Batch:
     target_mask = torch.zeros(b, LAG, n, dtype=torch.bool)
     target_mask[:, :, 1::2] = True  # followers only
     return Batch(
-        values=series[past][..., None], observed=torch.ones(b, HISTORY, n, 1, dtype=torch.bool),
-        covariates=torch.zeros(b, HISTORY, 2), target=series[future], target_mask=target_mask,
-        node_mask=torch.ones(b, n, dtype=torch.bool), start=starts, positions_xy=spec.positions_xy,
+        values=series[past][..., None],
+        observed=torch.ones(b, HISTORY, n, 1, dtype=torch.bool),
+        covariates=torch.zeros(b, HISTORY, 2),
+        target=series[future],
+        target_mask=target_mask,
+        node_mask=torch.ones(b, n, dtype=torch.bool),
+        start=starts,
+        positions_xy=spec.positions_xy,
     )
 
 
@@ -51,7 +58,9 @@ def train_and_score(pooling_name: str) -> float:
     series, spec = network()
     torch.manual_seed(0)
     encoder = LSTMEncoder(LSTMConfig(embedding_dim=16, num_layers=1), spec)
-    pooling = NoPooling(NoPooling.Config(), spec, 16) if pooling_name == "none" else ALL_STRATEGIES[pooling_name](spec, 16)
+    pooling = (
+        NoPooling(NoPooling.Config(), spec, 16) if pooling_name == "none" else ALL_STRATEGIES[pooling_name](spec, 16)
+    )
     return fit_and_score(Forecaster(encoder, pooling, HeadConfig(hidden_dim=32, dropout=0.0), LAG), series, spec)
 
 
@@ -80,4 +89,6 @@ def error_without_pooling() -> float:
 def test_pooling_learns_a_signal_only_neighbours_carry(strategy, error_without_pooling):
     error = train_and_score(strategy)
     assert error_without_pooling > 0.7  # own history is useless: about E|N(0, 1)| = 0.8
-    assert error < 0.7 * error_without_pooling, f"{strategy}: MAE {error:.3f} vs {error_without_pooling:.3f} without pooling"
+    assert error < 0.7 * error_without_pooling, (
+        f"{strategy}: MAE {error:.3f} vs {error_without_pooling:.3f} without pooling"
+    )

@@ -93,7 +93,9 @@ def test_round_trip_matches_the_model_on_the_test_windows(run_dir, small_h5, sma
     np.testing.assert_array_equal(small_data.timestamps[starts + history - 1], out["issued_at"])
     assert starts[-1] == steps - history  # the last window ends at the file's last step
     inside = starts + history + horizon <= steps
-    np.testing.assert_array_equal(out["target_time"][inside], small_data.timestamps[starts[inside, None] + history + np.arange(horizon)])
+    np.testing.assert_array_equal(
+        out["target_time"][inside], small_data.timestamps[starts[inside, None] + history + np.arange(horizon)]
+    )
 
     expected, windows = reference(run_dir)
     rows = np.searchsorted(starts, windows.start.numpy())
@@ -143,13 +145,23 @@ def test_refuses_other_vds_or_missing_features_naming_them(run_dir, small_data, 
     refused = tmp_path / "refused.h5"
     assert main([str(run_dir), "--data", str(renamed), "--out", str(refused)]) == 2
     err = capsys.readouterr().err
-    assert err == f"error: {renamed}: the VDs differ from the model's: 1 missing ({small_data.vd_ids[0]}); 1 extra (VD-NEW)\n"
+    assert (
+        err
+        == f"error: {renamed}: the VDs differ from the model's: 1 missing ({small_data.vd_ids[0]}); 1 extra (VD-NEW)\n"
+    )
 
     keep = [i for i, name in enumerate(small_data.feature_names) if name != "occupancy"]
-    fewer = attrs.evolve(small_data, features=small_data.features[:, :, keep], feature_names=tuple(small_data.feature_names[i] for i in keep))
+    fewer = attrs.evolve(
+        small_data,
+        features=small_data.features[:, :, keep],
+        feature_names=tuple(small_data.feature_names[i] for i in keep),
+    )
     path = write_hdf5(fewer, tmp_path / "fewer.h5")
     assert main([str(run_dir), "--data", str(path), "--out", str(refused)]) == 2
-    assert capsys.readouterr().err == f"error: {path}: missing feature(s) the model reads: occupancy; the file has speed, volume\n"
+    assert (
+        capsys.readouterr().err
+        == f"error: {path}: missing feature(s) the model reads: occupancy; the file has speed, volume\n"
+    )
     assert not refused.exists()
 
 
@@ -158,7 +170,9 @@ def test_a_run_on_chosen_vds_forecasts_them_from_the_whole_file(small_h5, small_
     chosen = small_data.vd_ids[4:1:-1]
     extra = f"vds = {list(chosen)}".replace("'", '"')
     recipe = tmp_path / "recipe.toml"
-    recipe.write_text(textwrap.dedent(RECIPE.format(out=tmp_path / "runs", data=small_h5, collator="centralized", data_extra=extra)))
+    recipe.write_text(
+        textwrap.dedent(RECIPE.format(out=tmp_path / "runs", data=small_h5, collator="centralized", data_extra=extra))
+    )
     assert run_main([str(recipe)]) == 0
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert main([str(run_dir), "--data", str(small_h5)]) == 0

@@ -4,7 +4,6 @@ import tomllib
 from pathlib import Path
 
 import pytest
-
 import torch
 
 from core.errors import PluginError, RecipeError
@@ -27,7 +26,9 @@ epochs = 2
 
 
 def test_recipe_values_defaults_and_overrides(write_recipe):
-    recipe, _ = load_recipe(write_recipe(BASE), ["trainer.epochs=3", "encoder.embedding_dim=32", "data.source=some/file.h5"])
+    recipe, _ = load_recipe(
+        write_recipe(BASE), ["trainer.epochs=3", "encoder.embedding_dim=32", "data.source=some/file.h5"]
+    )
     assert recipe.trainer.epochs == 3
     assert recipe.encoder.config.embedding_dim == 32
     assert recipe.data.source == "some/file.h5"  # a bare word is a string
@@ -62,7 +63,11 @@ def test_integer_is_accepted_where_a_float_is_expected(write_recipe):
         (BASE, ["pooling.radius_m=-5"], "[pooling] (radius): 'radius_m' must be > 0.0: -5.0"),
         (BASE, ["data.horizon=0"], "'horizon' must be > 0: 0"),
         (BASE, ["trainer.precision=bf16"], "precision = 'bf16' is not allowed (did you mean 'bf16-mixed'?)"),
-        (BASE, ["encoder.name=xlstm_shard"], "unknown encoder 'xlstm_shard' (did you mean 'xlstm_shared'?); registered: lstm, "),
+        (
+            BASE,
+            ["encoder.name=xlstm_shard"],
+            "unknown encoder 'xlstm_shard' (did you mean 'xlstm_shared'?); registered: lstm, ",
+        ),
         (BASE, ["data.split=[0.5, 0.5]"], "three positive fractions"),
         (BASE, ["trainer.epochs"], "expected TABLE.KEY=VALUE"),
         ("[pooling]\nname='none'\n", [], "[encoder] needs a 'name'"),
@@ -81,8 +86,14 @@ def test_bad_recipes_name_file_table_and_key(write_recipe, text, overrides, expe
     ("overrides", "expected"),
     [
         (["trainer.epocs=3"], "--set trainer.epocs=3: [trainer]: unknown key 'epocs' (did you mean 'epochs'?)"),
-        (["encoder.embedding_dim=big"], "--set encoder.embedding_dim=big: [encoder] (lstm) embedding_dim = 'big' has the wrong type, expected int"),
-        (["pooling={name = 'radius', radius_m = 'far'}"], "--set pooling={name = 'radius', radius_m = 'far'}: [pooling] (radius) radius_m = 'far'"),
+        (
+            ["encoder.embedding_dim=big"],
+            "--set encoder.embedding_dim=big: [encoder] (lstm) embedding_dim = 'big' has the wrong type, expected int",
+        ),
+        (
+            ["pooling={name = 'radius', radius_m = 'far'}"],
+            "--set pooling={name = 'radius', radius_m = 'far'}: [pooling] (radius) radius_m = 'far'",
+        ),
         (["traner.epochs=3"], "--set traner.epochs=3: unknown table [traner] (did you mean 'trainer'?)"),
         (["trainer.lr=-1"], "PATH (with --set trainer.lr=-1): [trainer]: 'lr' must be > 0.0: -1.0"),
     ],
@@ -120,7 +131,9 @@ def test_missing_recipe_file(tmp_path):
 
 
 def test_plugin_module_that_fails_to_import_is_named(write_recipe):
-    with pytest.raises(PluginError, match=r"\[plugins\] modules: 'no_such_module_xyz' failed to import: ModuleNotFoundError"):
+    with pytest.raises(
+        PluginError, match=r"\[plugins\] modules: 'no_such_module_xyz' failed to import: ModuleNotFoundError"
+    ):
         load_recipe(write_recipe(BASE + '[plugins]\nmodules = ["no_such_module_xyz"]\n'))
 
 
@@ -148,8 +161,15 @@ class PlainEncoder(Encoder):
 @pytest.mark.parametrize(
     ("overrides", "missing"),
     [
-        (["collator.name=dynamic_padding"], "honours_time_padding (needed: collator 'dynamic_padding' pads time) nor honours_vd_slots (needed: collator 'dynamic_padding' uses VD slots)"),
-        (["data.min_history=3"], "honours_time_padding (needed: [data] min_history = 3 makes histories vary in length)"),
+        (
+            ["collator.name=dynamic_padding"],
+            "honours_time_padding (needed: collator 'dynamic_padding' pads time) nor honours_vd_slots (needed: "
+            "collator 'dynamic_padding' uses VD slots)",
+        ),
+        (
+            ["data.min_history=3"],
+            "honours_time_padding (needed: [data] min_history = 3 makes histories vary in length)",
+        ),
     ],
 )
 def test_an_encoder_lacking_a_capability_is_refused_naming_it(write_recipe, overrides, missing):
@@ -166,6 +186,11 @@ def test_an_encoder_lacking_a_capability_is_refused_naming_it(write_recipe, over
 
 
 def test_declared_capabilities_are_accepted(write_recipe):
-    honest = type("HonestEncoder", (PlainEncoder,), {"name": "honest", "honours_time_padding": True, "honours_vd_slots": True})
-    recipe, _ = load_recipe(write_recipe('[encoder]\nname = "honest"\n[collator]\nname = "dynamic_padding"\n[data]\nmin_history = 3\n'), registry=registry_with(honest))
+    honest = type(
+        "HonestEncoder", (PlainEncoder,), {"name": "honest", "honours_time_padding": True, "honours_vd_slots": True}
+    )
+    recipe, _ = load_recipe(
+        write_recipe('[encoder]\nname = "honest"\n[collator]\nname = "dynamic_padding"\n[data]\nmin_history = 3\n'),
+        registry=registry_with(honest),
+    )
     assert recipe.collator.name == "dynamic_padding"

@@ -5,10 +5,9 @@ from __future__ import annotations
 import sys
 import textwrap
 
+import attrs
 import pytest
 import torch
-
-import attrs
 
 import core.api
 import core.hookspecs
@@ -114,7 +113,8 @@ def test_duplicate_name_names_both_sources(plugin_dir, write_recipe):
     with pytest.raises(PluginError) as error:
         load_recipe(path)
     assert str(error.value) == (
-        f"pooling plugin 'radius' is registered twice: by built-in plugins.pooling.radius and by {path} module thirdparty_dup"
+        f"pooling plugin 'radius' is registered twice: by built-in plugins.pooling.radius and by {path} module "
+        "thirdparty_dup"
     )
 
 
@@ -136,16 +136,25 @@ def test_registering_a_non_plugin_is_an_error(plugin_dir):
 
 def test_plugin_that_raises_at_construction_is_named(plugin_dir, write_recipe):
     source = THIRD_PARTY.format(name="boom").replace(
-        "    def forward", "    def __init__(self, *args):\n        raise RuntimeError('no GPU here')\n\n    def forward"
+        "    def forward",
+        "    def __init__(self, *args):\n        raise RuntimeError('no GPU here')\n\n    def forward",
     )
     (plugin_dir / "thirdparty_boom.py").write_text(source)
-    recipe, registry = load_recipe(write_recipe('[encoder]\nname="lstm"\n[pooling]\nname="boom"\n[plugins]\nmodules=["thirdparty_boom"]\n'))
-    with pytest.raises(PluginError, match=r"pooling 'boom' \(.*module thirdparty_boom\) failed to build: RuntimeError: no GPU here"):
+    recipe, registry = load_recipe(
+        write_recipe('[encoder]\nname="lstm"\n[pooling]\nname="boom"\n[plugins]\nmodules=["thirdparty_boom"]\n')
+    )
+    with pytest.raises(
+        PluginError, match=r"pooling 'boom' \(.*module thirdparty_boom\) failed to build: RuntimeError: no GPU here"
+    ):
         build_model(recipe, registry, make_spec())
 
 
 def test_unknown_plugin_lists_registered_names(write_recipe):
-    with pytest.raises(RecipeError, match=r"unknown pooling 'raduis' \(did you mean 'radius'\?\); registered: attention, learnable_radius, learned_graph, none, radius"):
+    with pytest.raises(
+        RecipeError,
+        match=r"unknown pooling 'raduis' \(did you mean 'radius'\?\); "
+        r"registered: attention, learnable_radius, learned_graph, none, radius",
+    ):
         load_recipe(write_recipe('[encoder]\nname="lstm"\n[pooling]\nname="raduis"\n'))
 
 
@@ -193,8 +202,13 @@ def test_a_plugin_without_config_has_no_options(write_recipe):
     registry = registry_with(_Options)
     recipe, _ = load_recipe(write_recipe('[encoder]\nname = "lstm"\n[pooling]\nname = "options"\n'), registry=registry)
     assert recipe.pooling.config == social_xlstm.NoOptions()
-    with pytest.raises(RecipeError, match=r"\[pooling\] \(options\): unknown key 'scale'; allowed keys: none \(the plugin has no options\)"):
-        load_recipe(write_recipe('[encoder]\nname = "lstm"\n[pooling]\nname = "options"\nscale = 2.0\n'), registry=registry)
+    with pytest.raises(
+        RecipeError,
+        match=r"\[pooling\] \(options\): unknown key 'scale'; allowed keys: none \(the plugin has no options\)",
+    ):
+        load_recipe(
+            write_recipe('[encoder]\nname = "lstm"\n[pooling]\nname = "options"\nscale = 2.0\n'), registry=registry
+        )
 
 
 class _NoOutDim(social_xlstm.Encoder):
@@ -219,8 +233,11 @@ def test_encoder_without_out_dim_and_collator_that_raises_are_named_like_any_plu
     with pytest.raises(PluginError) as error:
         build_model(recipe, registry, make_spec())
     assert str(error.value) == (
-        "encoder 'no_out_dim' (test module) built without a valid 'out_dim' (None): its __init__ must set self.out_dim = E, the size of its states"
+        "encoder 'no_out_dim' (test module) built without a valid 'out_dim' (None): its __init__ must set self.out_dim "
+        "= E, the size of its states"
     )
     recipe, _ = load_recipe(write_recipe('[encoder]\nname = "lstm"\n[collator]\nname = "broken"\n'), registry=registry)
-    with pytest.raises(PluginError, match=r"^collator 'broken' \(test module\) failed to build: ValueError: needs a GPU$"):
+    with pytest.raises(
+        PluginError, match=r"^collator 'broken' \(test module\) failed to build: ValueError: needs a GPU$"
+    ):
         build_forecaster(recipe, registry, make_spec(), None, "data.h5")

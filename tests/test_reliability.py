@@ -73,7 +73,14 @@ def last_line(err: str) -> str:
 
 def start(*args: str) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "core.run", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "core.run", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finish(process: subprocess.Popen) -> tuple[int, str]:
@@ -157,7 +164,8 @@ def test_sigterm_saves_a_resumable_checkpoint_and_exits_143(reference, make_reci
     assert code == 128 + signal.SIGTERM
     # almost always mid-epoch 2 (the in-process SIGINT test pins that case down); after epoch 2 is right too
     assert re.fullmatch(
-        rf"interrupted by SIGTERM (at epoch 2, batch [1-7] of {BATCHES}|after epoch 2); saved {re.escape(str(run_dir / 'last.pt'))}; "
+        rf"interrupted by SIGTERM (at epoch 2, batch [1-7] of {BATCHES}|after epoch 2); saved "
+        rf"{re.escape(str(run_dir / 'last.pt'))}; "
         rf"resume with: python -m core.run --resume {re.escape(str(run_dir))}\n",
         last_line(err),
     ), err
@@ -181,7 +189,9 @@ def test_sigint_in_process_stops_at_the_batch_boundary_and_resumes(make_recipe, 
     recipe = make_recipe(tmp_path, every=0)
     assert main([str(recipe)]) == 128 + signal.SIGINT
     run_dir = only_run(tmp_path / "runs")
-    assert last_line(capsys.readouterr().err).startswith(f"interrupted by SIGINT at epoch 1, batch 3 of {BATCHES}; saved {run_dir / 'last.pt'}")
+    assert last_line(capsys.readouterr().err).startswith(
+        f"interrupted by SIGINT at epoch 1, batch 3 of {BATCHES}; saved {run_dir / 'last.pt'}"
+    )
     assert last_state(run_dir)["batch"] == 3 and signal.getsignal(signal.SIGINT) is signal.default_int_handler
     monkeypatch.setattr(Trainer, "step_loss", original)
     assert main(["--resume", str(run_dir)]) == 0
@@ -208,14 +218,19 @@ def test_unusable_checkpoints_are_named(reference, tmp_path, capsys):
     (run_dir / "last.prev.pt").unlink()
     assert main(["--resume", str(run_dir)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: --resume {run_dir}: no usable checkpoint: {run_dir / 'last.pt'}: unreadable checkpoint")
+    assert err.startswith(
+        f"error: --resume {run_dir}: no usable checkpoint: {run_dir / 'last.pt'}: unreadable checkpoint"
+    )
     assert err.rstrip().endswith(f"{run_dir / 'last.prev.pt'}: checkpoint not found") and err.count("\n") == 1
 
 
 def test_resuming_an_early_stopped_run_trains_no_further(make_recipe, tmp_path, capsys):
     """lr 1e-30 leaves the weights as they are: val MAE stops improving after epoch 1, patience 1 stops after 2."""
     recipe = make_recipe(tmp_path)
-    assert main([str(recipe), "--set", "trainer.lr=1e-30", "--set", "trainer.patience=1", "--set", "trainer.epochs=4"]) == 0
+    assert (
+        main([str(recipe), "--set", "trainer.lr=1e-30", "--set", "trainer.patience=1", "--set", "trainer.epochs=4"])
+        == 0
+    )
     run_dir = only_run(tmp_path / "runs")
     assert len(json.loads((run_dir / "training_history.json").read_text())) == 2
     assert main(["--resume", str(run_dir), "--set", "trainer.epochs=6"]) == 0
@@ -264,7 +279,8 @@ def test_nonfinite_loss_stops_and_leaves_the_checkpoints_intact(inject, make_rec
     capsys.readouterr()
     assert main(["--resume", str(run_dir), "--set", "trainer.epochs=2"]) == 2
     assert last_line(capsys.readouterr().err) == (
-        "error: non-finite loss (nan) at epoch 2, batch 3 (step 11); stopped before the update. best_model.pt (epoch 1) "
+        "error: non-finite loss (nan) at epoch 2, batch 3 (step 11); stopped before the update. best_model.pt (epoch "
+        "1) "
         'and last.pt (end of epoch 1) are intact (trainer.on_nonfinite = "skip" skips such steps)\n'
     )
     assert {name: (run_dir / name).read_bytes() for name in before} == before
@@ -274,7 +290,9 @@ def test_nonfinite_gradient_stops(inject, make_recipe, tmp_path, capsys):
     recipe = make_recipe(tmp_path)
     inject("grad", {2})
     assert main([str(recipe), "--set", "trainer.epochs=1"]) == 2
-    assert last_line(capsys.readouterr().err).startswith("error: non-finite gradient norm (nan) at epoch 1, batch 2 (step 2); stopped")
+    assert last_line(capsys.readouterr().err).startswith(
+        "error: non-finite gradient norm (nan) at epoch 1, batch 2 (step 2); stopped"
+    )
     assert not any((tmp_path / "runs").iterdir())  # failed before its first checkpoint: no run directory left
 
 
@@ -296,7 +314,10 @@ def test_skip_drops_nonfinite_steps_and_stops_after_too_many_in_a_row(inject, ma
 
     inject("loss", set(range(1, 100)))
     assert main([str(recipe), *skip]) == 2
-    assert "non-finite loss (nan) at epoch 1, batch 3 (step 3): 3 steps in a row skipped (trainer.max_skipped_steps); stopped" in last_line(capsys.readouterr().err)
+    assert (
+        "non-finite loss (nan) at epoch 1, batch 3 (step 3): 3 steps in a row skipped (trainer.max_skipped_steps); "
+        "stopped" in last_line(capsys.readouterr().err)
+    )
 
 
 # ------------------------------------------------------------------------------ atomic writes, run dirs
@@ -305,7 +326,9 @@ def test_skip_drops_nonfinite_steps_and_stops_after_too_many_in_a_row(inject, ma
     [
         lambda path: save_json({"new": 1}, path),
         lambda path: save_checkpoint({"new": torch.ones(3)}, path),
-        lambda path: __import__("core.data", fromlist=["write_hdf5"]).write_hdf5(__import__("core.data.synthetic", fromlist=["generate"]).generate(0, 1), path),
+        lambda path: __import__("core.data", fromlist=["write_hdf5"]).write_hdf5(
+            __import__("core.data.synthetic", fromlist=["generate"]).generate(0, 1), path
+        ),
     ],
     ids=["json", "checkpoint", "hdf5"],
 )
@@ -347,7 +370,9 @@ def test_concurrent_runs_never_share_a_run_directory(make_recipe, tmp_path, monk
         t.start()
     for t in threads:
         t.join()
-    assert len(set(made)) == 8 and sorted(p.name for p in made) == sorted(["crash-20260101-000000"] + [f"crash-20260101-000000-{k}" for k in range(2, 9)])
+    assert len(set(made)) == 8 and sorted(p.name for p in made) == sorted(
+        ["crash-20260101-000000"] + [f"crash-20260101-000000-{k}" for k in range(2, 9)]
+    )
     assert all((p / "recipe.toml").is_file() for p in made)
 
 
@@ -356,7 +381,9 @@ def test_resume_refuses_a_recipe_that_changes_what_the_checkpoint_means(referenc
     before = (run_dir / "last.pt").read_bytes()
     assert main(["--resume", str(run_dir), "--set", "trainer.batch_size=4"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: --resume {run_dir}: the recipe changes trainer.batch_size 8 -> 4: that changes what the saved model")
+    assert err.startswith(
+        f"error: --resume {run_dir}: the recipe changes trainer.batch_size 8 -> 4: that changes what the saved model"
+    )
     assert main(["--resume", str(run_dir), "--set", "encoder.embedding_dim=16", "--set", "data.train_stride=2"]) == 2
     assert "the recipe changes data.train_stride 1 -> 2; encoder.embedding_dim 8 -> 16:" in capsys.readouterr().err
     assert (run_dir / "last.pt").read_bytes() == before and "batch_size = 8" in (run_dir / "recipe.toml").read_text()
@@ -366,7 +393,9 @@ def test_resume_refuses_a_recipe_that_changes_what_the_checkpoint_means(referenc
     assert len(json.loads((run_dir / "training_history.json").read_text())) == 4
 
 
-def test_a_signal_during_the_final_test_says_what_is_saved_and_how_to_resume(make_recipe, tmp_path, monkeypatch, capsys):
+def test_a_signal_during_the_final_test_says_what_is_saved_and_how_to_resume(
+    make_recipe, tmp_path, monkeypatch, capsys
+):
     original = Trainer.evaluate
 
     def evaluate(self, split, baselines=None):

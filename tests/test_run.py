@@ -52,7 +52,16 @@ def test_run_writes_everything_and_resumes(small_h5, write_recipe, tmp_path, cap
 
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0, "tensors": 0}).Reload()
     scalars = set(events.Tags()["scalars"])
-    assert {"train/loss", "val/loss", "train/lr", "train/grad_norm", "train/samples_per_s", "val/mae@3", "test/mae@12", "test_last_value/mae@avg"} <= scalars
+    assert {
+        "train/loss",
+        "val/loss",
+        "train/lr",
+        "train/grad_norm",
+        "train/samples_per_s",
+        "val/mae@3",
+        "test/mae@12",
+        "test_last_value/mae@avg",
+    } <= scalars
     assert {"forecast/val", "forecast/test"} <= set(events.Tags()["images"])
     assert "recipe/text_summary" in events.Tags()["tensors"]
     assert [e.step for e in events.Scalars("val/loss")] == [5, 10]  # no duplicated or missing steps
@@ -70,7 +79,11 @@ def test_errors_are_one_line_and_write_nothing(write_recipe, tmp_path, capsys):
 
 def test_resume_with_other_vds_names_them(small_data, small_h5, write_recipe, tmp_path, capsys):
     """A per-VD model cannot go on with a data file whose VDs differ: the error names the VDs that differ."""
-    recipe = write_recipe(RECIPE.format(out=tmp_path / "runs", data=small_h5).replace('name = "lstm"', 'name = "xlstm_per_vd"\nnum_blocks = 1\nslstm_at = []'))
+    recipe = write_recipe(
+        RECIPE.format(out=tmp_path / "runs", data=small_h5).replace(
+            'name = "lstm"', 'name = "xlstm_per_vd"\nnum_blocks = 1\nslstm_at = []'
+        )
+    )
     assert main([str(recipe)]) == 0
     (run_dir,) = (tmp_path / "runs").iterdir()
     ids = ("added_vd",) + small_data.vd_ids[1:]  # VD 0 dropped, one new VD

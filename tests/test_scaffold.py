@@ -46,8 +46,16 @@ def test_the_readme_examples_are_the_scaffold_plugins():
 @pytest.mark.parametrize(
     ("kind", "name", "expected"),
     [
-        ("encoder", "lstm", "new: encoder 'lstm' is already registered by built-in plugins.encoders.lstm; pick another name"),
-        ("pooling", "Global-Mean", "new: plugin name 'Global-Mean' must be lower case letters, digits and '_', starting with a letter"),
+        (
+            "encoder",
+            "lstm",
+            "new: encoder 'lstm' is already registered by built-in plugins.encoders.lstm; pick another name",
+        ),
+        (
+            "pooling",
+            "Global-Mean",
+            "new: plugin name 'Global-Mean' must be lower case letters, digits and '_', starting with a letter",
+        ),
         ("collator", "fine", "exists and is not an empty directory"),
     ],
 )
@@ -64,9 +72,24 @@ def test_a_scaffolded_package_installs_passes_its_own_test_and_trains_from_a_rec
     point registers it, its test runs the kit, and a recipe with variable histories and dynamic padding trains it."""
     package, site = tmp_path / "pkg", tmp_path / "site"
     write_package("encoder", "kit_gru", package, Registry.default())
-    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index", "--disable-pip-version-check"]
+    pip = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-index",
+        "--disable-pip-version-check",
+    ]
     subprocess.run([*pip, "--target", str(site), str(package)], check=True, capture_output=True, cwd=tmp_path)
-    assert (site / "social_xlstm_kit_gru-0.1.0.dist-info" / "entry_points.txt").read_text().split() == ["[social_xlstm]", "kit_gru", "=", "social_xlstm_kit_gru"]
+    assert (site / "social_xlstm_kit_gru-0.1.0.dist-info" / "entry_points.txt").read_text().split() == [
+        "[social_xlstm]",
+        "kit_gru",
+        "=",
+        "social_xlstm_kit_gru",
+    ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
 
     def run(*args: str, cwd: Path = tmp_path) -> str:
@@ -76,11 +99,15 @@ def test_a_scaffolded_package_installs_passes_its_own_test_and_trains_from_a_rec
 
     assert "1 passed" in run("-m", "pytest", "-q", "-p", "no:cacheprovider", "tests", cwd=package)
     listing = run("-m", "core.plugins")
-    assert "encoder 'kit_gru'  [entry point 'kit_gru = social_xlstm_kit_gru' of package social-xlstm-kit-gru]" in listing
+    assert (
+        "encoder 'kit_gru'  [entry point 'kit_gru = social_xlstm_kit_gru' of package social-xlstm-kit-gru]" in listing
+    )
     recipe = tmp_path / "recipe.toml"
     recipe.write_text(
-        f'[run]\nname = "gru"\noutput_dir = "{tmp_path / "runs"}"\n[data]\nsource = "{small_h5}"\nmin_history = 3\ngap_steps = 3\n'
-        '[encoder]\nname = "kit_gru"\nhidden_size = 8\n[pooling]\nname = "radius"\n[collator]\nname = "dynamic_padding"\n'
+        f'[run]\nname = "gru"\noutput_dir = "{tmp_path / "runs"}"\n[data]\nsource = "{small_h5}"\nmin_history = '
+        "3\ngap_steps = 3\n"
+        '[encoder]\nname = "kit_gru"\nhidden_size = 8\n[pooling]\nname = "radius"\n[collator]\nname = '
+        '"dynamic_padding"\n'
         "[trainer]\nepochs = 1\nbatch_size = 8\nmax_batches_per_epoch = 2\nfigure_vds = 0\n"
     )
     out = run("-m", "core.run", str(recipe))

@@ -58,7 +58,11 @@ def test_pooling_inside_the_encoder_is_causal_and_reaches_only_neighbours(encode
 def test_every_step_and_interleaved_pool_where_they_say():
     spec = make_spec(n=5, features=2, positions=POSITIONS)
     lstm = LSTMEncoder(LSTMConfig(embedding_dim=8, num_layers=3), spec)
-    assert inner_layers("last", lstm) == [] and inner_layers("every_step", lstm) == [0] and inner_layers("interleaved", lstm) == [1, 2]
+    assert (
+        inner_layers("last", lstm) == []
+        and inner_layers("every_step", lstm) == [0]
+        and inner_layers("interleaved", lstm) == [1, 2]
+    )
     with pytest.raises(RecipeError, match="has 1 layer"):
         inner_layers("interleaved", LSTMEncoder(LSTMConfig(embedding_dim=8, num_layers=1), spec))
 
@@ -81,9 +85,13 @@ def test_a_model_that_pools_only_inside_the_encoder_learns_what_only_neighbours_
     inner = {layer: STRATEGIES["radius"](spec, 16) for layer in inner_layers(social, encoder)}
     social_error = fit_and_score(Forecaster(encoder, head, HeadConfig(hidden_dim=32), LAG, inner), series, spec)
     torch.manual_seed(0)
-    alone = Forecaster(LSTMEncoder(LSTMConfig(embedding_dim=16, num_layers=2), spec), head, HeadConfig(hidden_dim=32), LAG)
+    alone = Forecaster(
+        LSTMEncoder(LSTMConfig(embedding_dim=16, num_layers=2), spec), head, HeadConfig(hidden_dim=32), LAG
+    )
     alone_error = fit_and_score(alone, series, spec)
-    assert alone_error > 0.7 and social_error < 0.7 * alone_error, f"{social}: MAE {social_error:.3f} vs {alone_error:.3f} without"
+    assert alone_error > 0.7 and social_error < 0.7 * alone_error, (
+        f"{social}: MAE {social_error:.3f} vs {alone_error:.3f} without"
+    )
 
 
 def test_an_encoder_that_cannot_run_layer_by_layer_is_refused_at_recipe_load(write_recipe):
@@ -96,6 +104,8 @@ def test_an_encoder_that_cannot_run_layer_by_layer_is_refused_at_recipe_load(wri
     with pytest.raises(RecipeError) as error:
         load_recipe(recipe)
     assert str(error.value) == (
-        f"{recipe}: [model] social = 'every_step' pools between encoder layers, but encoder 'spin_lite' does not run layer "
-        'by layer (it is not a LayerwiseEncoder); use social = "last", or one of: lstm, stid, xlstm_per_vd, xlstm_shared'
+        f"{recipe}: [model] social = 'every_step' pools between encoder layers, but encoder 'spin_lite' does not run "
+        "layer "
+        'by layer (it is not a LayerwiseEncoder); use social = "last", or one of: lstm, stid, xlstm_per_vd, '
+        "xlstm_shared"
     )

@@ -58,7 +58,12 @@ def run(model: SpinLiteEncoder, inputs: EncoderInput, noise_at: torch.Tensor | N
 
 def test_shape_and_finite_with_missing_points():
     inputs = sample()
-    for config in (FULL, SpinLiteConfig(radius_m=1000.0), attrs.evolve(FULL, eta=2), attrs.evolve(FULL, max_temporal_distance=0)):
+    for config in (
+        FULL,
+        SpinLiteConfig(radius_m=1000.0),
+        attrs.evolve(FULL, eta=2),
+        attrs.evolve(FULL, max_temporal_distance=0),
+    ):
         hidden = run(encoder(config), inputs)
         assert hidden.shape == (2, 5, 6, config.hidden_size) and torch.isfinite(hidden).all()
 
@@ -120,7 +125,11 @@ def test_attention_is_causal_bounded_in_time_and_follows_the_neighbour_lists():
     observed[:, 0, 2] = True
     values = inputs.values.clone()
     values[:, 0, 2] += 3.0
-    changed = (run(model, inputs, values=values, observed=observed) - run(model, inputs, observed=observed)).abs().amax((0, 3))
+    changed = (
+        (run(model, inputs, values=values, observed=observed) - run(model, inputs, observed=observed))
+        .abs()
+        .amax((0, 3))
+    )
     reached = changed > 1e-4  # [N, T]
     assert reached[1].nonzero().flatten().tolist() == [2, 3, 4]
     assert reached[0].nonzero().flatten().tolist() == [2]
@@ -165,7 +174,9 @@ def test_learns_a_signal_only_a_neighbour_carries():
     series, spec = network()
     torch.manual_seed(0)
     spin = SpinLiteEncoder(SpinLiteConfig(radius_m=1000.0), spec)
-    model = Forecaster(spin, NoPooling(NoPooling.Config(), spec, spin.out_dim), HeadConfig(hidden_dim=32, dropout=0.0), LAG)
+    model = Forecaster(
+        spin, NoPooling(NoPooling.Config(), spec, spin.out_dim), HeadConfig(hidden_dim=32, dropout=0.0), LAG
+    )
     error = fit_and_score(model, series, spec)
     lstm_error = train_and_score("none")
     assert lstm_error > 0.7  # own history is useless: about E|N(0, 1)| = 0.8

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import attrs
 import numpy as np
-import pytest
 import torch
 
 from core.api import EncoderInput
@@ -25,7 +24,9 @@ SUNDAY_08H30 = int(np.datetime64("2012-03-04T08:30", "s").astype(np.int64))
 
 
 def spec(n: int = 5, features: int = 2, history: int = 6, covariates: tuple[str, ...] = CALENDAR):
-    return attrs.evolve(make_spec(n=n, features=features, history=history), num_covariates=len(covariates), covariate_names=covariates)
+    return attrs.evolve(
+        make_spec(n=n, features=features, history=history), num_covariates=len(covariates), covariate_names=covariates
+    )
 
 
 def encoder(config: STIDConfig = STIDConfig(), **changes) -> STIDEncoder:
@@ -40,7 +41,9 @@ def calendar_input(last_steps=(THURSDAY_17H, SUNDAY_08H30), n: int = 5, t: int =
     values = torch.randn(len(last_steps), n, t, 2, generator=g) * observed
     steps = np.asarray(last_steps)[:, None] + 300 * np.arange(1 - t, 1)
     columns = calendar_columns(steps.reshape(-1), day_of_week=True)
-    covariates = torch.tensor(np.stack([columns[name] for name in CALENDAR], -1), dtype=torch.float32).reshape(len(last_steps), t, 3)
+    covariates = torch.tensor(np.stack([columns[name] for name in CALENDAR], -1), dtype=torch.float32).reshape(
+        len(last_steps), t, 3
+    )
     return EncoderInput(values=values, observed=observed, covariates=covariates)
 
 
@@ -64,7 +67,9 @@ def test_the_state_is_the_window_vd_time_of_day_and_day_of_week_embeddings():
     inputs = calendar_input()
     state = model(inputs)
     assert state.shape == (2, 5, 128) and model.out_dim == 128
-    torch.testing.assert_close(state, concatenated(model, inputs, slots=[17 * 12, 8 * 12 + 6], days=[3, 6]))  # Thu 17:00, Sun 08:30
+    torch.testing.assert_close(
+        state, concatenated(model, inputs, slots=[17 * 12, 8 * 12 + 6], days=[3, 6])
+    )  # Thu 17:00, Sun 08:30
 
 
 def test_weekday_weekend_gives_monday_to_friday_one_vector():
@@ -89,13 +94,21 @@ def test_residual_mlp_layers_and_gradients_reach_every_parameter():
 
 def test_the_vd_embedding_tells_vds_apart_and_follows_the_slots():
     inputs = calendar_input()
-    same = attrs.evolve(inputs, values=inputs.values[:, :1].expand_as(inputs.values), observed=inputs.observed[:, :1].expand_as(inputs.observed))
+    same = attrs.evolve(
+        inputs,
+        values=inputs.values[:, :1].expand_as(inputs.values),
+        observed=inputs.observed[:, :1].expand_as(inputs.observed),
+    )
     states = encoder()(same)  # every VD with VD 0's window
-    assert torch.cdist(states[0], states[0]).triu(1)[torch.ones(5, 5).triu(1).bool()].min() > 1e-2  # five different states
+    assert (
+        torch.cdist(states[0], states[0]).triu(1)[torch.ones(5, 5).triu(1).bool()].min() > 1e-2
+    )  # five different states
     without = encoder(STIDConfig(vd_embedding_dim=0))(same)
     assert without.shape == (2, 5, 96) and torch.allclose(without, without[:, :1].expand_as(without))
     vd_index = torch.tensor([[3, 1, 0], [4, 2, 3]])  # dynamic padding: slot j holds VD vd_index[b, j]
-    slots = attrs.evolve(inputs, values=gather(inputs.values, vd_index), observed=gather(inputs.observed, vd_index), vd_index=vd_index)
+    slots = attrs.evolve(
+        inputs, values=gather(inputs.values, vd_index), observed=gather(inputs.observed, vd_index), vd_index=vd_index
+    )
     torch.testing.assert_close(encoder()(slots), gather(encoder()(inputs), vd_index))
 
 
@@ -108,13 +121,15 @@ def test_time_of_day_slot_and_day_of_week_follow_the_files_clock(small_data):
     slot = time_of_day_slot(torch.tensor(columns["time_of_day_sin"]), torch.tensor(columns["time_of_day_cos"]), 288)
     assert slot.tolist() == [17 * 12 + 1] and columns["day_of_week"].tolist() == [3]
     start = THURSDAY_17H - 17 * 3600  # midnight
-    data = attrs.evolve(small_data, timestamps=small_data.timestamps - small_data.timestamps[0] + start)  # Thu .. Sun, 5-minute steps
+    data = attrs.evolve(
+        small_data, timestamps=small_data.timestamps - small_data.timestamps[0] + start
+    )  # Thu .. Sun, 5-minute steps
     prepared = prepare(data, DataConfig(day_of_week=True))
     assert prepared.spec().covariate_names == CALENDAR
     covariates = prepared.series.covariates
     slots = time_of_day_slot(covariates[:, 0], covariates[:, 1], 288)
     np.testing.assert_array_equal(slots.numpy(), data.timestamps % 86400 // 300)  # every step of the four days
-    weekday = [datetime.datetime.fromtimestamp(int(t), datetime.timezone.utc).weekday() for t in data.timestamps]
+    weekday = [datetime.datetime.fromtimestamp(int(t), datetime.UTC).weekday() for t in data.timestamps]
     np.testing.assert_array_equal(covariates[:, 2].numpy(), weekday)
     assert covariates[0, 2] == 3 and covariates[-1, 2] == 6  # Thursday .. Sunday
 
@@ -132,7 +147,13 @@ def test_padded_steps_change_nothing_and_get_no_gradient():
     assert torch.equal(state, model(clean))
     state.pow(2).sum().backward()
     assert values.grad[~step_mask].abs().max() == 0 and values.grad[step_mask].abs().min() > 0
-    cut = attrs.evolve(clean, values=clean.values[:, :, 2:], observed=clean.observed[:, :, 2:], covariates=clean.covariates[:, 2:], step_mask=step_mask[:, :, 2:])
+    cut = attrs.evolve(
+        clean,
+        values=clean.values[:, :, 2:],
+        observed=clean.observed[:, :, 2:],
+        covariates=clean.covariates[:, 2:],
+        step_mask=step_mask[:, :, 2:],
+    )
     torch.testing.assert_close(model(cut), model(clean))  # padded to the batch's 4 steps or to the full 6: the same
 
 
@@ -153,8 +174,12 @@ def test_a_missing_calendar_covariate_is_asked_for_by_its_recipe_key(small_h5, w
     cases = {
         (): "encoder 'stid' embeds day of week (day_of_week_dim = 32) but the data has no day_of_week covariate; "
         "set [data] day_of_week = true (or [encoder] day_of_week_dim = 0)",
-        ("data.day_of_week=true", "data.time_of_day=false"): "encoder 'stid' embeds time of day (time_of_day_dim = 32) but the data "
-        "has no time_of_day_sin / time_of_day_cos covariate; set [data] time_of_day = true (or [encoder] time_of_day_dim = 0)",
+        (
+            "data.day_of_week=true",
+            "data.time_of_day=false",
+        ): "encoder 'stid' embeds time of day (time_of_day_dim = 32) but the data "
+        "has no time_of_day_sin / time_of_day_cos covariate; set [data] time_of_day = true (or [encoder] "
+        "time_of_day_dim = 0)",
     }
     for overrides, message in cases.items():
         assert main([str(recipe), *(f"--set={o}" for o in overrides)]) == 2
@@ -164,12 +189,19 @@ def test_a_missing_calendar_covariate_is_asked_for_by_its_recipe_key(small_h5, w
 
 
 def test_the_shipped_recipe_trains(small_h5, tmp_path, one_thread):
-    overrides = [f"data.source={small_h5}", f"run.output_dir={tmp_path}", "trainer.epochs=1", "trainer.max_batches_per_epoch=2"]
+    overrides = [
+        f"data.source={small_h5}",
+        f"run.output_dir={tmp_path}",
+        "trainer.epochs=1",
+        "trainer.max_batches_per_epoch=2",
+    ]
     assert main(["recipes/metr_la_week_stid.toml", *(f"--set={o}" for o in overrides)]) == 0
     (run_dir,) = tmp_path.iterdir()
     metrics = json.loads((run_dir / "metrics.json").read_text())
     e, features, vds = 128, 3, 36
-    encoder_parameters = (12 * 2 * features * 32 + 32) + vds * 32 + 288 * 32 + 2 * 32 + 3 * 2 * (e * e + e)  # weekday_weekend: 2 days
+    encoder_parameters = (
+        (12 * 2 * features * 32 + 32) + vds * 32 + 288 * 32 + 2 * 32 + 3 * 2 * (e * e + e)
+    )  # weekday_weekend: 2 days
     head_parameters = (2 * e * 64 + 64) + (64 * 12 + 12)
     assert metrics["parameters"] == encoder_parameters + head_parameters
     assert np.isfinite(metrics["test"]["mae@avg"]) and Path(run_dir / "best_model.pt").is_file()

@@ -20,7 +20,6 @@ from core.run import main
 from core.suite import load_suite
 from tests.test_compare import RECIPE
 
-
 FAILING_AND_ONE_VD = """
 [[suite.runs]]
 name = "unknown_vd"
@@ -37,7 +36,9 @@ set = {"data.vds" = ["VD-N1-03"], pooling = {name = "none"}}
 def suite_files(small_h5, tmp_path):
     """Write base.toml and a suite file (TOML text, dedented) beside it; returns the suite's path."""
     torch.set_num_threads(1)
-    (tmp_path / "base.toml").write_text(RECIPE.format(name="base", out=tmp_path / "unused", data=small_h5, pooling="radius"))
+    (tmp_path / "base.toml").write_text(
+        RECIPE.format(name="base", out=tmp_path / "unused", data=small_h5, pooling="radius")
+    )
 
     def write(text: str) -> Path:
         path = tmp_path / "suite.toml"
@@ -88,7 +89,10 @@ def test_seeds_train_every_run_once_per_seed_and_report_mean_and_sd(suite_files,
         seeds = [3, 1]
     """)
     _, runs = load_suite(suite, ["run.seed=7"])
-    assert [(run.name, run.overrides[-1]) for run in runs] == [("base-s3", "run.seed=3"), ("base-s1", "run.seed=1")]  # the seed wins
+    assert [(run.name, run.overrides[-1]) for run in runs] == [
+        ("base-s3", "run.seed=3"),
+        ("base-s1", "run.seed=1"),
+    ]  # the seed wins
     assert main([str(suite), "--set", "run.seed=7"]) == 0
     folder = suite_folder(tmp_path)
     run_dirs = {p.name.split("-")[1]: p for p in folder.iterdir() if p.is_dir()}
@@ -96,11 +100,19 @@ def test_seeds_train_every_run_once_per_seed_and_report_mean_and_sd(suite_files,
     maes = []
     for seed, run_dir in run_dirs.items():
         recipe = tomllib.loads((run_dir / "recipe.toml").read_text())
-        assert recipe["run"]["seed"] == int(seed[1:]) and recipe["run"]["name"] == f"base-{seed}" and recipe["trainer"]["batch_size"] == 8
+        assert (
+            recipe["run"]["seed"] == int(seed[1:])
+            and recipe["run"]["name"] == f"base-{seed}"
+            and recipe["trainer"]["batch_size"] == 8
+        )
         maes.append(json.loads((run_dir / "metrics.json").read_text())["test"]["mae@12"])
     assert maes[0] != maes[1]  # other seeds, other weights
     expected = f"{statistics.mean(maes):.2f} ± {statistics.stdev(maes):.2f}"
-    row = next(line for line in (folder / "report.md").read_text().splitlines() if line.startswith("| base | lstm | radius | 2 |"))
+    row = next(
+        line
+        for line in (folder / "report.md").read_text().splitlines()
+        if line.startswith("| base | lstm | radius | 2 |")
+    )
     assert row.split(" | ")[6] == expected
     assert row in capsys.readouterr().out
 
@@ -133,15 +145,20 @@ def test_parallel_runs_train_in_processes_of_their_own(suite_files, tmp_path, ca
 
 
 def test_bad_suites_stop_before_training(suite_files, tmp_path, capsys):
+    recipes = '[suite]\nrecipes = ["base.toml"]\n'
     cases = {
         '[suite]\noutput_dir = "OUT"\n[suite.grid]\n"model.hidden_dim" = [8]\n': "[suite.grid] needs a base recipe",
         '[suite]\nrecipe = "base.toml"\n': "[suite]: unknown key 'recipe' (did you mean 'recipes'?)",
         '[suite]\nrecipes = ["base.toml"]\nset = {"trainer.epocs" = 1}\n': "run 'base': ",
-        '[suite]\nrecipes = ["base.toml"]\nset = {"data.source" = "nowhere.h5"}\n': "run 'base': data file 'nowhere.h5' not found; pass yours with --set data.source=PATH",
-        '[suite]\nbase = "base.toml"\n[suite.grid]\n"trainer.lr" = 0.1\n': "'trainer.lr' must be a non-empty list of values",
-        '[suite]\nrecipes = ["base.toml"]\nseeds = []\n': "[suite]: 'seeds' must be a non-empty list of distinct ints: []",
-        '[suite]\nrecipes = ["base.toml"]\nseeds = [1, 2, 1]\n': "[suite]: 'seeds' must be a non-empty list of distinct ints: [1, 2, 1]",
-        '[suite]\nrecipes = ["base.toml"]\nseeds = [0, 0.5]\n': "[suite] seeds = [0, 0.5] has the wrong type, expected list[int]",
+        recipes + 'set = {"data.source" = "nowhere.h5"}\n': (
+            "run 'base': data file 'nowhere.h5' not found; pass yours with --set data.source=PATH"
+        ),
+        '[suite]\nbase = "base.toml"\n[suite.grid]\n"trainer.lr" = 0.1\n': (
+            "'trainer.lr' must be a non-empty list of values"
+        ),
+        recipes + "seeds = []\n": "[suite]: 'seeds' must be a non-empty list of distinct ints: []",
+        recipes + "seeds = [1, 2, 1]\n": "[suite]: 'seeds' must be a non-empty list of distinct ints: [1, 2, 1]",
+        recipes + "seeds = [0, 0.5]\n": "[suite] seeds = [0, 0.5] has the wrong type, expected list[int]",
     }
     for text, message in cases.items():
         assert main([str(suite_files(text))]) == 2
@@ -158,7 +175,13 @@ def test_every_shipped_suite_loads(path, tmp_path):
     assert runs and all(run.recipe.is_file() for run in runs)
     if path.stem in ("lstm_vs_xlstm", "pems_bay_16"):  # seed 002's three modes
         names = [run.name for run in runs]
-        assert names[:5] == ["single_vd-lstm", "single_vd-xlstm", "multi_vd-lstm", "multi_vd-xlstm", "independent_multi_vd-xlstm"]
+        assert names[:5] == [
+            "single_vd-lstm",
+            "single_vd-xlstm",
+            "multi_vd-lstm",
+            "multi_vd-xlstm",
+            "independent_multi_vd-xlstm",
+        ]
         assert any(override.startswith("data.vds=[") for override in runs[0].overrides)
 
 
@@ -178,7 +201,9 @@ def test_data_vds_keeps_exactly_those_vds(small_data):
     np.testing.assert_array_equal(prepared.data.features, small_data.features[:, index])
     np.testing.assert_array_equal(prepared.data.latlon, small_data.latlon[index])
     xy = prepared.spec().positions_xy.numpy()  # projected about the kept VDs: distances are what stays
-    assert np.linalg.norm(xy[0] - xy[1]) == pytest.approx(np.linalg.norm(np.subtract(*small_data.positions_xy()[index])), rel=1e-3)
+    assert np.linalg.norm(xy[0] - xy[1]) == pytest.approx(
+        np.linalg.norm(np.subtract(*small_data.positions_xy()[index])), rel=1e-3
+    )
     assert {name: values for name, values in prepared.data.vd_attributes.items()} == {
         name: tuple(values[i] for i in index) for name, values in small_data.vd_attributes.items()
     }

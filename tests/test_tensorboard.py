@@ -90,10 +90,16 @@ def test_the_hparams_table_has_every_runs_encoder_keys(runs):
     multiplexer.AddRunsFromDirectory(str(runs))
     multiplexer.Reload()
     provider = data_provider.MultiplexerDataProvider(multiplexer, str(runs))
-    hparams = backend_context.Context(base_plugin.TBContext(logdir=str(runs), data_provider=provider, multiplexer=multiplexer))
+    hparams = backend_context.Context(
+        base_plugin.TBContext(logdir=str(runs), data_provider=provider, multiplexer=multiplexer)
+    )
     request = context.RequestContext()
     experiment = hparams.experiment_from_metadata(
-        request, "", True, hparams.hparams_metadata(request, ""), hparams.hparams_from_data_provider(request, "", limit=None)
+        request,
+        "",
+        True,
+        hparams.hparams_metadata(request, ""),
+        hparams.hparams_from_data_provider(request, "", limit=None),
     )
     columns = {info.name for info in experiment.hparam_infos}
     assert {"encoder.num_layers", "encoder.num_blocks", "encoder.slstm_at", "encoder.name", "trainer.lr"} <= columns

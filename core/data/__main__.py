@@ -26,13 +26,20 @@ def main(argv: list[str] | None = None) -> int:
     per.add_argument("files", nargs="+")
     per.add_argument("--id-pattern", default=r"(\d+)", help="regex whose first group is the id in a file name")
 
-    pandas = commands.add_parser("import-pandas", help="metr-la.h5 / pems-bay.h5 (pandas store, key df) + locations CSV")
+    pandas = commands.add_parser(
+        "import-pandas", help="metr-la.h5 / pems-bay.h5 (pandas store, key df) + locations CSV"
+    )
     pandas.add_argument("h5")
     for sub in (wide, per, pandas):
         sub.add_argument("--locations", required=True, help="[index,]sensor_id,latitude,longitude CSV")
-        sub.add_argument("--feature", default="speed", help="name of the imported feature (zeros are missing for speed)")
+        sub.add_argument(
+            "--feature", default="speed", help="name of the imported feature (zeros are missing for speed)"
+        )
         sub.add_argument("--out", required=True, help="HDF5 file to write")
-        sub.add_argument("--vd-attributes", help="CSV 'sensor_id,<attribute>,...' (e.g. road,direction) for the pooling's 'same' filter")
+        sub.add_argument(
+            "--vd-attributes",
+            help="CSV 'sensor_id,<attribute>,...' (e.g. road,direction) for the pooling's 'same' filter",
+        )
 
     synthetic = commands.add_parser("synthetic", help="write the embedded default network")
     synthetic.add_argument("--seed", type=int, default=0)
@@ -69,14 +76,24 @@ def command(args: argparse.Namespace) -> int:
 def summary(data) -> str:
     start, end = (np.datetime64(int(t), "s") for t in data.timestamps[[0, -1]])
     missing = np.isnan(data.features).mean(axis=(0, 1))
-    positions = "none" if data.latlon is None else f"{int(np.isfinite(data.latlon).all(1).sum())} of {len(data.vd_ids)} VDs"
+    positions = (
+        "none" if data.latlon is None else f"{int(np.isfinite(data.latlon).all(1).sum())} of {len(data.vd_ids)} VDs"
+    )
     jumps = data.time_jumps()
-    gaps = [f"step {i} ({int(data.timestamps[i] - data.timestamps[i - 1])} s after the previous step)" for i in jumps[:5]]
+    gaps = [
+        f"step {i} ({int(data.timestamps[i] - data.timestamps[i - 1])} s after the previous step)" for i in jumps[:5]
+    ]
     lines = [
-        f"{data.num_steps} steps from {start} to {end} every {data.interval} s; {len(data.vd_ids)} VDs; positions: {positions}",
-        *([f"irregular time steps: {len(jumps)}: " + ", ".join(gaps) + (", ..." if len(jumps) > 5 else "")] if len(jumps) else []),
+        f"{data.num_steps} steps from {start} to {end} every {data.interval} s; {len(data.vd_ids)} VDs; positions: "
+        f"{positions}",
+        *(
+            [f"irregular time steps: {len(jumps)}: " + ", ".join(gaps) + (", ..." if len(jumps) > 5 else "")]
+            if len(jumps)
+            else []
+        ),
         *(f"  {name}: {100 * m:.1f}% missing" for name, m in zip(data.feature_names, missing)),
-        "VD attributes: " + (", ".join(f"{k} ({len(set(v) - {''})} values)" for k, v in data.vd_attributes.items()) or "none"),
+        "VD attributes: "
+        + (", ".join(f"{k} ({len(set(v) - {''})} values)" for k, v in data.vd_attributes.items()) or "none"),
     ]
     return "\n".join(lines)
 

@@ -10,7 +10,9 @@ from attrs.validators import ge, gt, lt
 
 def _split_is_valid(instance, attribute, value) -> None:
     if len(value) != 3 or min(value) <= 0 or abs(sum(value) - 1) > 1e-6:
-        raise ValueError(f"'{attribute.name}' must be three positive fractions (train, val, test) summing to 1: {list(value)}")
+        raise ValueError(
+            f"'{attribute.name}' must be three positive fractions (train, val, test) summing to 1: {list(value)}"
+        )
 
 
 @attrs.frozen
@@ -30,7 +32,9 @@ class DataConfig:
     gap_steps: int = attrs.field(default=12, validator=gt(0))  # missing steps that cut a VD's history
     hide_inputs: float = attrs.field(default=0.0, validator=[ge(0.0), lt(1.0)])  # experiment: inputs hidden everywhere
     vds: tuple[str, ...] = ()  # keep only these VD ids, in this order; empty = all
-    irregular_steps: Literal["refuse", "split"] = "refuse"  # a file whose time step jumps: refuse it, or cut windows between jumps
+    irregular_steps: Literal["refuse", "split"] = (
+        "refuse"  # a file whose time step jumps: refuse it, or cut windows between jumps
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.min_history > self.history:

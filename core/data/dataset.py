@@ -36,9 +36,14 @@ class TrafficData:
         if len(self.vd_ids) != n:
             raise DataError(f"{where}: metadata/vdids has {len(self.vd_ids)} ids but data/features has {n} VDs")
         if len(self.feature_names) != f:
-            raise DataError(f"{where}: metadata/feature_names has {len(self.feature_names)} names but data/features has {f} features")
+            raise DataError(
+                f"{where}: metadata/feature_names has {len(self.feature_names)} names but data/features has {f} "
+                "features"
+            )
         if len(self.timestamps) != t:
-            raise DataError(f"{where}: metadata/timestamps has {len(self.timestamps)} entries but data/features has {t} steps")
+            raise DataError(
+                f"{where}: metadata/timestamps has {len(self.timestamps)} entries but data/features has {t} steps"
+            )
         for label, names in (("VD id", self.vd_ids), ("feature name", self.feature_names)):
             dups = sorted(name for name, count in Counter(names).items() if count > 1)
             if dups:
@@ -46,7 +51,10 @@ class TrafficData:
         steps = np.diff(self.timestamps)
         if (steps <= 0).any():
             i = int(np.argmax(steps <= 0))
-            raise DataError(f"{where}: timestamps are not increasing at step {i + 1} ({self.timestamps[i]} then {self.timestamps[i + 1]})")
+            raise DataError(
+                f"{where}: timestamps are not increasing at step {i + 1} ({self.timestamps[i]} then "
+                f"{self.timestamps[i + 1]})"
+            )
         infinite = np.isinf(self.features)
         if infinite.any():
             step, vd, feature = np.argwhere(infinite)[0]
@@ -81,7 +89,8 @@ class TrafficData:
         if unknown:
             raise DataError(
                 f"{self.source}: data.vds: unknown VD id(s) {', '.join(repr(vd) for vd in unknown[:5])}"
-                f"{closest(unknown[0], self.vd_ids)}; the data has {len(self.vd_ids)} VDs, e.g. {', '.join(self.vd_ids[:3])}"
+                f"{closest(unknown[0], self.vd_ids)}; the data has {len(self.vd_ids)} VDs, e.g. "
+                f"{', '.join(self.vd_ids[:3])}"
             )
         keep = np.array([index[vd] for vd in vds], dtype=np.int64)
         return attrs.evolve(
@@ -98,5 +107,7 @@ class TrafficData:
 
     def feature_index(self, name: str, key: str = "data.target") -> int:
         if name not in self.feature_names:
-            raise DataError(f"{self.source}: {key} '{name}' is not a feature of the data; features: {', '.join(self.feature_names)}")
+            raise DataError(
+                f"{self.source}: {key} '{name}' is not a feature of the data; features: {', '.join(self.feature_names)}"
+            )
         return self.feature_names.index(name)

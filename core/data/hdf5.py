@@ -1,12 +1,12 @@
 """The HDF5 schema, read and written::
 
-    data/features               float32 [T, N, F]   NaN = missing
-    metadata/vdids              str [N]
-    metadata/feature_names      str [F]
-    metadata/timestamps         str [T]   ISO 8601 local time
-    metadata/timestamps_epoch   int64 [T] seconds (local wall-clock time as if UTC)
-    metadata/vd_info/<vdid>     group, attrs position_lat, position_lon (degrees), and optional string
-                                attrs such as road, direction (used by the pooling's ``same`` filter)
+data/features               float32 [T, N, F]   NaN = missing
+metadata/vdids              str [N]
+metadata/feature_names      str [F]
+metadata/timestamps         str [T]   ISO 8601 local time
+metadata/timestamps_epoch   int64 [T] seconds (local wall-clock time as if UTC)
+metadata/vd_info/<vdid>     group, attrs position_lat, position_lon (degrees), and optional string
+                            attrs such as road, direction (used by the pooling's ``same`` filter)
 """
 
 from __future__ import annotations

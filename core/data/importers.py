@@ -33,7 +33,9 @@ def read_locations(path: str | Path) -> dict[str, tuple[float, float]]:
             raise DataError(f"{path}: row {line}: expected [index,]sensor_id,latitude,longitude, got {','.join(row)}")
         lat, lon = float(row[-2]), float(row[-1])
         if not (abs(lat) <= 90 and abs(lon) <= 180):  # NaN fails too
-            raise DataError(f"{path}: row {line}: latitude {row[-2].strip()} or longitude {row[-1].strip()} out of range (degrees)")
+            raise DataError(
+                f"{path}: row {line}: latitude {row[-2].strip()} or longitude {row[-1].strip()} out of range (degrees)"
+            )
         locations[row[-3].strip()] = (lat, lon)
     return locations
 
@@ -58,7 +60,9 @@ def read_vd_attributes(path: str | Path, vd_ids: Sequence[str]) -> dict[str, tup
     return {name: tuple(table.get(vd, [""] * len(names))[i] for vd in vd_ids) for i, name in enumerate(names)}
 
 
-def import_wide_csv(values: str | Path, locations: str | Path, start: str, interval_s: int = 300, feature: str = "speed") -> TrafficData:
+def import_wide_csv(
+    values: str | Path, locations: str | Path, start: str, interval_s: int = 300, feature: str = "speed"
+) -> TrafficData:
     """A time × detectors CSV whose header is the detector ids; rows are ``interval_s`` apart from ``start``."""
     rows = _read_csv(values)
     if len(rows) < 2:
@@ -68,8 +72,12 @@ def import_wide_csv(values: str | Path, locations: str | Path, start: str, inter
         raise DataError(f"{values}: line 1 is empty; expected a header of detector ids")
     for line, row in enumerate(rows[1:], start=2):
         if len(row) != len(ids):
-            raise DataError(f"{values}: line {line} has {len(row)} values, the header has {len(ids)} detector ids (ragged row)")
-    bad = next(((line, cell) for line, row in enumerate(rows[1:], start=2) for cell in row if not _is_number(cell)), None)
+            raise DataError(
+                f"{values}: line {line} has {len(row)} values, the header has {len(ids)} detector ids (ragged row)"
+            )
+    bad = next(
+        ((line, cell) for line, row in enumerate(rows[1:], start=2) for cell in row if not _is_number(cell)), None
+    )
     if bad:
         raise DataError(f"{values}: line {bad[0]}: a reading is not a number: {bad[1]!r}")
     with np.errstate(over="ignore"):  # beyond float32: inf, refused by TrafficData
@@ -78,7 +86,9 @@ def import_wide_csv(values: str | Path, locations: str | Path, start: str, inter
     return _assemble(readings, ids, timestamps, locations, feature, str(values))
 
 
-def import_per_detector(files: Sequence[str | Path], locations: str | Path, feature: str = "speed", id_pattern: str = r"(\d+)") -> TrafficData:
+def import_per_detector(
+    files: Sequence[str | Path], locations: str | Path, feature: str = "speed", id_pattern: str = r"(\d+)"
+) -> TrafficData:
     """One ``Stamp,value`` CSV per detector (the id is the first match of ``id_pattern`` in the file name),
     aligned on one regular time grid; steps absent from a file are NaN."""
     if not files:
@@ -109,7 +119,9 @@ def import_per_detector(files: Sequence[str | Path], locations: str | Path, feat
     end = max(s[0].max() for s in series)
     steps = np.concatenate([np.diff(np.unique(s[0])) for s in series])
     if not len(steps):
-        raise DataError(f"{len(files)} detector files: cannot tell the time step, no file has two different time stamps")
+        raise DataError(
+            f"{len(files)} detector files: cannot tell the time step, no file has two different time stamps"
+        )
     interval = int(np.median(steps))
     timestamps = np.arange(start, end + 1, interval)
     grid = np.full((len(timestamps), len(ids)), np.nan, dtype=np.float32)
@@ -140,14 +152,25 @@ def import_pandas_h5(path: str | Path, locations: str | Path, feature: str = "sp
     return _assemble(readings, items, timestamps, locations, feature, str(path))
 
 
-def _assemble(readings: np.ndarray, ids: list[str], timestamps: np.ndarray, locations: str | Path, feature: str, source: str) -> TrafficData:
+def _assemble(
+    readings: np.ndarray, ids: list[str], timestamps: np.ndarray, locations: str | Path, feature: str, source: str
+) -> TrafficData:
     where = read_locations(locations)
     unknown = [vd for vd in ids if vd not in where]
     if unknown:
-        raise DataError(f"{locations}: no location for {len(unknown)} sensor id(s) of {source}: {', '.join(unknown[:5])}")
+        raise DataError(
+            f"{locations}: no location for {len(unknown)} sensor id(s) of {source}: {', '.join(unknown[:5])}"
+        )
     readings = np.where(readings == 0, np.nan, readings) if feature == "speed" else readings
     latlon = np.array([where[vd] for vd in ids], dtype=np.float64)
-    return TrafficData(readings[:, :, None].astype(np.float32), tuple(ids), (feature,), timestamps.astype(np.int64), latlon, source=source)
+    return TrafficData(
+        readings[:, :, None].astype(np.float32),
+        tuple(ids),
+        (feature,),
+        timestamps.astype(np.int64),
+        latlon,
+        source=source,
+    )
 
 
 def _read_csv(path: str | Path) -> list[list[str]]:

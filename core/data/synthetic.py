@@ -51,7 +51,9 @@ def generate(seed: int = 0, days: int = 21) -> TrafficData:
         "road": tuple(CORRIDORS[c][0] for c in corridor_of),
         "direction": tuple(_compass(CORRIDORS[c][3]) for c in corridor_of),
     }
-    return TrafficData(features, vd_ids, FEATURES, timestamps, latlon, source=f"<synthetic seed={seed}>", vd_attributes=attributes)
+    return TrafficData(
+        features, vd_ids, FEATURES, timestamps, latlon, source=f"<synthetic seed={seed}>", vd_attributes=attributes
+    )
 
 
 def _compass(bearing: float) -> str:
@@ -79,7 +81,10 @@ def _incidents(rng: np.random.Generator, steps: int, corridor_of: np.ndarray, pe
     count = rng.poisson(per_day * steps * STEP_S / 86400 * (corridor_of.max() + 1))
     lag = 3  # steps for the queue to reach the next VD upstream (15 min per 700 m)
     for vd, start, duration, severity in zip(
-        rng.integers(0, n, count), rng.integers(0, steps, count), rng.integers(6, 24, count), rng.uniform(0.5, 0.9, count)
+        rng.integers(0, n, count),
+        rng.integers(0, steps, count),
+        rng.integers(6, 24, count),
+        rng.uniform(0.5, 0.9, count),
     ):
         upstream = np.arange(vd, -1, -1)
         upstream = upstream[(corridor_of[upstream] == corridor_of[vd]) & (vd - upstream <= 5)]

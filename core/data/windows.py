@@ -47,7 +47,9 @@ class Normaliser:
     @classmethod
     def from_dict(cls, table: dict[str, list]) -> Normaliser:
         """Inverse of ``to_dict``; checkpoints written before the names were stored give ``names = ()``."""
-        return cls(np.asarray(table["mean"], np.float32), np.asarray(table["std"], np.float32), tuple(table.get("names", ())))
+        return cls(
+            np.asarray(table["mean"], np.float32), np.asarray(table["std"], np.float32), tuple(table.get("names", ()))
+        )
 
 
 @attrs.frozen
@@ -103,7 +105,9 @@ class Series:
             observed=observed,
             covariates=self.covariates[past],
             target=self.target[future],
-            target_mask=self.target_mask[future] if lengths is None else self.target_mask[future] & (lengths > 0)[:, None],
+            target_mask=self.target_mask[future]
+            if lengths is None
+            else self.target_mask[future] & (lengths > 0)[:, None],
             start=starts,
             lengths=lengths,
         )
@@ -208,7 +212,10 @@ def prepare(data: TrafficData, cfg: DataConfig = DataConfig(), seed: int = 0) ->
     blank = np.isnan(data.features).all(axis=(0, 2))
     if blank.any():
         names = [vd for vd, b in zip(data.vd_ids, blank) if b]
-        raise DataError(f"{data.source}: VD(s) {', '.join(names[:5])} have no reading at all (every feature NaN at every step); remove them from the file")
+        raise DataError(
+            f"{data.source}: VD(s) {', '.join(names[:5])} have no reading at all (every feature NaN at every step); "
+            "remove them from the file"
+        )
     normaliser = Normaliser.fit(data.features[:val_start], data.feature_names, data.source)
     series = build_series(data, normaliser, cfg, tuple(features), seed)
     if not series.target_mask[:val_start].any():
@@ -218,13 +225,20 @@ def prepare(data: TrafficData, cfg: DataConfig = DataConfig(), seed: int = 0) ->
     for part, (lo, hi) in bounds.items():
         starts = series.window_starts(lo, hi - window, strides[part])
         if not len(starts):
-            raise DataError(f"{data.source}: the {part} part has no window with a VD of at least min_history = {cfg.min_history} steps")
+            raise DataError(
+                f"{data.source}: the {part} part has no window with a VD of at least min_history = {cfg.min_history} "
+                "steps"
+            )
         splits[part] = WindowDataset(series, starts.numpy())
         across_jumps += int(series.spans_jump(torch.arange(lo, hi - window + 1, strides[part])).sum())
-    return Prepared(data, series, normaliser, tuple(features), target_index, splits, (val_start, test_start), across_jumps)
+    return Prepared(
+        data, series, normaliser, tuple(features), target_index, splits, (val_start, test_start), across_jumps
+    )
 
 
-def build_series(data: TrafficData, normaliser: Normaliser, cfg: DataConfig, features: tuple[str, ...], seed: int = 0) -> Series:
+def build_series(
+    data: TrafficData, normaliser: Normaliser, cfg: DataConfig, features: tuple[str, ...], seed: int = 0
+) -> Series:
     """The whole series z-scored with ``normaliser`` (never re-fitted here): the inputs ``features``, the
     target, their masks and covariates, as ``cfg`` says (see ``prepare``)."""
     jumps = data.time_jumps()
@@ -232,8 +246,9 @@ def build_series(data: TrafficData, normaliser: Normaliser, cfg: DataConfig, fea
         first = int(jumps[0])
         found = int(data.timestamps[first] - data.timestamps[first - 1])
         raise DataError(
-            f"{data.source}: irregular time step at step {first}: {found} s after the previous step, expected {data.interval} s "
-            f"({len(jumps)} irregular step(s); [data] irregular_steps = \"split\" cuts windows only between them)"
+            f"{data.source}: irregular time step at step {first}: {found} s after the previous step, expected "
+            f"{data.interval} s "
+            f'({len(jumps)} irregular step(s); [data] irregular_steps = "split" cuts windows only between them)'
         )
     raw = data.features[:, :, [data.feature_index(name, "data.features") for name in features]]
     observed = np.isfinite(raw)
@@ -266,7 +281,9 @@ def build_series(data: TrafficData, normaliser: Normaliser, cfg: DataConfig, fea
     )
 
 
-def calendar_columns(timestamps: np.ndarray, time_of_day: bool = True, weekend: bool = False, day_of_week: bool = False) -> dict[str, np.ndarray]:
+def calendar_columns(
+    timestamps: np.ndarray, time_of_day: bool = True, weekend: bool = False, day_of_week: bool = False
+) -> dict[str, np.ndarray]:
     """The covariates read off the file's clock, by name, in input order: ``time_of_day_sin`` and
     ``time_of_day_cos`` (the angle 2π · seconds since midnight / 86400), ``weekend`` (1.0 on Saturdays and
     Sundays, else 0.0) and ``day_of_week`` (the day's index, Monday = 0 .. Sunday = 6)."""

@@ -44,7 +44,9 @@ class DynamicPaddingCollator(Collator):
 
         def take(x: torch.Tensor) -> torch.Tensor:  # [B, T, N, F] → the last ``steps`` steps of the slots' VDs
             x = x[:, t - steps :]
-            return x if vd_index is None else x.gather(2, vd_index[:, None, :, None].expand(b, steps, slots, x.shape[-1]))
+            return (
+                x if vd_index is None else x.gather(2, vd_index[:, None, :, None].expand(b, steps, slots, x.shape[-1]))
+            )
 
         observed = take(windows.observed) & step_mask[..., None]
         return Batch(

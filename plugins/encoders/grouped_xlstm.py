@@ -32,7 +32,10 @@ class GroupedXLSTM(nn.Module):
         if uses_cuda_kernel(template):
             raise ValueError("GroupedXLSTM needs a template built with the 'vanilla' sLSTM backend (its weight layout)")
         self.kinds = ["slstm" if isinstance(b, sLSTMBlock) else "mlstm" for b in template.blocks]
-        self.heads = [b.xlstm.config.num_heads if k == "slstm" else b.xlstm.mlstm_cell.config.num_heads for b, k in zip(template.blocks, self.kinds)]
+        self.heads = [
+            b.xlstm.config.num_heads if k == "slstm" else b.xlstm.mlstm_cell.config.num_heads
+            for b, k in zip(template.blocks, self.kinds)
+        ]
         self.dropout = template.config.dropout
         with torch.no_grad():  # every group gets its own draw of the package's initialisation
             draws = []
@@ -50,7 +53,9 @@ class GroupedXLSTM(nn.Module):
         """Block ``index`` of the stack (its residual connections included) on ``[G, B, T, E]``."""
         block, kind, heads = self.blocks[index], self.kinds[index], self.heads[index]
         if kind == "mlstm":
-            return x + _mlstm_layer(block.xlstm, _layer_norm(x, block.xlstm_norm.weight), heads, self.dropout, self.training)
+            return x + _mlstm_layer(
+                block.xlstm, _layer_norm(x, block.xlstm_norm.weight), heads, self.dropout, self.training
+            )
         x = x + _slstm_layer(block.xlstm, _layer_norm(x, block.xlstm_norm.weight), heads, self.dropout, self.training)
         return x + _gated_ffn(block.ffn, _layer_norm(x, block.ffn_norm.weight))
 
@@ -154,7 +159,13 @@ def _mlstm_cell(cell: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tens
 def _slstm_layer(layer: nn.Module, x: torch.Tensor, heads: int, dropout: float, training: bool) -> torch.Tensor:
     x_conv = F.silu(_causal_conv(x, layer.conv1d.conv))
     # the package feeds (fgate, igate, zgate, ogate) projections as the (i, f, z, o) cell inputs; kept as is
-    gates = torch.cat([_headwise(x_conv, layer.fgate.weight, layer.igate.weight), _headwise(x, layer.zgate.weight, layer.ogate.weight)], -1)
+    gates = torch.cat(
+        [
+            _headwise(x_conv, layer.fgate.weight, layer.igate.weight),
+            _headwise(x, layer.zgate.weight, layer.ogate.weight),
+        ],
+        -1,
+    )
     y = _slstm_cell(layer.slstm_cell, gates.unflatten(-1, (4, -1)), heads)  # [G, B, T, E]
     y = F.dropout(y, dropout, training)
     g, b, t, e = y.shape

@@ -47,7 +47,9 @@ class LSTMEncoder(LayerwiseEncoder):
             x = self.dropout(x)
         b, m, t, e = x.shape
         step_mask = None if inputs.step_mask is None else inputs.step_mask.reshape(b * m, t)
-        return causal_over_padding(lambda s: self.layers[index](s)[0], x.reshape(b * m, t, e), step_mask).reshape(b, m, t, e)
+        return causal_over_padding(lambda s: self.layers[index](s)[0], x.reshape(b * m, t, e), step_mask).reshape(
+            b, m, t, e
+        )
 
 
 def _from_stacked_lstm(state_dict, prefix, *args) -> None:

@@ -49,7 +49,17 @@ from attrs.validators import ge, gt
 from torch import nn
 from torch.nn import functional as F
 
-from social_xlstm import DataError, DatasetSpec, Encoder, EncoderInput, NeighbourhoodConfig, NeighbourLists, hookimpl, require_positions, safe_softmax
+from social_xlstm import (
+    DataError,
+    DatasetSpec,
+    Encoder,
+    EncoderInput,
+    NeighbourhoodConfig,
+    NeighbourLists,
+    hookimpl,
+    require_positions,
+    safe_softmax,
+)
 
 
 def _at_most_layers(instance, attribute, value) -> None:
@@ -123,10 +133,14 @@ class AdditiveAttention(nn.Module):
         super().__init__()
         self.source = nn.Linear(hidden, hidden)
         self.target = nn.Linear(hidden, hidden, bias=False)
-        self.message = nn.Sequential(nn.PReLU(init=0.2), _mlp([hidden] * (message_layers + 1), nn.PReLU, readout=hidden))
+        self.message = nn.Sequential(
+            nn.PReLU(init=0.2), _mlp([hidden] * (message_layers + 1), nn.PReLU, readout=hidden)
+        )
         self.gate = nn.Linear(hidden, 1, bias=False)  # a bias would cancel in the softmax
 
-    def forward(self, h: torch.Tensor, gather: Callable[[torch.Tensor], torch.Tensor], valid: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, h: torch.Tensor, gather: Callable[[torch.Tensor], torch.Tensor], valid: torch.Tensor
+    ) -> torch.Tensor:
         message = self.message(gather(self.source(h)) + self.target(h)[..., None, :])
         weights = safe_softmax(self.gate(message)[..., 0], valid, dim=-1)
         return torch.einsum("btns,btnsh->btnh", weights, message)
@@ -142,8 +156,11 @@ class SpinLayer(nn.Module):
         self.skip = nn.Linear(hidden, hidden)
         self.norm = nn.LayerNorm(hidden)
 
-    def forward(self, h: torch.Tensor, lists: NeighbourLists, d: int, keys: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
-        """``h [B, T, N, H]``; ``keys`` [B, T, N] the points neighbours may attend, ``observed`` those with a reading."""
+    def forward(
+        self, h: torch.Tensor, lists: NeighbourLists, d: int, keys: torch.Tensor, observed: torch.Tensor
+    ) -> torch.Tensor:
+        """``h [B, T, N, H]``; ``keys`` [B, T, N] the points neighbours may attend, ``observed`` those with a
+        reading."""
 
         def neighbours(x: torch.Tensor) -> torch.Tensor:  # [B, T, N, ...] → [B, T, N, K·(d+1), ...]
             return windows(x, d)[:, :, lists.index].flatten(3, 4)
@@ -168,7 +185,9 @@ class SpinLiteEncoder(Encoder):
 
     def __init__(self, config: SpinLiteConfig, spec: DatasetSpec):
         super().__init__(config, spec)
-        require_positions(spec.positions_xy, spec.vd_ids, "Encoder 'spin_lite'", '[encoder] name = "lstm" (not spatial)')
+        require_positions(
+            spec.positions_xy, spec.vd_ids, "Encoder 'spin_lite'", '[encoder] name = "lstm" (not spatial)'
+        )
         self.neighbours = NeighbourLists.from_spec(spec, config)
         h, n, inputs = config.hidden_size, spec.num_vds, 2 * spec.num_features  # values and observation flags
         self.out_dim = h

@@ -5,7 +5,8 @@ linear embedding, concatenated with learned embeddings of the VD, of the time-of
 week of the window's last input step, then passed through residual MLP layers (Linear-ReLU-Dropout-Linear +
 input). The output is one state per VD, ``[B, M, E]`` with E the sum of the embedding sizes; the forecaster's
 shared head maps it to the horizon. Layer-wise (its states ``[B, M, 1, E]``, one step): with ``[model] social``
-a pooling acts on the embeddings (``every_step``) or between the MLP layers (``interleaved``). No recurrence: a few matrix products per VD, whatever the history.
+a pooling acts on the embeddings (``every_step``) or between the MLP layers (``interleaved``). No recurrence: a few
+matrix products per VD, whatever the history.
 
 The calendar comes from the covariates (``DatasetSpec.covariate_names``): the time-of-day slot is recovered
 from the sin/cos pair (``[data] time_of_day``), the day from ``day_of_week`` (``[data] day_of_week``);
@@ -64,9 +65,12 @@ class STIDEncoder(LayerwiseEncoder):
         self.time_of_day = embedding(config.time_slots, config.time_of_day_dim)
         self.day_of_week = embedding(2 if config.weekday_weekend else 7, config.day_of_week_dim)
         self.num_layers = config.num_layers
-        e = self.out_dim = config.embedding_dim + config.vd_embedding_dim + config.time_of_day_dim + config.day_of_week_dim
+        e = self.out_dim = (
+            config.embedding_dim + config.vd_embedding_dim + config.time_of_day_dim + config.day_of_week_dim
+        )
         self.layers = nn.ModuleList(
-            nn.Sequential(nn.Linear(e, e), nn.ReLU(), nn.Dropout(config.dropout), nn.Linear(e, e)) for _ in range(config.num_layers)
+            nn.Sequential(nn.Linear(e, e), nn.ReLU(), nn.Dropout(config.dropout), nn.Linear(e, e))
+            for _ in range(config.num_layers)
         )
 
     def embed(self, inputs: EncoderInput) -> torch.Tensor:
@@ -87,7 +91,9 @@ class STIDEncoder(LayerwiseEncoder):
         if self.day_of_week is not None:
             (day,) = self.columns["day_of_week_dim"]
             days = last[:, day].round().long()  # Monday = 0
-            parts.append(self.day_of_week((days >= 5).long() if self.config.weekday_weekend else days)[:, None].expand(b, m, -1))
+            parts.append(
+                self.day_of_week((days >= 5).long() if self.config.weekday_weekend else days)[:, None].expand(b, m, -1)
+            )
         return torch.cat(parts, -1)[:, :, None]
 
     def layer(self, index: int, x: torch.Tensor, inputs: EncoderInput) -> torch.Tensor:
@@ -112,7 +118,8 @@ def covariate_columns(spec: DatasetSpec, key: str, dim: int) -> tuple[int, ...]:
     missing = [name for name in names if name not in spec.covariate_names]
     if missing:
         raise RecipeError(
-            f"encoder 'stid' embeds {data_key.replace('_', ' ')} ({key} = {dim}) but the data has no {' / '.join(missing)} covariate; "
+            f"encoder 'stid' embeds {data_key.replace('_', ' ')} ({key} = {dim}) but the data has no "
+            f"{' / '.join(missing)} covariate; "
             f"set [data] {data_key} = true (or [encoder] {key} = 0)"
         )
     return tuple(spec.covariate_names.index(name) for name in names)

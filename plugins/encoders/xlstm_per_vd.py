@@ -15,7 +15,15 @@ from torch import nn
 
 from plugins.encoders.grouped_xlstm import GroupedXLSTM, grouped_linear
 from plugins.encoders.xlstm_shared import XLSTMConfig, build_stack
-from social_xlstm import DataError, DatasetSpec, EncoderInput, LayerwiseEncoder, causal_over_padding, hookimpl, scatter_vds
+from social_xlstm import (
+    DataError,
+    DatasetSpec,
+    EncoderInput,
+    LayerwiseEncoder,
+    causal_over_padding,
+    hookimpl,
+    scatter_vds,
+)
 
 
 class PerVDXLSTMEncoder(LayerwiseEncoder):
@@ -43,17 +51,23 @@ class PerVDXLSTMEncoder(LayerwiseEncoder):
                 f"encoder 'xlstm_per_vd' was built for {self.spec.num_vds} VDs ({_preview(self.spec.vd_ids)}) "
                 f"but the batch has {x.shape[0]}; per-VD weights cannot be shared with VDs they were not built for"
             )
-        return inputs.take_slots((grouped_linear(x, self.embed_weight) + self.embed_bias[:, None, None]).transpose(0, 1))
+        return inputs.take_slots(
+            (grouped_linear(x, self.embed_weight) + self.embed_bias[:, None, None]).transpose(0, 1)
+        )
 
     def layer(self, index: int, x: torch.Tensor, inputs: EncoderInput) -> torch.Tensor:
         """Block ``index`` of every VD's stack: the slots go to their VDs' weight groups ``[N, B, T, E]`` and back."""
         groups = _slots_to_vds(x, inputs, self.spec.num_vds).transpose(0, 1)
         full = inputs.expand(self.spec.num_vds)
         step_mask = None if full.step_mask is None else full.step_mask.transpose(0, 1)  # [N, B, T]
-        return inputs.take_slots(causal_over_padding(lambda s: self.stack.block(index, s), groups, step_mask).transpose(0, 1))
+        return inputs.take_slots(
+            causal_over_padding(lambda s: self.stack.block(index, s), groups, step_mask).transpose(0, 1)
+        )
 
     def finish(self, x: torch.Tensor, inputs: EncoderInput) -> torch.Tensor:
-        return inputs.take_slots(self.stack.post_norm(_slots_to_vds(x, inputs, self.spec.num_vds).transpose(0, 1)).transpose(0, 1))
+        return inputs.take_slots(
+            self.stack.post_norm(_slots_to_vds(x, inputs, self.spec.num_vds).transpose(0, 1)).transpose(0, 1)
+        )
 
 
 def _slots_to_vds(x: torch.Tensor, inputs: EncoderInput, num_vds: int) -> torch.Tensor:

@@ -43,7 +43,10 @@ def _heads_divide(instance, attribute, value) -> None:
 def _blocks_exist(instance, attribute, value) -> None:
     outside = [i for i in value if not 0 <= i < instance.num_blocks]
     if outside:
-        raise ValueError(f"'slstm_at' has block indices {outside} outside 0..{instance.num_blocks - 1} (num_blocks = {instance.num_blocks})")
+        raise ValueError(
+            f"'slstm_at' has block indices {outside} outside 0..{instance.num_blocks - 1} (num_blocks = "
+            f"{instance.num_blocks})"
+        )
 
 
 @attrs.frozen
@@ -75,7 +78,8 @@ def resolve_backend(requested: str) -> str:
 
 
 def build_stack(config: XLSTMConfig, context_length: int, backend: str, requested: str = "vanilla") -> xLSTMBlockStack:
-    """The xlstm package's block stack; falls back to ``vanilla`` if the CUDA kernel fails to build (unless requested)."""
+    """The xlstm package's block stack; falls back to ``vanilla`` if the CUDA kernel fails to build (unless
+    requested)."""
     stack_config = xLSTMBlockStackConfig(
         mlstm_block=mLSTMBlockConfig(
             mlstm=mLSTMLayerConfig(

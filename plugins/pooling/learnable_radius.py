@@ -19,7 +19,9 @@ from social_xlstm import NeighbourhoodConfig, NeighbourPooling, hookimpl, weight
 
 def _inside_bound(instance, attribute, value) -> None:
     if value > instance.radius_m:
-        raise ValueError(f"'initial_radius_m' ({value}) must not exceed the outer bound 'radius_m' ({instance.radius_m})")
+        raise ValueError(
+            f"'initial_radius_m' ({value}) must not exceed the outer bound 'radius_m' ({instance.radius_m})"
+        )
 
 
 @attrs.frozen

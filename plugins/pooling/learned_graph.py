@@ -33,7 +33,9 @@ class LearnedGraphConfig(NeighbourhoodConfig):
     k: int = attrs.field(default=8, validator=gt(0))  # learned neighbours per VD, chosen from the whole network
     embedding_dim: int = attrs.field(default=16, validator=gt(0))  # size of the source and target embeddings
     temperature: float = attrs.field(default=1.0, validator=gt(0.0))  # softmax(s / temperature) over the kept VDs
-    with_distance: bool = False  # also pool from the distance neighbours (radius_m, max_neighbours, same; needs positions)
+    with_distance: bool = (
+        False  # also pool from the distance neighbours (radius_m, max_neighbours, same; needs positions)
+    )
     explore: int = attrs.field(default=2, validator=ge(0))  # training only: random VDs each VD also tries per step
     dropout: float = attrs.field(default=0.0, validator=[ge(0.0), lt(1.0)])  # on the edge weights
 
@@ -136,7 +138,11 @@ class LearnedGraphPooling(EdgeRecordingPooling):
 
 @torch.no_grad()
 def top_k_scores(
-    source: torch.Tensor, target: torch.Tensor, k: int, excluded: torch.Tensor | None = None, chunk_elements: int = 2**24
+    source: torch.Tensor,
+    target: torch.Tensor,
+    k: int,
+    excluded: torch.Tensor | None = None,
+    chunk_elements: int = 2**24,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """For each row i, the k columns j ≠ i (and not in ``excluded[i]``) with the largest <source_i, target_j>:
     ``index [N, k]`` and ``valid [N, k]`` (False where fewer than k columns are left). Rows are scored

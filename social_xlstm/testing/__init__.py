@@ -35,7 +35,9 @@ __all__ = ["TOLERANCE", "CheckResult", "check_collator", "check_encoder", "check
 KITS = {"encoder": EncoderChecks, "pooling": PoolingChecks, "collator": CollatorChecks}
 
 
-def run_checks(kind: str, name: str, config: Mapping[str, Any] | None = None, modules: Iterable[str] = ()) -> list[CheckResult]:
+def run_checks(
+    kind: str, name: str, config: Mapping[str, Any] | None = None, modules: Iterable[str] = ()
+) -> list[CheckResult]:
     """Every check of the ``kind`` plugin ``name`` (registered by a built-in, an installed package's entry point
     or one of ``modules``), built with ``config`` (its recipe table without ``name``; default: its defaults)."""
     registry = Registry.default(modules, origin="kit")
@@ -54,12 +56,16 @@ def run_checks(kind: str, name: str, config: Mapping[str, Any] | None = None, mo
         torch.set_num_threads(threads)
 
 
-def check_plugin(kind: str, name: str, config: Mapping[str, Any] | None = None, modules: Iterable[str] = ()) -> list[CheckResult]:
+def check_plugin(
+    kind: str, name: str, config: Mapping[str, Any] | None = None, modules: Iterable[str] = ()
+) -> list[CheckResult]:
     """``run_checks``, raising an ``AssertionError`` that lists the failed checks; returns the results."""
     results = run_checks(kind, name, config, modules)
     failed = [result.line() for result in results if result.passed is False]
     if failed:
-        raise AssertionError(f"{kind} '{name}' fails {len(failed)} of {len(results)} conformance checks:\n" + "\n".join(failed))
+        raise AssertionError(
+            f"{kind} '{name}' fails {len(failed)} of {len(results)} conformance checks:\n" + "\n".join(failed)
+        )
     return results
 
 

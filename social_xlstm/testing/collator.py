@@ -26,10 +26,19 @@ class CollatorChecks:
         self.windows = make_windows(spec, histories(time=True, slots=True))
         self.raw = self.collator(self.windows)
         # the batch of 3, and sample 0 alone (short and narrow)
-        self.cases = [(self.windows, self.raw.canonical()), (alone := select(self.windows, [0]), self.collator(alone).canonical())]
+        self.cases = [
+            (self.windows, self.raw.canonical()),
+            (alone := select(self.windows, [0]), self.collator(alone).canonical()),
+        ]
 
     def checks(self) -> list[Check]:
-        return [("layout", self.layout), ("shapes", self.shapes), ("content", self.content), ("flags", self.flags), ("forecast", self.forecast)]
+        return [
+            ("layout", self.layout),
+            ("shapes", self.shapes),
+            ("content", self.content),
+            ("flags", self.flags),
+            ("forecast", self.forecast),
+        ]
 
     def layout(self) -> CheckResult:
         layout, expected = self.collator.layout, LAYOUTS.get(self.collator.layout)
@@ -37,14 +46,21 @@ class CollatorChecks:
         if expected is None:
             problems.append(f"layout {layout!r} is none of {', '.join(LAYOUTS)}")
         elif not isinstance(self.raw, expected):
-            problems.append(f"layout {layout!r} but the batch is a {type(self.raw).__name__}, expected {expected.__name__}")
+            problems.append(
+                f"layout {layout!r} but the batch is a {type(self.raw).__name__}, expected {expected.__name__}"
+            )
         if not isinstance(self.raw.canonical(), Batch):
             problems.append(f"canonical() gave a {type(self.raw.canonical()).__name__}, expected Batch")
         return at_most("problems", len(problems), 0, "; ".join(problems) or f"{layout}: {type(self.raw).__name__}")
 
     def shapes(self) -> CheckResult:
-        problems = [problem for windows, batch in self.cases for problem in self.shape_problems(batch, windows.values.shape[0])]
-        note = "; ".join(problems) or ", ".join(f"values {list(batch.values.shape)}" for _, batch in self.cases) + " (B, T, M, F)"
+        problems = [
+            problem for windows, batch in self.cases for problem in self.shape_problems(batch, windows.values.shape[0])
+        ]
+        note = (
+            "; ".join(problems)
+            or ", ".join(f"values {list(batch.values.shape)}" for _, batch in self.cases) + " (B, T, M, F)"
+        )
         return at_most("problems", len(problems), 0, note)
 
     def shape_problems(self, batch: Batch, b: int) -> list[str]:
@@ -68,7 +84,10 @@ class CollatorChecks:
             if (value := getattr(batch, name)) is not None and (tuple(value.shape) != shape or value.dtype != dtype)
         ]
         if not (0 < t <= spec.history and 0 < m <= n) or (batch.vd_index is None and m != n):
-            problems.append(f"values [B, T, M, F] = {list(batch.values.shape)}: T ≤ {spec.history}, M ≤ {n}, M = {n} without vd_index")
+            problems.append(
+                f"values [B, T, M, F] = {list(batch.values.shape)}: T ≤ {spec.history}, M ≤ {n}, M = {n} without "
+                "vd_index"
+            )
         if batch.vd_index is not None and not ((batch.vd_index >= 0) & (batch.vd_index < n)).all():
             problems.append("vd_index outside 0..N-1")
         return problems
@@ -81,7 +100,12 @@ class CollatorChecks:
             for what, count in self.content_problems(batch, windows).items():
                 counts[what] = counts.get(what, 0) + count
         problems = [f"{count} {what}" for what, count in counts.items() if count]
-        return at_most("problems", sum(counts.values()), 0, "; ".join(problems) or "varying histories and absent VDs, batched and alone")
+        return at_most(
+            "problems",
+            sum(counts.values()),
+            0,
+            "; ".join(problems) or "varying histories and absent VDs, batched and alone",
+        )
 
     def content_problems(self, batch: Batch, windows: Windows) -> dict[str, int]:
         b, t, m, f = batch.values.shape
@@ -95,7 +119,9 @@ class CollatorChecks:
             "VDs not in exactly one present slot": int((slots != windows.active.long()).sum()),
             "present slots whose last step is padding": int((batch.node_mask & ~real[:, -1]).sum()),
             "observed flags unlike the window's": int((batch.observed != observed).sum()),
-            "observed values unlike the window's": int((batch.values != windows.values[:, -t:].gather(2, index))[observed].sum()),
+            "observed values unlike the window's": int(
+                (batch.values != windows.values[:, -t:].gather(2, index))[observed].sum()
+            ),
             "values not 0 where not observed": int((batch.values != 0)[~batch.observed].sum()),
             "targets unlike the window's": int((batch.target != windows.target)[windows.target_mask].sum()),
             "target_mask entries unlike the window's": int((batch.target_mask != windows.target_mask).sum()),
@@ -109,14 +135,21 @@ class CollatorChecks:
         fixed = self.collator(make_windows(self.spec, None)).canonical()
         if not cls.pads_time and fixed.step_mask is not None and not fixed.step_mask.all():
             problems.append("fixed-length windows get time padding but pads_time = False")
-        return at_most("problems", len(problems), 0, "; ".join(problems) or f"pads_time = {cls.pads_time}, uses_vd_slots = {cls.uses_vd_slots}")
+        return at_most(
+            "problems",
+            len(problems),
+            0,
+            "; ".join(problems) or f"pads_time = {cls.pads_time}, uses_vd_slots = {cls.uses_vd_slots}",
+        )
 
     def forecast(self) -> CheckResult:
         """A fixed model forecasts the same from this collator's batch as from a ``centralized`` batch of the
         steps it keeps (all of them, unless an option such as ``max_sequence_length`` cuts the history)."""
         torch.manual_seed(0)
         encoder = LSTMEncoder(LSTMEncoder.Config(embedding_dim=8), self.spec)
-        model = forecaster(encoder, lambda: RadiusPooling(RadiusPooling.Config(), self.spec, 8), "last", self.spec.horizon)
+        model = forecaster(
+            encoder, lambda: RadiusPooling(RadiusPooling.Config(), self.spec, 8), "last", self.spec.horizon
+        )
         batch = self.raw.canonical()
         kept = last_steps(self.windows, batch.values.shape[1])
         with torch.no_grad():

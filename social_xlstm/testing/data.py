@@ -18,10 +18,14 @@ N_VDS, HISTORY, HORIZON = 9, 8, 3  # 9: no calendar table (7 days, 24 hours, 288
 _LENGTHS = torch.tensor([[5, 3, 0, 4, 0, 5, 2, 6, 0], [HISTORY] * N_VDS, [6, 0, 7, 2, HISTORY, 3, 0, 4, 5]])
 
 
-CALENDAR = tuple(calendar_columns(np.zeros(1, np.int64), time_of_day=True, weekend=True, day_of_week=True))  # every covariate's name
+CALENDAR = tuple(
+    calendar_columns(np.zeros(1, np.int64), time_of_day=True, weekend=True, day_of_week=True)
+)  # every covariate's name
 
 
-def synthetic_spec(vds: int = 100, features: int = 1, covariates: int = 2, seed: int = 0, history: int = 12, horizon: int = 12) -> DatasetSpec:
+def synthetic_spec(
+    vds: int = 100, features: int = 1, covariates: int = 2, seed: int = 0, history: int = 12, horizon: int = 12
+) -> DatasetSpec:
     """N VDs at distinct random points of a 500 m grid (about half its cells taken); the first ``covariates``
     calendar covariates (2: time of day; 4: also weekend and day of week)."""
     side = max(2, round((2 * vds) ** 0.5))
@@ -29,7 +33,13 @@ def synthetic_spec(vds: int = 100, features: int = 1, covariates: int = 2, seed:
     positions = torch.stack([cells % side, cells // side], 1).float() * 500.0
     names = ("speed",) + tuple(f"feature{i}" for i in range(1, features))
     return DatasetSpec(
-        tuple(f"vd{i}" for i in range(vds)), names, covariates, history, horizon, positions_xy=positions, covariate_names=CALENDAR[:covariates]
+        tuple(f"vd{i}" for i in range(vds)),
+        names,
+        covariates,
+        history,
+        horizon,
+        positions_xy=positions,
+        covariate_names=CALENDAR[:covariates],
     )
 
 
@@ -69,19 +79,31 @@ def calendar(spec: DatasetSpec, b: int, t: int, generator: torch.Generator) -> t
     """``[B, T, K]`` the spec's calendar covariates of ``b`` windows at random 5-minute steps of a year."""
     steps = torch.randint(0, 365 * 288, (b, 1), generator=generator) + torch.arange(t)
     columns = calendar_columns((steps * 300).flatten().numpy(), time_of_day=True, weekend=True, day_of_week=True)
-    return torch.from_numpy(np.stack([columns[name] for name in spec.covariate_names], -1).astype(np.float32)).reshape(b, t, -1)
+    return torch.from_numpy(np.stack([columns[name] for name in spec.covariate_names], -1).astype(np.float32)).reshape(
+        b, t, -1
+    )
 
 
 def select(windows: Windows, index: list[int]) -> Windows:
     """The windows ``index`` of a batch of windows."""
-    tensors = {f.name: value[index] for f in attrs.fields(Windows) if isinstance(value := getattr(windows, f.name), torch.Tensor)}
+    tensors = {
+        f.name: value[index]
+        for f in attrs.fields(Windows)
+        if isinstance(value := getattr(windows, f.name), torch.Tensor)
+    }
     return attrs.evolve(windows, **tensors)
 
 
 def last_steps(windows: Windows, steps: int) -> Windows:
     """The windows cut to their last ``steps`` steps (histories clamped to them)."""
     lengths = None if windows.lengths is None else windows.lengths.clamp(max=steps)
-    return attrs.evolve(windows, values=windows.values[:, -steps:], observed=windows.observed[:, -steps:], covariates=windows.covariates[:, -steps:], lengths=lengths)
+    return attrs.evolve(
+        windows,
+        values=windows.values[:, -steps:],
+        observed=windows.observed[:, -steps:],
+        covariates=windows.covariates[:, -steps:],
+        lengths=lengths,
+    )
 
 
 @attrs.frozen

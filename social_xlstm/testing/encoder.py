@@ -30,7 +30,12 @@ class EncoderChecks:
         self.model, self.encoder = self.common.model, self.common.model.encoder
 
     def checks(self) -> list[Check]:
-        own = [("shapes", self.shapes), ("layouts", self.layouts), ("vd_weights", self.vd_weights), ("layerwise", self.layerwise)]
+        own = [
+            ("shapes", self.shapes),
+            ("layouts", self.layouts),
+            ("vd_weights", self.vd_weights),
+            ("layerwise", self.layerwise),
+        ]
         return own + self.common.checks()
 
     def inputs(self) -> EncoderInput:
@@ -49,8 +54,14 @@ class EncoderChecks:
         if tuple(states.shape) not in ((b, m, t, e), (b, m, e)):
             problems.append(f"states {list(states.shape)}, expected [{b}, {m}, {t}, {e}] or [{b}, {m}, {e}]")
         if tuple(forecast.shape) != (b, self.spec.horizon, self.spec.num_vds):
-            problems.append(f"forecast {list(forecast.shape)}, expected [{b}, {self.spec.horizon}, {self.spec.num_vds}]")
-        problems += [f"{what} dtype {x.dtype}" for what, x in (("states", states), ("forecast", forecast)) if x.dtype != torch.float32]
+            problems.append(
+                f"forecast {list(forecast.shape)}, expected [{b}, {self.spec.horizon}, {self.spec.num_vds}]"
+            )
+        problems += [
+            f"{what} dtype {x.dtype}"
+            for what, x in (("states", states), ("forecast", forecast))
+            if x.dtype != torch.float32
+        ]
         note = "; ".join(problems) or f"states {list(states.shape)} (B, M, T, E), forecast {list(forecast.shape)}"
         return at_most("problems", len(problems), 0, note)
 

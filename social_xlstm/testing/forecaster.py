@@ -111,7 +111,9 @@ class ForecasterChecks:
         g = torch.Generator().manual_seed(1)
         values = self.batch.values + torch.randn(self.batch.values.shape, generator=g) * 100 * padding
         observed = self.batch.observed | (torch.rand(self.batch.observed.shape, generator=g) > 0.5) & padding
-        return gap(self.forecast(model, attrs.evolve(self.batch, values=values, observed=observed)), self.forecast(model))
+        return gap(
+            self.forecast(model, attrs.evolve(self.batch, values=values, observed=observed)), self.forecast(model)
+        )
 
     def junk(self) -> CheckResult:
         if not self._padded():
@@ -123,7 +125,9 @@ class ForecasterChecks:
             return skipped("no padding declared")
         padding = padding_of(self.batch)
         values = self.batch.values.clone().requires_grad_()
-        masked_mae(self.model(attrs.evolve(self.batch, values=values)), self.batch.target, self.batch.target_mask).backward()
+        masked_mae(
+            self.model(attrs.evolve(self.batch, values=values)), self.batch.target, self.batch.target_mask
+        ).backward()
         grad = values.grad.abs().amax(-1)
         real = float(grad[~padding].max())
         return at_most("max|grad|", grad[padding].max(), 0.0, f"on padding; real inputs {real:.3g}", also=real > 0)
@@ -136,17 +140,26 @@ class ForecasterChecks:
         buffer.seek(0)
         other.load_state_dict(torch.load(buffer, weights_only=True))
         after = gap(self.forecast(other), self.forecast(self.model))
-        return at_most("max|diff|", after, TOLERANCE, f"saved, loaded into a model of another seed ({before:.3g} before)")
+        return at_most(
+            "max|diff|", after, TOLERANCE, f"saved, loaded into a model of another seed ({before:.3g} before)"
+        )
 
     def seed(self) -> CheckResult:
-        return at_most("max|diff|", gap(self.forecast(self.make(0, "last")), self.forecast(self.model)), TOLERANCE, "built twice with seed 0")
+        return at_most(
+            "max|diff|",
+            gap(self.forecast(self.make(0, "last")), self.forecast(self.model)),
+            TOLERANCE,
+            "built twice with seed 0",
+        )
 
     def bf16(self) -> CheckResult:
         model = self.make(0, "last")
         with torch.autocast("cpu", dtype=torch.bfloat16):
             forecast = model(self.batch)
         masked_mae(forecast.float(), self.batch.target, self.batch.target_mask).backward()
-        bad = int((~torch.isfinite(forecast)).sum()) + sum(int((~torch.isfinite(p.grad)).sum()) for p in model.parameters() if p.grad is not None)
+        bad = int((~torch.isfinite(forecast)).sum()) + sum(
+            int((~torch.isfinite(p.grad)).sum()) for p in model.parameters() if p.grad is not None
+        )
         diff = gap(forecast.detach(), self.forecast(self.model), self.batch.target_mask)
         return at_most("max|diff|", diff, BF16_LIMIT, f"bf16 autocast vs float32; {bad} non-finite", also=bad == 0)
 

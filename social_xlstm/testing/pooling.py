@@ -32,7 +32,9 @@ class PoolingChecks:
         self.pooling = self.common.model.pooling
         self.hidden = torch.randn(4, N_VDS, DIM, generator=torch.Generator().manual_seed(2))
         # every VD; some absent; VD 1 alone (no present neighbour); nobody
-        self.node_mask = torch.tensor([[1] * N_VDS, [1, 0, 1, 1, 0, 0, 1, 0, 1], [0, 1, 0, 0, 0, 0, 0, 0, 0], [0] * N_VDS], dtype=torch.bool)
+        self.node_mask = torch.tensor(
+            [[1] * N_VDS, [1, 0, 1, 1, 0, 0, 1, 0, 1], [0, 1, 0, 0, 0, 0, 0, 0, 0], [0] * N_VDS], dtype=torch.bool
+        )
 
     def checks(self) -> list[Check]:
         own = [("shapes", self.shapes), ("isolated", self.isolated), ("absent.junk", self.absent_junk)]
@@ -57,11 +59,27 @@ class PoolingChecks:
     def isolated(self) -> CheckResult:
         context = self.context(self.hidden)
         finite = bool(torch.isfinite(context).all())
-        return at_most("max|context|", context[2, 1].abs().max(), 0.0, "of a VD with no present neighbour (finite everywhere)", also=finite)
+        return at_most(
+            "max|context|",
+            context[2, 1].abs().max(),
+            0.0,
+            "of a VD with no present neighbour (finite everywhere)",
+            also=finite,
+        )
 
     def absent_junk(self) -> CheckResult:
-        junk = self.hidden + torch.randn(self.hidden.shape, generator=torch.Generator().manual_seed(3)) * 100 * ~self.node_mask[..., None]
-        return at_most("max|diff|", gap(self.context(junk), self.context(self.hidden), self.node_mask), TOLERANCE, "present VDs' context, junk in absent VDs")
+        junk = (
+            self.hidden
+            + torch.randn(self.hidden.shape, generator=torch.Generator().manual_seed(3))
+            * 100
+            * ~self.node_mask[..., None]
+        )
+        return at_most(
+            "max|diff|",
+            gap(self.context(junk), self.context(self.hidden), self.node_mask),
+            TOLERANCE,
+            "present VDs' context, junk in absent VDs",
+        )
 
     def absent_gradient(self) -> CheckResult:
         hidden = self.hidden.clone().requires_grad_()
@@ -70,20 +88,37 @@ class PoolingChecks:
         if context.requires_grad:
             (context * weights * self.node_mask[..., None]).sum().backward()
         grad = torch.zeros(self.node_mask.shape) if hidden.grad is None else hidden.grad.abs().amax(-1)
-        return at_most("max|grad|", grad[~self.node_mask].max(), 0.0, f"of absent VDs' states; present {float(grad[self.node_mask].max()):.3g}")
+        return at_most(
+            "max|grad|",
+            grad[~self.node_mask].max(),
+            0.0,
+            f"of absent VDs' states; present {float(grad[self.node_mask].max()):.3g}",
+        )
 
     def summary(self) -> CheckResult:
         """``summary()`` gives finite floats by name; ``edges()`` None or ``(index, weights)`` ``[N, K]``, after
         an evaluation pass."""
         self.common.forecast(self.common.model)
         scalars, edges = self.pooling.summary(), self.pooling.edges()
-        problems = [f"summary {key!r}: {value!r}" for key, value in scalars.items() if not (isinstance(key, str) and isinstance(value, float) and math.isfinite(value))]
+        problems = [
+            f"summary {key!r}: {value!r}"
+            for key, value in scalars.items()
+            if not (isinstance(key, str) and isinstance(value, float) and math.isfinite(value))
+        ]
         if edges is not None:
             index, weights = edges
             n = self.spec.num_vds
-            if index.dim() != 2 or index.shape[0] != n or index.dtype not in (torch.long, torch.int32) or not ((index >= 0) & (index < n)).all():
+            if (
+                index.dim() != 2
+                or index.shape[0] != n
+                or index.dtype not in (torch.long, torch.int32)
+                or not ((index >= 0) & (index < n)).all()
+            ):
                 problems.append(f"edges index {list(index.shape)} {index.dtype}, expected [N, K] VD indices")
             if weights.shape != index.shape or not torch.isfinite(weights).all():
                 problems.append(f"edges weights {list(weights.shape)}, expected finite [N, K]")
-        note = "; ".join(problems) or f"summary {sorted(scalars)}, edges {'none' if edges is None else list(edges[0].shape)}"
+        note = (
+            "; ".join(problems)
+            or f"summary {sorted(scalars)}, edges {'none' if edges is None else list(edges[0].shape)}"
+        )
         return at_most("problems", len(problems), 0, note)
