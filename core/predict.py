@@ -27,12 +27,12 @@ from core.api import Collator
 from core.data.dataset import TrafficData
 from core.data.hdf5 import read_hdf5
 from core.data.windows import Normaliser, Series, WindowDataset, build_series, dataset_spec
+from core.device import AUTOCAST, resolve_device
 from core.errors import DataError, TrainingError, run_cli
 from core.io import atomic_write, load_checkpoint
 from core.model import Forecaster
 from core.recipe import Recipe, TrainerConfig, load_recipe
 from core.run import build_forecaster
-from core.trainer import AUTOCAST, resolve_device
 
 CHECKPOINT_KEYS = ("model", "normaliser", "vd_ids", "input_features", "target")
 

@@ -19,11 +19,12 @@ import numpy as np
 import torch
 
 from core.api import Collator, DatasetSpec
+from core.checkpoints import resumable
 from core.data import load_source
 from core.data.windows import Prepared, Windows, prepare
 from core.distributed import Distributed, Silent, setup
 from core.errors import DataError, RecipeError, TrainingError, run_cli
-from core.io import load_checkpoint, save_text
+from core.io import save_text
 from core.metrics import HORIZONS, METRICS
 from core.model import Forecaster, build_model, check_batch_positions, construct
 from core.recipe import Recipe, load_recipe
@@ -79,9 +80,7 @@ def run(recipe_path: Path, overrides: list[str], resume_dir: Path | None = None)
 
     prepared = prepare_data(recipe)
     spec = prepared.spec()
-    model, collator = build_forecaster(
-        recipe, registry, spec, prepared.splits["train"].__getitems__([0]), prepared.data.source
-    )
+    model, collator = build_forecaster(recipe, registry, spec, prepared.splits["train"][0], prepared.data.source)
 
     run_dir = resume_dir or dist.from_main(lambda: create_run_dir(recipe))
     try:
@@ -124,35 +123,20 @@ def train(
     dist: Distributed = Distributed(),
 ) -> int:
     """Fit (or go on fitting), test and report; every output goes to ``run_dir``, written by rank 0 alone."""
-    data = prepared.data
-    trainer = Trainer(recipe, model, collator, prepared, spec, run_dir, dist)
-    if resume:
-        checkpoint = load_last(run_dir, spec)
-        changes = resume_changes(
-            checkpoint.get("recipe") or load_recipe(run_dir / "recipe.toml")[0].to_dict(), recipe, run_dir
-        )
-        trainer.restore(checkpoint)  # on every rank
-        if dist.is_main:
-            save_text(recipe.to_toml(), run_dir / "recipe.toml")
-            for change in changes:
-                print(f"resuming with {change}")
-    logger = (
-        RunLogger(run_dir, purge_step=trainer.state.global_step + 1 if resume else None) if dist.is_main else Silent()
-    )
-    logger.recipe(recipe.to_toml())
-
-    parameters = sum(p.numel() for p in model.parameters())
-    sizes = ", ".join(f"{part} {len(ds)}" for part, ds in prepared.splits.items())
-    print(
-        f"{recipe.encoder.name} + {recipe.pooling.name} pooling ({parameters:,} parameters) on {trainer.device}, "
-        f"precision {recipe.trainer.precision}\n"
-        f"data {data.source}: {data.num_steps} steps x {len(data.vd_ids)} VDs x {len(prepared.input_features)} "
-        "features; "
-        f"windows {sizes}{jumps_note(data, prepared.windows_across_jumps)}\nrun directory {run_dir}"
-        + (f" (resuming at epoch {trainer.state.epoch + 1}, batch {trainer.state.batch + 1})" if resume else "")
-    )
+    checkpoint, changes = resumable(run_dir, recipe, spec) if resume else (None, [])
+    purge_step = checkpoint["state"]["global_step"] + 1 if checkpoint else None  # a crash's later events
+    logger = RunLogger(run_dir, purge_step=purge_step) if dist.is_main else Silent()
     try:
-        trainer.fit(logger)
+        trainer = Trainer(recipe, model, collator, prepared, spec, run_dir, logger, dist)
+        if checkpoint:
+            trainer.restore(checkpoint)  # on every rank
+            if dist.is_main:
+                save_text(recipe.to_toml(), run_dir / "recipe.toml")
+                for change in changes:
+                    print(f"resuming with {change}")
+        logger.recipe(recipe.to_toml())
+        print(header(recipe, prepared, trainer, run_dir, resume))
+        trainer.fit()
         metrics = dist.from_main(trainer.test)
         logger.hparams(
             recipe.flat(),
@@ -163,11 +147,25 @@ def train(
 
     print(format_table(metrics, recipe.data.target))
     print(
-        f"best epoch {metrics['best_epoch']} (val MAE {metrics['best_val_mae']:.4f}), {metrics['train_seconds']:.0f} s "
-        "of training"
+        f"best epoch {metrics['best_epoch']} (val MAE {metrics['best_val_mae']:.4f}), "
+        f"{metrics['train_seconds']:.0f} s of training"
     )
     print(f"run directory: {run_dir}\nTensorBoard:   tensorboard --logdir {run_dir.parent}")
     return 0
+
+
+def header(recipe: Recipe, prepared: Prepared, trainer: Trainer, run_dir: Path, resume: bool) -> str:
+    """What a run says before its first epoch: model, device, data, windows, run directory."""
+    data = prepared.data
+    parameters = sum(p.numel() for p in trainer.model.parameters())
+    sizes = ", ".join(f"{part} {len(ds)}" for part, ds in prepared.splits.items())
+    return (
+        f"{recipe.encoder.name} + {recipe.pooling.name} pooling ({parameters:,} parameters) on {trainer.device}, "
+        f"precision {recipe.trainer.precision}\n"
+        f"data {data.source}: {data.num_steps} steps x {len(data.vd_ids)} VDs x {len(prepared.input_features)} "
+        f"features; windows {sizes}{jumps_note(data, prepared.windows_across_jumps)}\nrun directory {run_dir}"
+        + (f" (resuming at epoch {trainer.state.epoch + 1}, batch {trainer.state.batch + 1})" if resume else "")
+    )
 
 
 def jumps_note(data, removed: int) -> str:
@@ -195,75 +193,6 @@ def create_run_dir(recipe: Recipe) -> Path:
             f"{recipe.path}: [run] output_dir = '{root}': cannot create a run directory there: {error.strerror}"
         ) from None
     raise TrainingError(f"{root}: cannot create a run directory for '{stem}'")
-
-
-# Recipe keys a resumed run may change: they change neither the saved model nor what its saved position means.
-SAFE_ON_RESUME = frozenset(
-    {
-        "run.name",
-        "run.output_dir",
-        "trainer.epochs",
-        "trainer.patience",
-        "trainer.figure_vds",
-        "trainer.checkpoint_every",
-        "trainer.num_workers",
-        "trainer.eval_batch_size",
-        "trainer.on_nonfinite",
-        "trainer.max_skipped_steps",
-        "trainer.device",
-        "trainer.compile",
-    }
-)
-
-
-def resume_changes(saved: dict, recipe: Recipe, run_dir: Path) -> list[str]:
-    """The safe changes (``SAFE_ON_RESUME``) from the ``saved`` recipe (as ``Recipe.to_dict``) to ``recipe``, as
-    'KEY OLD -> NEW'; any other change is an error naming the keys and both values."""
-    flat = lambda table: {f"{t}.{k}": v for t, values in table.items() for k, v in values.items()}  # noqa: E731
-    before, after = flat(saved), flat(recipe.to_dict())
-    changed = [key for key in sorted(before.keys() | after.keys()) if before.get(key) != after.get(key)]
-    show = lambda key: f"{key} {before.get(key, '(unset)')!r} -> {after.get(key, '(unset)')!r}"  # noqa: E731
-    unsafe = [show(key) for key in changed if key not in SAFE_ON_RESUME]
-    if unsafe:
-        raise TrainingError(
-            f"--resume {run_dir}: the recipe changes {'; '.join(unsafe[:5])}{'; ...' if len(unsafe) > 5 else ''}: that "
-            "changes what "
-            f"the saved model or its position in the epoch means; resume with the run's values, or start a new run. "
-            f"Safe to change: {', '.join(sorted(SAFE_ON_RESUME))}"
-        )
-    return [show(key) for key in changed]
-
-
-LAST_KEYS = ("model", "optimizer", "scheduler", "scaler", "state", "rng")
-
-
-def load_last(run_dir: Path, spec: DatasetSpec) -> dict:
-    """``last.pt``, or ``last.prev.pt`` (saying so) when ``last.pt`` is missing, truncated or corrupt."""
-    problems = []
-    for path in (run_dir / "last.pt", run_dir / "last.prev.pt"):
-        try:
-            checkpoint = load_checkpoint(path, LAST_KEYS)
-            break
-        except TrainingError as error:
-            problems.append(str(error))
-    else:
-        raise TrainingError(f"--resume {run_dir}: no usable checkpoint: {'; '.join(problems)}")
-    if problems:
-        state = checkpoint["state"]
-        print(
-            f"warning: {problems[0]}; falling back to {path} (epoch {state['epoch']}, batch {state.get('batch', 0)} "
-            "done)",
-            file=sys.stderr,
-        )
-    saved = checkpoint.get("vd_ids", [])
-    if list(saved) != list(spec.vd_ids):
-        only_ckpt = sorted(set(saved) - set(spec.vd_ids))[:5]
-        only_data = sorted(set(spec.vd_ids) - set(saved))[:5]
-        raise TrainingError(
-            f"{path}: the checkpoint's VDs differ from the data's: only in checkpoint {only_ckpt}, only in data "
-            f"{only_data}"
-        )
-    return checkpoint
 
 
 def format_table(metrics: dict, target: str) -> str:

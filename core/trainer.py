@@ -1,76 +1,40 @@
-"""The training loop, readable top to bottom: a step, an epoch, validation, checkpoints, the final test.
+"""The training loop, readable top to bottom: an epoch, a step, validation, the final test.
 
 Loss: masked MAE on the z-scored target. Metrics: MAE/RMSE/MAPE in the data's units, missing values masked.
-``last.pt`` (resumable) is written after every epoch, every ``checkpoint_every`` batches and on SIGINT/SIGTERM
-(the one it replaces kept as ``last.prev.pt``); ``best_model.pt`` whenever val MAE improves; all atomically.
-A resumed run repeats exactly what the uninterrupted run would have done: the batch order depends on
-(seed, epoch) only, mid-epoch checkpoints record how many batches are done, and the RNG is restored.
+What is saved when and how a run resumes: ``core.checkpoints``; signals: ``core.signals``; what TensorBoard
+shows: ``core.tensorboard``. A resumed run repeats exactly what the uninterrupted run would have done: the batch
+order depends on (seed, epoch) only, mid-epoch checkpoints record how many batches are done, and the RNG is
+restored.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import signal
 import sys
-import threading
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-import attrs
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from core import checkpoints, signals
 from core.api import Batch, Collator, DatasetSpec
 from core.baselines import Baselines
+from core.checkpoints import TrainState
 from core.data.windows import Prepared
+from core.device import AUTOCAST, resolve_device
 from core.distributed import Distributed
-from core.errors import Interrupted, TrainingError
-from core.io import load_checkpoint, save_checkpoint, save_json
+from core.errors import TrainingError
+from core.io import save_json
 from core.metrics import HorizonMetrics, masked_mae
 from core.model import Forecaster
 from core.recipe import Recipe
 from core.tensorboard import RunLogger
-
-AUTOCAST = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise TrainingError(
-            f"[trainer] device = '{name}' but CUDA is not available on this machine; use 'auto' or 'cpu'"
-        )
-    return torch.device(name)
-
-
-@attrs.define
-class TrainState:
-    """Progress that ``last.pt`` carries across a resume."""
-
-    epoch: int = 0  # epochs completed
-    global_step: int = 0
-    best_val_mae: float = math.inf
-    best_epoch: int = 0
-    bad_epochs: int = 0
-    train_seconds: float = 0.0
-    history: list[dict[str, float]] = attrs.Factory(list)
-    skipped_steps: int = 0  # non-finite steps skipped (on_nonfinite = "skip")
-    skipped_in_a_row: int = 0
-    # the epoch in progress, for a mid-epoch last.pt: batches done and what they have measured so far
-    batch: int = 0
-    epoch_losses: list[float] = attrs.Factory(list)
-    epoch_norms: list[float] = attrs.Factory(list)
-    epoch_samples: int = 0
-    epoch_seconds: float = 0.0
-
-    def position(self) -> str:
-        return f"epoch {self.epoch + 1}, batch {self.batch}" if self.batch else f"end of epoch {self.epoch}"
 
 
 class Trainer:
@@ -82,17 +46,18 @@ class Trainer:
         prepared: Prepared,
         spec: DatasetSpec,
         run_dir: Path,
+        logger: RunLogger,
         dist: Distributed = Distributed(),
     ):
+        """``logger``: where this process logs (``distributed.Silent`` on ranks other than 0)."""
         self.recipe, self.cfg, self.dist = recipe, recipe.trainer, dist
         self.prepared, self.spec, self.collator = prepared, spec, collator
-        self.run_dir = run_dir
+        self.run_dir, self.logger = run_dir, logger
         self.device = resolve_device(self.cfg.device)
         self.model = model.to(self.device)
         self.forward = torch.compile(self.model) if self.cfg.compile else self.model  # same weights, same state dict
-        self.train_forward = (
-            dist.wrap(self.model, self.cfg.compile) if dist.enabled else self.forward
-        )  # DDP under torchrun
+        # DDP under torchrun
+        self.train_forward = dist.wrap(self.model, self.cfg.compile) if dist.enabled else self.forward
         self.autocast_dtype = AUTOCAST[self.cfg.precision]
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         self.scheduler = {
@@ -105,66 +70,21 @@ class Trainer:
         self.target_mean = float(prepared.normaliser.mean[index])
         self.target_std = float(prepared.normaliser.std[index])
         self.state = TrainState()
-        self.logger: RunLogger | None = None
         self.stop_signal = 0  # set by SIGINT/SIGTERM during fit
         self.saved = ""  # the position last.pt holds
         self.epoch_started = 0.0
 
-    # ----------------------------------------------------------------------------------------------- data
-    def loader(self, split: str, epoch: int = 0, skip: int = 0) -> DataLoader:
-        """Batches of a split; training batches in an order that depends on (seed, epoch) only, the first
-        ``skip`` left out (a resumed epoch), this process's part of each (``Distributed.shard``). The loader's
-        own generator keeps the global RNG untouched."""
-        dataset = self.prepared.splits[split]
-        seed = self.recipe.run.seed
-        batching = {"batch_size": self.cfg.eval_batch_size}
-        if split == "train":
-            permutation = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed * 1000 + epoch))
-            batching = {
-                "batch_sampler": self.dist.shard(permutation[skip * self.cfg.batch_size :], self.cfg.batch_size)
-            }
-        return DataLoader(
-            dataset,
-            **batching,
-            collate_fn=self.collator,
-            num_workers=self.cfg.num_workers,
-            pin_memory=self.device.type == "cuda",
-            generator=torch.Generator().manual_seed(seed),
-        )
-
-    def autocast(self):
-        if self.autocast_dtype is None:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
-
     # ----------------------------------------------------------------------------------------------- loop
-    def fit(self, logger: RunLogger) -> None:
+    def fit(self) -> None:
         """Train the remaining epochs (from the middle of one after a mid-epoch checkpoint)."""
-        self.logger = logger
         full = math.ceil(len(self.prepared.splits["train"]) / self.cfg.batch_size)
         batches = min(full, self.cfg.max_batches_per_epoch or full)
-        with self.stop_on_signals():
+        with signals.deferred(self.on_signal):
             for epoch in range(self.state.epoch + 1, self.cfg.epochs + 1):
-                if (
-                    self.cfg.patience and self.state.bad_epochs >= self.cfg.patience
-                ):  # checked here, so a resumed run stops too
-                    tqdm.write(
-                        f"early stop: val MAE has not improved for {self.cfg.patience} epochs (best "
-                        f"{self.state.best_val_mae:.4f} at epoch {self.state.best_epoch})"
-                    )
+                if self.patience_ran_out():  # checked here, so a resumed run stops too
                     break
                 self.epoch_started = time.perf_counter() - self.state.epoch_seconds
-                # on a terminal the bar redraws; in a log file it prints little more than one line per epoch
-                interval = 0.5 if sys.stderr.isatty() else 60.0
-                with tqdm(
-                    total=batches,
-                    initial=self.state.batch,
-                    desc=f"epoch {epoch}/{self.cfg.epochs}",
-                    unit="batch",
-                    mininterval=interval,
-                    dynamic_ncols=True,
-                    disable=not self.dist.is_main,
-                ) as bar:
+                with self.progress_bar(epoch, batches) as bar:
                     train = self.train_epoch(epoch, batches, bar)
                     val = self.dist.from_main(lambda: self.evaluate("val")[0])
                     bar.set_postfix(
@@ -176,7 +96,7 @@ class Trainer:
                 self.state.train_seconds += seconds
                 self.end_epoch(epoch, train, val, seconds)
                 if stop := self.stopping():
-                    self.interrupted(stop, f"after epoch {epoch}")
+                    raise signals.interrupted(stop, f"after epoch {epoch}", self.run_dir)
 
     def train_epoch(self, epoch: int, total: int, bar: tqdm) -> dict[str, float]:
         """Batches ``state.batch + 1 .. total`` of an epoch; checkpoints mid-epoch every ``checkpoint_every``
@@ -187,40 +107,19 @@ class Trainer:
         for batch in itertools.islice(self.loader("train", epoch, skip=state.batch), total - state.batch):
             i = state.batch = state.batch + 1
             state.global_step += 1
-            batch = batch.to(self.device).canonical()
-            if self.cfg.whiten:  # SPIN's whitening: hide a random fraction of the observed inputs
-                batch = batch.hide_inputs(self.cfg.whiten)
-            loss = self.step_loss(batch)
-            if torch.isfinite(loss):
-                self.scaler.scale(loss / self.cfg.accumulate).backward()
-                state.epoch_losses.append(loss.item())
-                self.logger.scalars({"train/loss_step": state.epoch_losses[-1]}, state.global_step)
-            else:
-                self.nonfinite(f"loss ({loss.item()})", epoch, i)
             boundary = i % self.cfg.accumulate == 0 or i == total
-            if boundary:
-                norm = self.optimizer_step(epoch, i)
-                if norm is not None:
-                    state.epoch_norms.append(norm)
+            norm = self.train_step(batch, epoch, i, boundary)
+            # the global batch; the last one may be short
             state.epoch_samples += min(
                 self.cfg.batch_size, len(self.prepared.splits["train"]) - (i - 1) * self.cfg.batch_size
-            )  # global batch
-            rate = state.epoch_samples / (time.perf_counter() - self.epoch_started)
-            if boundary:
-                per_step = {"train/lr_step": self.optimizer.param_groups[0]["lr"], "train/samples_per_s_step": rate}
-                self.logger.scalars(
-                    per_step | ({} if norm is None else {"train/grad_norm_step": norm}), state.global_step
-                )
-            bar.set_postfix(
-                loss=f"{np.mean(state.epoch_losses or [math.nan]):.4f}", samples_s=f"{rate:.0f}", refresh=False
             )
-            bar.update()
+            self.log_step(boundary, norm, bar)
             stop = self.stopping()
             due = stop or (self.cfg.checkpoint_every and i % self.cfg.checkpoint_every == 0)
             if boundary and due and i < total:
                 self.save_last()
                 if stop:
-                    self.interrupted(stop, f"at epoch {epoch}, batch {i} of {total}")
+                    raise signals.interrupted(stop, f"at epoch {epoch}, batch {i} of {total}", self.run_dir)
         mean = lambda values: float(np.mean(values)) if values else math.nan  # noqa: E731 - every step skipped
         return {
             "loss": mean(state.epoch_losses),
@@ -228,29 +127,34 @@ class Trainer:
             "samples_per_s": state.epoch_samples / (time.perf_counter() - self.epoch_started),
         }
 
-    def nonfinite(self, what: str, epoch: int, batch: int) -> None:
-        """A non-finite loss or gradient: stop the run, or (``on_nonfinite = "skip"``) count a skipped step,
-        stopping after ``max_skipped_steps`` in a row. The checkpoints on disk are never touched."""
+    def train_step(self, batch: Batch, epoch: int, i: int, boundary: bool) -> float | None:
+        """Forward and backward on batch ``i``, then at an accumulation ``boundary`` the update; returns the
+        gradient norm of the update (None: none made)."""
+        batch = batch.to(self.device).canonical()
+        if self.cfg.whiten:  # SPIN's whitening: hide a random fraction of the observed inputs
+            batch = batch.hide_inputs(self.cfg.whiten)
+        loss = self.step_loss(batch)
+        if torch.isfinite(loss):
+            self.scaler.scale(loss / self.cfg.accumulate).backward()
+            self.state.epoch_losses.append(loss.item())
+            self.logger.scalars({"train/loss_step": self.state.epoch_losses[-1]}, self.state.global_step)
+        else:
+            self.nonfinite(f"loss ({loss.item()})", epoch, i)
+        norm = self.optimizer_step(epoch, i) if boundary else None
+        if norm is not None:
+            self.state.epoch_norms.append(norm)
+        return norm
+
+    def log_step(self, boundary: bool, norm: float | None, bar: tqdm) -> None:
+        """The progress bar, and at an accumulation ``boundary`` the step's scalars (``norm``: of the update)."""
         state = self.state
-        where = f"at epoch {epoch}, batch {batch} (step {state.global_step})"
-        kept = (
-            f"best_model.pt (epoch {state.best_epoch}) and last.pt ({self.saved}) are intact"
-            if self.saved
-            else "no checkpoint written yet"
-        )
-        if self.cfg.on_nonfinite == "stop":
-            raise TrainingError(
-                f'non-finite {what} {where}; stopped before the update. {kept} (trainer.on_nonfinite = "skip" skips '
-                "such steps)"
-            )
-        state.skipped_steps += 1
-        state.skipped_in_a_row += 1
-        if state.skipped_in_a_row >= self.cfg.max_skipped_steps:
-            raise TrainingError(
-                f"non-finite {what} {where}: {state.skipped_in_a_row} steps in a row skipped "
-                f"(trainer.max_skipped_steps); stopped. {kept}"
-            )
-        tqdm.write(f"skipped a step: non-finite {what} {where}")
+        rate = state.epoch_samples / (time.perf_counter() - self.epoch_started)
+        if boundary:
+            per_step = {"train/lr_step": self.optimizer.param_groups[0]["lr"], "train/samples_per_s_step": rate}
+            grad = {} if norm is None else {"train/grad_norm_step": norm}
+            self.logger.scalars(per_step | grad, state.global_step)
+        bar.set_postfix(loss=f"{np.mean(state.epoch_losses or [math.nan]):.4f}", samples_s=f"{rate:.0f}", refresh=False)
+        bar.update()
 
     def step_loss(self, batch: Batch) -> torch.Tensor:
         with self.autocast():
@@ -276,10 +180,35 @@ class Trainer:
         self.state.skipped_in_a_row = 0
         return norm
 
+    def nonfinite(self, what: str, epoch: int, batch: int) -> None:
+        """A non-finite loss or gradient: stop the run, or (``on_nonfinite = "skip"``) count a skipped step,
+        stopping after ``max_skipped_steps`` in a row. The checkpoints on disk are never touched."""
+        state = self.state
+        where = f"at epoch {epoch}, batch {batch} (step {state.global_step})"
+        kept = (
+            f"best_model.pt (epoch {state.best_epoch}) and last.pt ({self.saved}) are intact"
+            if self.saved
+            else "no checkpoint written yet"
+        )
+        if self.cfg.on_nonfinite == "stop":
+            raise TrainingError(
+                f"non-finite {what} {where}; stopped before the update. {kept} "
+                '(trainer.on_nonfinite = "skip" skips such steps)'
+            )
+        state.skipped_steps += 1
+        state.skipped_in_a_row += 1
+        if state.skipped_in_a_row >= self.cfg.max_skipped_steps:
+            raise TrainingError(
+                f"non-finite {what} {where}: {state.skipped_in_a_row} steps in a row skipped "
+                f"(trainer.max_skipped_steps); stopped. {kept}"
+            )
+        tqdm.write(f"skipped a step: non-finite {what} {where}")
+
     def end_epoch(self, epoch: int, train: dict[str, float], val: dict[str, Any], seconds: float) -> None:
+        """Log the epoch, step the scheduler, save ``best_model.pt`` if val MAE improved, then ``last.pt``."""
         val_mae = val["model"]["mae@avg"]
         lr = self.optimizer.param_groups[0]["lr"]
-        step = self.state.global_step
+        state, step = self.state, self.state.global_step
         self.logger.scalars(
             {
                 "train/loss": train["loss"],
@@ -288,40 +217,31 @@ class Trainer:
                 "train/grad_norm": train["grad_norm"],
                 "train/samples_per_s": train["samples_per_s"],
                 "train/epoch": epoch,
-                "train/skipped_steps": self.state.skipped_steps,
+                "train/skipped_steps": state.skipped_steps,
                 **{f"val/{k}": v for k, v in val["model"].items()},
             },
             step,
         )
-        self.log_pooling(step)  # first: its map is the mean over the validation pass just made
-        self.log_forecast_figure("val", step)
-        improved = val_mae < self.state.best_val_mae
-        self.state.epoch = epoch
-        self.state.batch, self.state.epoch_losses, self.state.epoch_norms = 0, [], []
-        self.state.epoch_samples, self.state.epoch_seconds = 0, 0.0
-        self.state.history.append(
-            {
-                "epoch": epoch,
-                "step": step,
-                "train_loss": train["loss"],
-                "val_loss": val["loss"],
-                "val_mae": val_mae,
-                "lr": lr,
-                "grad_norm": train["grad_norm"],
-                "samples_per_s": train["samples_per_s"],
-                "seconds": seconds,
-            }
+        pooling = self.model.pooling  # first: its map is the mean over the validation pass just made
+        self.logger.pooling(pooling.summary(), pooling.edges(), self.spec.positions_xy, self.cfg.figure_vds, step)
+        self.log_forecast("val", step)
+        state.epoch = epoch
+        state.batch, state.epoch_losses, state.epoch_norms = 0, [], []
+        state.epoch_samples, state.epoch_seconds = 0, 0.0
+        state.history.append(
+            {"epoch": epoch, "step": step, "train_loss": train["loss"], "val_loss": val["loss"], "val_mae": val_mae}
+            | {"lr": lr, "grad_norm": train["grad_norm"], "samples_per_s": train["samples_per_s"], "seconds": seconds}
         )
         if self.scheduler is not None:
             self.scheduler.step(val_mae) if self.cfg.scheduler == "plateau" else self.scheduler.step()
-        if improved:
-            self.state.best_val_mae, self.state.best_epoch, self.state.bad_epochs = val_mae, epoch, 0
+        if val_mae < state.best_val_mae:
+            state.best_val_mae, state.best_epoch, state.bad_epochs = val_mae, epoch, 0
             if self.dist.is_main:
-                save_checkpoint(self.best_checkpoint(), self.run_dir / "best_model.pt")
+                checkpoints.save_best(self)
         else:
-            self.state.bad_epochs += 1
+            state.bad_epochs += 1
         if self.dist.is_main:
-            save_json(self.state.history, self.run_dir / "training_history.json")
+            save_json(state.history, self.run_dir / "training_history.json")
         self.save_last()  # last: a crash before this repeats the epoch, which rewrites the files above identically
 
     # ----------------------------------------------------------------------------------------- evaluation
@@ -349,14 +269,10 @@ class Trainer:
                     metrics[name].update(forecast.to(self.device), truth, batch.target_mask)
         return {"loss": loss_sum / max(count, 1), **{name: m.compute() for name, m in metrics.items()}}, metrics
 
-    def denormalise(self, z: torch.Tensor) -> torch.Tensor:
-        return z * self.target_std + self.target_mean
-
     def test(self) -> dict[str, Any]:
         """Test metrics of the best checkpoint beside the baselines; writes metrics.json."""
-        best = load_checkpoint(self.run_dir / "best_model.pt")
-        self.model.load_state_dict(best["model"])
-        with self.stop_at_once():
+        self.model.load_state_dict(checkpoints.load_best(self.run_dir)["model"])
+        with signals.at_once(self.run_dir):
             result, accumulated = self.evaluate("test", Baselines(self.prepared))
         metrics = {
             "test": result["model"],
@@ -377,145 +293,98 @@ class Trainer:
         self.logger.scalars({f"test/{k}": v for k, v in result["model"].items()}, step)
         for name in Baselines.names:
             self.logger.scalars({f"test_{name}/{k}": v for k, v in result[name].items()}, step)
-        self.log_forecast_figure("test", step)
+        self.log_forecast("test", step)
         return metrics
 
     @torch.no_grad()
-    def log_forecast_figure(self, split: str, step: int) -> None:
-        """Forecast vs truth on the split's first window, for the VDs whose truth varies most."""
+    def log_forecast(self, split: str, step: int) -> None:
+        """The forecast of the split's first window beside its truth (``RunLogger.forecast``)."""
         if not self.cfg.figure_vds:
             return
         dataset = self.prepared.splits[split]
-        batch = self.collator(dataset.__getitems__([0])).to(self.device).canonical()
+        batch = self.collator(dataset[0]).to(self.device).canonical()
         self.model.eval()
         with self.autocast():
             forecast = self.denormalise(self.model(batch).float())[0].cpu().numpy()
-        series = self.prepared.series
-        start = int(dataset.starts[0])
-        history = series.target_raw[start : start + series.history].numpy()
-        truth = series.target_raw[start + series.history : start + series.history + series.horizon].numpy()
-        window = series.target_raw[start : start + series.history + series.horizon]  # [T + H, N]
-        observed = window.isfinite()
-        spread = window.where(observed, -math.inf).amax(0) - window.where(observed, math.inf).amin(0)  # -inf if all NaN
-        chosen = spread.argsort(descending=True)[: self.cfg.figure_vds].numpy()
-        self.logger.forecast_figure(
+        self.logger.forecast(
             f"forecast/{split}",
-            history[:, chosen],
-            truth[:, chosen],
-            forecast[:, chosen],
-            [self.spec.vd_ids[i] for i in chosen],
+            self.prepared.series,
+            int(dataset.starts[0]),
+            forecast,
+            self.spec.vd_ids,
+            self.cfg.figure_vds,
             step,
             self.recipe.data.target,
         )
         self.model.train()
 
-    def log_pooling(self, step: int) -> None:
-        """The pooling's own scalars (e.g. a learned radius) and the map of the edges it offers (``Pooling.edges``)."""
-        pooling = self.model.pooling
-        self.logger.scalars(pooling.summary(), step)
-        edges = pooling.edges()
-        if edges is None or not self.cfg.figure_vds or self.spec.positions_xy is None:
-            return
-        index, weights = edges
-        positions = self.spec.positions_xy.numpy()
-        focus = np.linspace(0, len(positions) - 1, min(self.cfg.figure_vds, len(positions))).astype(int).tolist()
-        self.logger.neighbour_map("pooling/map", positions, index.cpu().numpy(), weights.cpu().numpy(), focus, step)
+    # ------------------------------------------------------------------------------------------- helpers
+    def loader(self, split: str, epoch: int = 0, skip: int = 0) -> DataLoader:
+        """Batches of a split; training batches in an order that depends on (seed, epoch) only, the first
+        ``skip`` left out (a resumed epoch), this process's part of each (``Distributed.shard``). The loader's
+        own generator keeps the global RNG untouched."""
+        dataset = self.prepared.splits[split]
+        seed = self.recipe.run.seed
+        batching = {"batch_size": self.cfg.eval_batch_size}
+        if split == "train":
+            permutation = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed * 1000 + epoch))
+            batching = {
+                "batch_sampler": self.dist.shard(permutation[skip * self.cfg.batch_size :], self.cfg.batch_size)
+            }
+        return DataLoader(
+            dataset,
+            **batching,
+            collate_fn=self.collator,
+            num_workers=self.cfg.num_workers,
+            pin_memory=self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(seed),
+        )
 
-    # ---------------------------------------------------------------------------------------- checkpoints
-    def best_checkpoint(self) -> dict[str, Any]:
-        return {
-            "model": self.model.state_dict(),
-            "epoch": self.state.epoch,
-            "val_mae": self.state.best_val_mae,
-            "recipe": self.recipe.to_dict(),
-            "normaliser": self.prepared.normaliser.to_dict(),
-            "vd_ids": list(self.spec.vd_ids),
-            "input_features": list(self.prepared.input_features),
-            "target": self.recipe.data.target,
-        }
+    def autocast(self):
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def denormalise(self, z: torch.Tensor) -> torch.Tensor:
+        return z * self.target_std + self.target_mean
+
+    def progress_bar(self, epoch: int, batches: int) -> tqdm:
+        # on a terminal the bar redraws; in a log file it prints little more than one line per epoch
+        return tqdm(
+            total=batches,
+            initial=self.state.batch,
+            desc=f"epoch {epoch}/{self.cfg.epochs}",
+            unit="batch",
+            mininterval=0.5 if sys.stderr.isatty() else 60.0,
+            dynamic_ncols=True,
+            disable=not self.dist.is_main,
+        )
+
+    def patience_ran_out(self) -> bool:
+        if not (self.cfg.patience and self.state.bad_epochs >= self.cfg.patience):
+            return False
+        tqdm.write(
+            f"early stop: val MAE has not improved for {self.cfg.patience} epochs "
+            f"(best {self.state.best_val_mae:.4f} at epoch {self.state.best_epoch})"
+        )
+        return True
 
     def save_last(self) -> None:
-        """Flush the TensorBoard events up to now, then write ``last.pt``, keeping the one it replaces as
-        ``last.prev.pt`` (``--resume`` falls back to it if ``last.pt`` is unreadable)."""
+        """Flush the TensorBoard events up to now, then write ``last.pt`` (``checkpoints.save_last``)."""
         self.state.epoch_seconds = time.perf_counter() - self.epoch_started if self.state.batch else 0.0
         if self.dist.is_main:  # the other ranks hold the same state
             self.logger.writer.flush()
-            save_checkpoint(self.last_checkpoint(), self.run_dir / "last.pt", previous=self.run_dir / "last.prev.pt")
+            checkpoints.save_last(self)
         self.saved = self.state.position()
 
-    @contextmanager
-    def stop_on_signals(self):
-        """SIGINT/SIGTERM only set ``stop_signal``: the loop then saves ``last.pt`` at the next batch boundary and
-        stops (``Interrupted``). A second signal gets the previous handler (e.g. KeyboardInterrupt at once)."""
+    def restore(self, checkpoint: dict[str, Any]) -> None:
+        """Continue from a ``last.pt`` (``checkpoints.restore``)."""
+        checkpoints.restore(self, checkpoint)
+        self.saved = self.state.position()
 
-        def handler(signum, frame):
-            self.stop_signal = signum
-            signal.signal(signum, previous[signum])
-
-        with handling_signals(handler) as previous:
-            yield
-
-    @contextmanager
-    def stop_at_once(self):
-        """During the final test a signal stops at once, saying what is saved and how to finish the run."""
-
-        def handler(signum, frame):
-            raise Interrupted(
-                signum,
-                f"during the final test; the training is finished and saved in {self.run_dir / 'last.pt'}; "
-                f"resume with: python -m core.run --resume {self.run_dir} (it repeats the test)",
-            )
-
-        with handling_signals(handler):
-            yield
+    def on_signal(self, signum: int) -> None:
+        self.stop_signal = signum
 
     def stopping(self) -> int:
         """The signal that stops the run (0: none), agreed by all processes so that they stop at the same batch."""
         return self.dist.any_signal(self.stop_signal)
-
-    def interrupted(self, signum: int, where: str) -> None:
-        raise Interrupted(
-            signum,
-            f"{where}; saved {self.run_dir / 'last.pt'}; resume with: python -m core.run --resume {self.run_dir}",
-        )
-
-    def last_checkpoint(self) -> dict[str, Any]:
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "state": attrs.asdict(self.state),
-            "rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "vd_ids": list(self.spec.vd_ids),
-            "recipe": self.recipe.to_dict(),  # what --resume may not change (core.run.resume_changes)
-        }
-
-    def restore(self, checkpoint: dict[str, Any]) -> None:
-        """Continue from a ``last.pt``: weights, optimizer, scheduler, scaler, progress and RNG."""
-        self.model.load_state_dict(checkpoint["model"])
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        if self.scheduler is not None and checkpoint["scheduler"] is not None:
-            self.scheduler.load_state_dict(checkpoint["scheduler"])
-        self.scaler.load_state_dict(checkpoint["scaler"])
-        self.state = TrainState(**checkpoint["state"])
-        self.saved = self.state.position()
-        torch.set_rng_state(checkpoint["rng"])
-        if checkpoint["cuda_rng"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])
-
-
-@contextmanager
-def handling_signals(handler):
-    """``handler`` for SIGINT and SIGTERM inside the block (main thread only), the previous handlers after it;
-    yields the previous handlers."""
-    if threading.current_thread() is not threading.main_thread():
-        yield {}
-        return
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield previous
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
