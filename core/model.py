@@ -14,15 +14,15 @@ from torch import nn
 
 from core.api import (
     Batch,
+    Collator,
     DatasetSpec,
     Encoder,
     EncoderInput,
     LayerwiseEncoder,
     Pooling,
-    require_positions,
     scatter_vds,
 )
-from core.errors import PluginError, RecipeError, SocialXLSTMError
+from core.errors import DataError, PluginError, RecipeError, SocialXLSTMError
 from core.recipe import HeadConfig, PluginChoice, Recipe
 from core.registry import Registry
 
@@ -95,6 +95,17 @@ def _zero_linear(dim: int) -> nn.Linear:
     return linear
 
 
+def build_forecaster(recipe: Recipe, registry: Registry, spec: DatasetSpec, source: str) -> tuple[Forecaster, Collator]:
+    """The recipe's model and collator for ``spec``; a data error (e.g. no VD positions for a pooling that needs
+    them) names the data ``source``."""
+    collator = construct(registry, "collator", recipe.collator, spec)
+    try:
+        model = build_model(recipe, registry, spec)
+    except DataError as error:
+        raise DataError(f"{source}: {error}") from None
+    return model, collator
+
+
 def build_model(recipe: Recipe, registry: Registry, spec: DatasetSpec) -> Forecaster:
     """Instantiate the recipe's encoder and pooling (and, in the social modes, the poolings inside the encoder)
     for the dataset described by ``spec``."""
@@ -148,9 +159,3 @@ def construct(registry: Registry, kind: str, choice: PluginChoice, *args, where:
             "of its states"
         )
     return plugin
-
-
-def check_batch_positions(model: Forecaster, batch: Batch, spec: DatasetSpec) -> None:
-    """Strict mode at the first batch: pooling that uses positions needs them in the batch, finite, ``[N, 2]``."""
-    if model.pooling.uses_positions:
-        require_positions(batch.positions_xy, spec.vd_ids)

@@ -30,9 +30,8 @@ from core.data.windows import Normaliser, Series, WindowDataset, build_series, d
 from core.device import AUTOCAST, resolve_device
 from core.errors import DataError, TrainingError, run_cli
 from core.io import atomic_write, load_checkpoint
-from core.model import Forecaster
+from core.model import Forecaster, build_forecaster
 from core.recipe import Recipe, TrainerConfig, load_recipe
-from core.run import build_forecaster
 
 CHECKPOINT_KEYS = ("model", "normaliser", "vd_ids", "input_features", "target")
 
@@ -79,13 +78,8 @@ def predict(run_dir: Path, data_path: Path, out: Path, latest: bool = False) -> 
         )
 
     dataset = WindowDataset(series, starts.numpy())
-    model, collator = build_forecaster(
-        recipe,
-        registry,
-        dataset_spec(data, series, tuple(checkpoint["input_features"])),
-        dataset.__getitems__([0]),
-        data.source,
-    )
+    spec = dataset_spec(data, series, tuple(checkpoint["input_features"]))
+    model, collator = build_forecaster(recipe, registry, spec, data.source)
     model.load_state_dict(checkpoint["model"])
     z = forecast(model, collator, dataset, recipe.trainer)
     (mean,), (std,) = normaliser.select((checkpoint["target"],))

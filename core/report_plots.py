@@ -1,4 +1,6 @@
-"""The comparison report's PNGs: learning curves, test MAE by horizon step, test MAE per VD on the map."""
+"""The comparison report's PNGs: learning curves, test MAE by horizon step, test MAE per VD on the map.
+
+Drawn on ``matplotlib.figure.Figure`` objects, without pyplot: the process's backend is left alone."""
 
 from __future__ import annotations
 
@@ -6,11 +8,8 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
 
 if TYPE_CHECKING:
     from core.compare import RunRecord
@@ -31,7 +30,8 @@ def draw_all(runs: list[RunRecord], groups: list[list[RunRecord]], out: Path) ->
 
 def learning_curves(runs: list[RunRecord], path: Path) -> None:
     """Train loss (z-scored MAE) and val MAE per epoch, one line per run."""
-    fig, (loss_ax, mae_ax) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    loss_ax, mae_ax = fig.subplots(1, 2)
     for run in runs:
         epochs = [h["epoch"] for h in run.history]
         loss_ax.plot(epochs, [h["train_loss"] for h in run.history], ".-", label=run.name)
@@ -44,7 +44,8 @@ def learning_curves(runs: list[RunRecord], path: Path) -> None:
 
 def error_by_horizon(groups: list[list[RunRecord]], path: Path) -> None:
     """Test MAE at every horizon step (at 3, 6, 12 for runs without per-step MAE); baselines dashed."""
-    fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
+    fig = Figure(figsize=(8, 5), layout="constrained")
+    ax = fig.subplots()
     for number, members in enumerate(groups, 1):
         for run in members:
             ax.plot(*mae_by_step(run, "model"), ".-", label=run.name)
@@ -85,13 +86,9 @@ def error_map(runs: list[RunRecord], path: Path) -> list[str]:
     maes = [np.asarray(run.metrics["test_mae_by_vd"], dtype=float) for run in drawable]
     low, high = float(np.nanmin(np.concatenate(maes))), float(np.nanmax(np.concatenate(maes)))
     cols = min(3, len(drawable))
-    fig, axes = plt.subplots(
-        math.ceil(len(drawable) / cols),
-        cols,
-        figsize=(5 * cols, 4 * math.ceil(len(drawable) / cols)),
-        squeeze=False,
-        layout="constrained",
-    )
+    rows = math.ceil(len(drawable) / cols)
+    fig = Figure(figsize=(5 * cols, 4 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax, run, mae in zip(axes.flat, drawable, maes):
         km = np.asarray(run.metrics["positions_xy"], dtype=float) / 1000.0
         points = ax.scatter(
@@ -106,6 +103,5 @@ def error_map(runs: list[RunRecord], path: Path) -> list[str]:
     return notes
 
 
-def save(fig: plt.Figure, path: Path) -> None:
+def save(fig: Figure, path: Path) -> None:
     fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -21,12 +21,12 @@ import torch
 from core.api import Collator, DatasetSpec
 from core.checkpoints import resumable
 from core.data import load_source
-from core.data.windows import Prepared, Windows, prepare
+from core.data.windows import Prepared, prepare
 from core.distributed import Distributed, Silent, setup
-from core.errors import DataError, RecipeError, TrainingError, run_cli
+from core.errors import RecipeError, TrainingError, run_cli
 from core.io import save_text
 from core.metrics import HORIZONS, METRICS
-from core.model import Forecaster, build_model, check_batch_positions, construct
+from core.model import Forecaster, build_forecaster
 from core.recipe import Recipe, load_recipe
 from core.registry import Registry
 from core.suite import is_suite, run_suite
@@ -80,7 +80,7 @@ def run(recipe_path: Path, overrides: list[str], resume_dir: Path | None = None)
 
     prepared = prepare_data(recipe)
     spec = prepared.spec()
-    model, collator = build_forecaster(recipe, registry, spec, prepared.splits["train"][0], prepared.data.source)
+    model, collator = build_forecaster(recipe, registry, spec, prepared.data.source)
 
     run_dir = resume_dir or dist.from_main(lambda: create_run_dir(recipe))
     try:
@@ -96,20 +96,6 @@ def run(recipe_path: Path, overrides: list[str], resume_dir: Path | None = None)
 def prepare_data(recipe: Recipe) -> Prepared:
     """The recipe's data source, split, normalised and windowed."""
     return prepare(load_source(recipe.data.source, recipe.data.synthetic_seed), recipe.data, recipe.run.seed)
-
-
-def build_forecaster(
-    recipe: Recipe, registry: Registry, spec: DatasetSpec, first: Windows, source: str
-) -> tuple[Forecaster, Collator]:
-    """The recipe's model and collator for ``spec``, checked on the ``first`` windows (e.g. the positions that
-    pooling needs); a data error names ``source``."""
-    collator = construct(registry, "collator", recipe.collator, spec)
-    try:
-        model = build_model(recipe, registry, spec)
-        check_batch_positions(model, collator(first).canonical(), spec)
-    except DataError as error:
-        raise DataError(f"{source}: {error}") from None
-    return model, collator
 
 
 def train(

@@ -14,10 +14,11 @@ import torch
 
 from core.data import write_hdf5
 from core.io import load_checkpoint
+from core.model import build_forecaster
 from core.predict import main
 from core.recipe import load_recipe
-from core.run import build_forecaster, prepare_data
 from core.run import main as run_main
+from core.run import prepare_data
 
 torch.set_num_threads(1)
 
@@ -69,7 +70,7 @@ def reference(run_dir, split="test"):
     recipe, registry = load_recipe(run_dir / "recipe.toml")
     prepared = prepare_data(recipe)
     windows = prepared.splits[split].__getitems__(list(range(len(prepared.splits[split]))))
-    model, collator = build_forecaster(recipe, registry, prepared.spec(), windows, "test")
+    model, collator = build_forecaster(recipe, registry, prepared.spec(), "test")
     model.load_state_dict(load_checkpoint(run_dir / "best_model.pt")["model"])
     with torch.no_grad():
         z = model.eval()(collator(windows).canonical())

@@ -14,10 +14,9 @@ import core.hookspecs
 import core.sequence
 import social_xlstm
 from core.errors import PluginError, RecipeError
-from core.model import build_model
+from core.model import build_forecaster, build_model
 from core.recipe import load_recipe
 from core.registry import Registry
-from core.run import build_forecaster
 from tests.conftest import make_spec, registry_with
 
 THIRD_PARTY = '''
@@ -240,4 +239,4 @@ def test_encoder_without_out_dim_and_collator_that_raises_are_named_like_any_plu
     with pytest.raises(
         PluginError, match=r"^collator 'broken' \(test module\) failed to build: ValueError: needs a GPU$"
     ):
-        build_forecaster(recipe, registry, make_spec(), None, "data.h5")
+        build_forecaster(recipe, registry, make_spec(), "data.h5")
