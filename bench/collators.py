@@ -179,7 +179,8 @@ def main() -> None:
     for encoder, name, glob, dyn in training:
         print(f"{encoder:<13} {name:<10} {glob:>11.1f} {dyn:>9.1f} {dyn / glob:>6.2f}x")
     print(
-        f"\n3. seed 004's claim: {first} with dynamic padding, outages data, samples/s by batch size (ratio to batch 1)"
+        f"\n3. the dynamic padding design note's claim: {first} with dynamic padding, "
+        "outages data, samples/s by batch size (ratio to batch 1)"
     )
     print(f"{'batch':>5} {'samples/s':>10} {'ratio':>7}")
     for size, rate in scaling.items():

@@ -99,7 +99,8 @@ class Batch:
 
 @attrs.frozen
 class DistributedBatch:
-    """Seed 000's per-VD layout: one entry per VD id (in the dataset's VD order).
+    """The per-VD batch layout (``"distributed"``: spread over VDs, nothing to do with DDP): one entry per VD id
+    (in the dataset's VD order).
 
     The model takes it through ``canonical()``, which stacks the entries into a ``Batch`` (a few ops, no
     copy per sample); every encoder therefore accepts both layouts and computes the same forecast.
@@ -237,7 +238,8 @@ class Encoder(nn.Module):
       them by reading nothing per VD.
     - layer-wise: subclassing ``LayerwiseEncoder``, needed by ``[model] social = "every_step"|"interleaved"``.
 
-    ``layouts`` names the collator layouts whose batches the encoder can take.
+    ``layouts`` names the collator layouts whose batches the encoder can take (``"distributed"``: the per-VD
+    batch layout, not DDP).
     """
 
     name: ClassVar[str]
@@ -332,7 +334,7 @@ class Pooling(nn.Module):
 
 class Collator:
     """Windows cut from the data → one batch in the collator's ``layout``: a ``Batch`` (``"centralized"``) or a
-    ``DistributedBatch`` (``"distributed"``).
+    ``DistributedBatch`` (``"distributed"``: per-VD dictionaries; the layout, not multi-process training).
 
     Built as ``cls(config, spec)``; called with a ``Windows`` (``[B, T, N, ...]``, ``lengths`` per VD when
     windows vary). A collator rearranges, it never changes what a model forecasts. Its batches declare:

@@ -31,7 +31,7 @@ def test_hdf5_round_trip(small_data, tmp_path):
     np.testing.assert_array_equal(back.timestamps, small_data.timestamps)
     np.testing.assert_allclose(back.latlon, small_data.latlon)
     assert back.vd_attributes == small_data.vd_attributes and back.vd_attributes["road"][0] == "N1"
-    with h5py.File(path) as f:  # the seeds' schema, as documented
+    with h5py.File(path) as f:  # the schema as the README documents it
         assert f["data/features"].dtype == np.float32
         assert f["metadata/timestamps"][0].decode() == "2024-01-01T00:00:00"
         assert dict(f["metadata/vd_info"][small_data.vd_ids[0]].attrs).keys() == {

@@ -1,5 +1,6 @@
 """SPIN-lite: shapes, masks that really mask, causal bounded attention over the neighbour lists, gradients,
-a signal only a neighbour carries, and parameter counts against seed 003."""
+a signal only a neighbour carries, and parameter counts against the SPIN-lite design note ("seed 003", one of the
+project's starting notes, not in this repository)."""
 
 from __future__ import annotations
 
@@ -183,13 +184,15 @@ def test_learns_a_signal_only_a_neighbour_carries():
     assert error < 0.5 * lstm_error, f"spin_lite MAE {error:.3f} vs lstm {lstm_error:.3f}"
 
 
-SEED_003_FULL = 50_918  # seed 003's table total for hidden 32, 3 layers, eta 2, self-attention, 3 features, 100 nodes
+SEED_003_FULL = (
+    50_918  # the design note's table total for hidden 32, 3 layers, eta 2, self-attention, 3 features, 100 nodes
+)
 
 
 def test_parameter_counts_against_seed_003():
-    """Counted as the seed counts: 100 nodes, node embeddings included (3 × N × hidden), 3 input features for the
+    """Counted as the note counts: 100 nodes, node embeddings included (3 × N × hidden), 3 input features for the
     full configuration; covariates are the 2 time-of-day inputs. See the module docstring of spin_lite for why
-    the lite count is below the seed's 15-20K estimate."""
+    the lite count is below the note's 15-20K estimate."""
     info = Registry.default().get("encoder", "spin_lite")
     lite = parameter_count(info, spec=synthetic_spec(100))
     assert lite == 8_900

@@ -173,7 +173,7 @@ def test_every_shipped_suite_loads(path, tmp_path):
     data_file.touch()  # a real-data suite takes its file from --set; only its existence is checked
     suite, runs = load_suite(path, [f'data.source="{data_file}"'] if path.stem != "lstm_vs_xlstm" else [])
     assert runs and all(run.recipe.is_file() for run in runs)
-    if path.stem in ("lstm_vs_xlstm", "pems_bay_16"):  # seed 002's three modes
+    if path.stem in ("lstm_vs_xlstm", "pems_bay_16"):  # the three modes: single VD, independent VDs, social pooling
         names = [run.name for run in runs]
         assert names[:5] == [
             "single_vd-lstm",

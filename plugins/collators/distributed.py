@@ -1,4 +1,7 @@
-"""Collator ``distributed``: seed 000's per-VD dictionaries, ``{vd_id: [B, T, F]}`` features and so on."""
+"""Collator ``distributed``: per-VD dictionaries, ``{vd_id: [B, T, F]}`` features and so on.
+
+"Distributed" here is the batch layout (spread over VDs), not multi-process training (``core.distributed``).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Collator ``dynamic_padding``: pad to the batch, not to the dataset (seed 004).
+"""Collator ``dynamic_padding``: pad to the batch, not to the dataset.
 
 Time is padded on the left to the batch's longest history (so the last step is real for every VD) and cut
 to ``max_sequence_length`` recent steps when set; the VD axis holds each sample's active VDs first, padded to

@@ -26,14 +26,15 @@ the forecaster's shared head reads the last step. The graph is the padded neighb
 step through the skip connection. A step that is time padding, or a VD absent from the sample, is neither
 observed nor present: it is nobody's key.
 
-Parameters (``python -m core.plugins``), counted as seed 003 counts them (100 VDs, node embeddings included).
+Parameters (``python -m core.plugins``), counted as the SPIN-lite design note ("seed 003", one of the
+project's starting notes, not in this repository) counts them (100 VDs, node embeddings included).
 Lite defaults, 1 feature, 2 covariates: **8,900** = per-VD embeddings 3 × 100 × 16 (4,800) + positional
 encoder 864 + input MLP and norm 352 + 2 layers × 1,442 (input skip 48, cross-attention 1,090, ``W_skip`` 272,
-norm 32). That is below the seed's "15-20K", which scales its 51K by hidden² and so over-counts the
-embeddings (linear in hidden): the official code at hidden 16 with the seed's *full* settings (3 layers, eta
+norm 32). That is below the note's "15-20K", which scales its 51K by hidden² and so over-counts the
+embeddings (linear in hidden): the official code at hidden 16 with the note's *full* settings (3 layers, eta
 2, self-attention, per-layer readouts) has 15.4K, at the lite settings 10.0K (12.2K with self-attention).
-Seed's full configuration (hidden 32, 3 layers, eta 2, self-attention, 3 features): **43,596**, 14.4% below
-the seed's 50,918. The official code has 49.8K there; the difference is its per-layer imputation readouts
+The note's full configuration (hidden 32, 3 layers, eta 2, self-attention, 3 features): **43,596**, 14.4% below
+the note's 50,918. The official code has 49.8K there; the difference is its per-layer imputation readouts
 (3 × MLP(32 → 32 → 3) = 6,633), left here to the forecaster's shared head, less 416 for the observation flags
 fed beside the values and the second covariate.
 """
@@ -69,7 +70,8 @@ def _at_most_layers(instance, attribute, value) -> None:
 
 @attrs.frozen
 class SpinLiteConfig(NeighbourhoodConfig):
-    """SPIN's options with seed 003's lite defaults; ``radius_m``, ``max_neighbours``, ``same`` pick the graph."""
+    """SPIN's options with the design note's lite defaults; ``radius_m``, ``max_neighbours``, ``same`` pick the
+    graph."""
 
     hidden_size: int = attrs.field(default=16, validator=gt(0))
     n_layers: int = attrs.field(default=2, validator=gt(0))

@@ -1,9 +1,10 @@
 """Encoder ``xlstm_per_vd``: every VD has its own xLSTM (input embedding + block stack), all run at once.
 
-Seed 000's per-VD layout, made real: the weights of all N VDs are created with the model (so the optimizer
-sees every one) and stacked along a leading VD dimension; ``GroupedXLSTM`` runs the N stacks as batched
-matmuls, one pass for the whole network. ``PerVDLoop`` is the seeds' formulation, a Python loop over N
-independent package modules, kept as the reference the tests and the benchmark compare against.
+An xLSTM per VD, as the project's first design note asked, made real: the weights of all N VDs are created
+with the model (so the optimizer sees every one) and stacked along a leading VD dimension; ``GroupedXLSTM``
+runs the N stacks as batched matmuls, one pass for the whole network. ``PerVDLoop`` is that note's
+formulation, a Python loop over N independent package modules, kept as the reference the tests and the
+benchmark compare against.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Encoder ``xlstm_shared``: ONE xLSTM block stack over ``[B·N, T, E]``, so every VD keeps its own states.
 
-(Never the seeds' ``multi_vd_mode``, which flattens N·F into one vector and mixes VDs.) Optional light
-per-VD conditioning (seed 000, step 3): a learned VD embedding added to the input, and/or a per-VD linear
+(Never a ``multi_vd_mode`` that flattens N·F into one vector and mixes VDs, as the project's first design
+note had it.) Optional light per-VD conditioning: a learned VD embedding added to the input, and/or a per-VD linear
 map of the output states.
 
 The sLSTM backend picks the implementation: ``cuda`` runs the xlstm package's stack with its CUDA kernel;
