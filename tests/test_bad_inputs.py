@@ -20,6 +20,7 @@ import torch
 
 import core.data.__main__ as data_cli
 import core.run as run_cli
+from core.errors import DataError
 
 RECIPE = """
 [run]
@@ -456,5 +457,5 @@ def test_unavailable_device_leaves_no_run_directory(small_h5, write_recipe, tmp_
 
 def test_debug_shows_the_traceback(write_recipe, tmp_path):
     recipe = write_recipe(RECIPE.format(runs=tmp_path / "runs", data=tmp_path / "missing.h5"))
-    with pytest.raises(Exception, match="data file not found"):
+    with pytest.raises(DataError, match="data file not found"):
         run_cli.main([str(recipe), "--debug"])

@@ -14,25 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from core.compare import main
 from core.run import main as run_main
-
-RECIPE = """
-[run]
-name = "{name}"
-output_dir = "{out}"
-[data]
-source = "{data}"
-train_stride = 4
-[encoder]
-name = "lstm"
-embedding_dim = 8
-[pooling]
-name = "{pooling}"
-[trainer]
-epochs = 1
-batch_size = 16
-max_batches_per_epoch = 2
-figure_vds = 0
-"""
+from tests.helpers import short_run
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +25,7 @@ def runs(small_h5, tmp_path_factory):
     dirs = []
     for name, pooling in (("radius", "radius"), ("alone", "none")):
         recipe = root / f"{name}.toml"
-        recipe.write_text(RECIPE.format(name=name, out=root / "runs", data=small_h5, pooling=pooling))
+        recipe.write_text(short_run(name, root / "runs", small_h5, data={"train_stride": 4}, pooling={"name": pooling}))
         before = set((root / "runs").glob("*"))
         assert run_main([str(recipe)]) == 0
         (run_dir,) = set((root / "runs").glob("*")) - before

@@ -4,27 +4,8 @@ import pytest
 import torch
 
 from core.api import EncoderInput
-from plugins.encoders.lstm import LSTMConfig, LSTMEncoder
-from plugins.encoders.xlstm_per_vd import PerVDXLSTMEncoder
-from plugins.encoders.xlstm_shared import SharedXLSTMConfig, SharedXLSTMEncoder, XLSTMConfig
 from tests.conftest import make_spec
-
-ENCODERS = {
-    "lstm": lambda spec: LSTMEncoder(LSTMConfig(embedding_dim=16), spec),
-    "xlstm_shared": lambda spec: SharedXLSTMEncoder(
-        SharedXLSTMConfig(embedding_dim=16, num_blocks=2, slstm_at=(1,), num_heads=2), spec
-    ),
-    "xlstm_per_vd": lambda spec: PerVDXLSTMEncoder(
-        XLSTMConfig(embedding_dim=16, num_blocks=2, slstm_at=(1,), num_heads=2), spec
-    ),
-}
-
-
-def random_input(b=2, n=5, t=6, f=2, seed=0) -> EncoderInput:
-    g = torch.Generator().manual_seed(seed)
-    observed = torch.rand(b, n, t, f, generator=g) > 0.1
-    values = torch.randn(b, n, t, f, generator=g) * observed
-    return EncoderInput(values=values, observed=observed, covariates=torch.randn(b, t, 2, generator=g), step_mask=None)
+from tests.helpers import ENCODERS, random_input
 
 
 @pytest.mark.parametrize("name", ENCODERS)

@@ -10,7 +10,7 @@ import torch
 from core.errors import DataError
 from plugins.pooling.learned_graph import LearnedGraphConfig, LearnedGraphPooling, top_k_scores
 from tests.conftest import make_spec
-from tests.test_pooling import POSITIONS  # five VDs on a line, 0/400/900/2000/5000 m
+from tests.helpers import POSITIONS  # five VDs on a line, 0/400/900/2000/5000 m
 
 
 def build(n: int = 5, positions=None, dim: int = 4, **config) -> LearnedGraphPooling:

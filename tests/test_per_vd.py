@@ -19,7 +19,7 @@ from plugins.encoders.xlstm_per_vd import PerVDLoop, PerVDXLSTMEncoder
 from plugins.encoders.xlstm_shared import SharedXLSTMConfig, SharedXLSTMEncoder, XLSTMConfig, build_stack
 from plugins.pooling.radius import RadiusConfig, RadiusPooling
 from tests.conftest import make_spec
-from tests.test_encoders import random_input
+from tests.helpers import random_input
 
 CONFIG = XLSTMConfig(embedding_dim=16, num_blocks=3, slstm_at=(1,), num_heads=2)
 

@@ -9,15 +9,10 @@ import torch
 from core.api import require_positions
 from core.errors import DataError
 from core.neighbours import NeighbourLists
-from plugins.pooling.attention import AttentionConfig, AttentionPooling
-from plugins.pooling.learnable_radius import LearnableRadiusConfig, LearnableRadiusPooling
-from plugins.pooling.learned_graph import LearnedGraphConfig, LearnedGraphPooling
 from plugins.pooling.none import NoPooling
 from plugins.pooling.radius import RadiusConfig, RadiusPooling
 from tests.conftest import make_spec
-
-# five VDs on a line, 0/400/900/2000/5000 m: VD 4 has no neighbour within 1200 m
-POSITIONS = torch.tensor([[0.0, 0.0], [400.0, 0.0], [900.0, 0.0], [2000.0, 0.0], [5000.0, 0.0]])
+from tests.helpers import ALL_STRATEGIES, POSITIONS, STRATEGIES
 
 
 def dense_reference(hidden, node_mask, positions, radius, aggregation, floor=50.0):
@@ -58,20 +53,6 @@ def test_radius_pooling_matches_dense_definition(aggregation):
     out = pooling(hidden, node_mask)
     torch.testing.assert_close(out, dense_reference(hidden, node_mask, POSITIONS, 1200.0, aggregation))
     assert torch.all(out[:, 4] == 0)  # isolated VD: zeros, not NaN
-
-
-# the strategies over distance neighbour lists (positions required)
-STRATEGIES = {
-    "radius": lambda spec, dim: RadiusPooling(RadiusConfig(radius_m=1200.0), spec, dim),
-    "attention": lambda spec, dim: AttentionPooling(AttentionConfig(radius_m=1200.0, heads=2, dropout=0.0), spec, dim),
-    "learnable_radius": lambda spec, dim: LearnableRadiusPooling(
-        LearnableRadiusConfig(radius_m=1200.0, initial_radius_m=600.0), spec, dim
-    ),
-}
-# every strategy, those whose neighbours are learned from the whole network (no radius, no positions) too
-ALL_STRATEGIES = STRATEGIES | {
-    "learned_graph": lambda spec, dim: LearnedGraphPooling(LearnedGraphConfig(k=2), spec, dim)
-}
 
 
 @pytest.mark.parametrize("strategy", ALL_STRATEGIES)

@@ -4,7 +4,6 @@ right times; ``--latest``; the normaliser is the run's; mismatching files are re
 from __future__ import annotations
 
 import shutil
-import textwrap
 
 import attrs
 import h5py
@@ -19,33 +18,14 @@ from core.predict import main
 from core.recipe import load_recipe
 from core.run import main as run_main
 from core.run import prepare_data
+from tests.helpers import short_run
 
 torch.set_num_threads(1)
 
-RECIPE = """
-[run]
-name = "predict"
-output_dir = "{out}"
-[data]
-source = "{data}"
-{data_extra}
-[encoder]
-name = "lstm"
-embedding_dim = 8
-[pooling]
-name = "radius"
-radius_m = 1500.0
-[collator]
-name = "{collator}"
-[trainer]
-epochs = 1
-batch_size = 16
-max_batches_per_epoch = 2
-figure_vds = 0
-"""
+RADIUS = {"name": "radius", "radius_m": 1500.0}
 RUNS = {
-    "centralized": {"collator": "centralized", "data_extra": ""},
-    "dynamic_padding": {"collator": "dynamic_padding", "data_extra": "min_history = 6\ngap_steps = 3"},
+    "centralized": {"collator": {"name": "centralized"}},
+    "dynamic_padding": {"collator": {"name": "dynamic_padding"}, "data": {"min_history": 6, "gap_steps": 3}},
 }
 
 
@@ -54,7 +34,7 @@ def run_dir(request, small_h5, tmp_path_factory):
     """A one-epoch run of the recipe above on the small synthetic file."""
     root = tmp_path_factory.mktemp(request.param)
     recipe = root / "recipe.toml"
-    recipe.write_text(textwrap.dedent(RECIPE.format(out=root / "runs", data=small_h5, **RUNS[request.param])))
+    recipe.write_text(short_run("predict", root / "runs", small_h5, pooling=RADIUS, **RUNS[request.param]))
     assert run_main([str(recipe)]) == 0
     (path,) = (root / "runs").iterdir()
     return path
@@ -169,11 +149,8 @@ def test_refuses_other_vds_or_missing_features_naming_them(run_dir, small_data, 
 def test_a_run_on_chosen_vds_forecasts_them_from_the_whole_file(small_h5, small_data, tmp_path, capsys):
     """A ``[data] vds`` run reads its VDs out of a file that holds more (and refuses one that lacks them)."""
     chosen = small_data.vd_ids[4:1:-1]
-    extra = f"vds = {list(chosen)}".replace("'", '"')
     recipe = tmp_path / "recipe.toml"
-    recipe.write_text(
-        textwrap.dedent(RECIPE.format(out=tmp_path / "runs", data=small_h5, collator="centralized", data_extra=extra))
-    )
+    recipe.write_text(short_run("predict", tmp_path / "runs", small_h5, pooling=RADIUS, data={"vds": list(chosen)}))
     assert run_main([str(recipe)]) == 0
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert main([str(run_dir), "--data", str(small_h5)]) == 0

@@ -138,10 +138,14 @@ def test_plugin_module_that_fails_to_import_is_named(write_recipe):
 
 
 @pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "recipes").glob("*.toml")), ids=lambda p: p.name)
-def test_every_shipped_recipe_loads(path):
+def test_every_shipped_recipe_loads(path, tmp_path):
     recipe, registry = load_recipe(path)
     for kind in ("encoder", "pooling", "collator"):
-        assert registry.get(kind, getattr(recipe, kind).name)
+        choice = getattr(recipe, kind)
+        assert type(choice.config) is registry.get(kind, choice.name).cls.Config  # built as the plugin's options
+    resolved = tmp_path / "resolved.toml"
+    resolved.write_text(recipe.to_toml())
+    assert load_recipe(resolved)[0].to_dict() == recipe.to_dict()
 
 
 class PlainEncoder(Encoder):

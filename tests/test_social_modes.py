@@ -14,9 +14,7 @@ from core.recipe import HeadConfig, load_recipe
 from plugins.encoders.lstm import LSTMConfig, LSTMEncoder
 from plugins.pooling.none import NoPooling
 from tests.conftest import make_spec
-from tests.test_encoders import ENCODERS, random_input
-from tests.test_pooling import POSITIONS, STRATEGIES
-from tests.test_pooling_learns import LAG, fit_and_score, network
+from tests.helpers import ENCODERS, LAG, POSITIONS, STRATEGIES, fit_and_score, network, random_input
 
 LAYERWISE = ("lstm", "xlstm_shared", "xlstm_per_vd")  # (stid: tests/test_stid.py)
 

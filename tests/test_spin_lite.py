@@ -19,8 +19,7 @@ from core.registry import Registry
 from plugins.encoders.spin_lite import SpinLiteConfig, SpinLiteEncoder
 from plugins.pooling.none import NoPooling
 from tests.conftest import make_spec
-from tests.test_encoders import random_input
-from tests.test_pooling_learns import LAG, fit_and_score, network, train_and_score
+from tests.helpers import LAG, fit_and_score, network, random_input, train_and_score
 
 # VDs 0-2 300 m apart on one road, VDs 3-4 10 km away: within 1000 m, 0-1-2 and 3-4 are neighbours
 POSITIONS = torch.tensor([[0.0, 0.0], [300.0, 0.0], [600.0, 0.0], [10_000.0, 0.0], [10_300.0, 0.0]])

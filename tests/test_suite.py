@@ -18,7 +18,7 @@ from core.errors import DataError, RecipeError
 from core.recipe import apply_override
 from core.run import main
 from core.suite import load_suite
-from tests.test_compare import RECIPE
+from tests.helpers import short_run
 
 FAILING_AND_ONE_VD = """
 [[suite.runs]]
@@ -36,9 +36,7 @@ set = {"data.vds" = ["VD-N1-03"], pooling = {name = "none"}}
 def suite_files(small_h5, tmp_path):
     """Write base.toml and a suite file (TOML text, dedented) beside it; returns the suite's path."""
     torch.set_num_threads(1)
-    (tmp_path / "base.toml").write_text(
-        RECIPE.format(name="base", out=tmp_path / "unused", data=small_h5, pooling="radius")
-    )
+    (tmp_path / "base.toml").write_text(short_run("base", tmp_path / "unused", small_h5, data={"train_stride": 4}))
 
     def write(text: str) -> Path:
         path = tmp_path / "suite.toml"
