@@ -102,9 +102,9 @@ def main() -> None:
     rows = {row["encoder"]: row for row in run_cases(__file__, [[name] for name in args.encoders], forwarded)}
     memory = memory_label(args.device)
     print(
-        f"\nencoders: N={args.vds} B={args.batch} T={args.steps} E=64 on {args.device}, precision {args.precision}"
-        f"{', torch.compile' if args.compile else ''}; median of {args.repeats} steps (fwd+bwd+Adam) after "
-        f"{args.warmup} warm-up"
+        f"\nencoders: N={args.vds} B={args.batch} T={args.steps} E=64 on {args.device}, precision "
+        f"{args.precision}{', torch.compile' if args.compile else ''}; median of {args.repeats} steps (fwd+bwd+Adam) "
+        f"after {args.warmup} warm-up"
     )
     print(f"| encoder | runs on | step s | first step s | samples/s | {memory} | parameters |")
     print("|---|---|---|---|---|---|---|")

@@ -155,7 +155,7 @@ def construct(registry: Registry, kind: str, choice: PluginChoice, *args, where:
     out_dim = getattr(plugin, "out_dim", None)
     if kind == "encoder" and (not isinstance(out_dim, int) or isinstance(out_dim, bool) or out_dim <= 0):
         raise PluginError(
-            f"{named} built without a valid 'out_dim' ({out_dim!r}): its __init__ must set self.out_dim = E, the size "
-            "of its states"
+            f"{named} built without a valid 'out_dim' ({out_dim!r}): its __init__ must set self.out_dim = E, "
+            "the size of its states"
         )
     return plugin

@@ -92,8 +92,8 @@ def _groups(spec: DatasetSpec, same: tuple[str, ...]) -> torch.Tensor | None:
     if missing:
         offered = ", ".join(sorted(spec.vd_attributes)) or "none"
         raise DataError(
-            f"neighbour filter 'same' names {missing}, which the data's metadata/vd_info does not carry; it has: "
-            f"{offered}"
+            f"neighbour filter 'same' names {missing}, which the data's metadata/vd_info does not carry; "
+            f"it has: {offered}"
         )
     keys = list(zip(*(spec.vd_attributes[name] for name in same)))
     codes = {key: i for i, key in enumerate(sorted(set(keys)))}

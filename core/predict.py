@@ -103,8 +103,7 @@ def predict(run_dir: Path, data_path: Path, out: Path, latest: bool = False) -> 
     issued = iso(issued_at[0]) + (f" .. {iso(issued_at[-1])}" if len(issued_at) > 1 else "")
     print(
         f"forecast {checkpoint['target']}: {len(values)} window(s) x {recipe.data.horizon} steps x {len(data.vd_ids)} "
-        "VDs, "
-        f"issued {issued}, from {run_dir / 'best_model.pt'} (epoch {attributes['epoch']}) -> {out}"
+        f"VDs, issued {issued}, from {run_dir / 'best_model.pt'} (epoch {attributes['epoch']}) -> {out}"
     )
     return 0
 
@@ -114,8 +113,8 @@ def trained_normaliser(checkpoint: dict, path: Path) -> Normaliser:
     normaliser = Normaliser.from_dict(checkpoint["normaliser"])
     if not normaliser.names:
         raise TrainingError(
-            f"{path}: the checkpoint's normaliser has no feature names (written by an older version); train the run "
-            "again"
+            f"{path}: the checkpoint's normaliser has no feature names (written by an older version); "
+            "train the run again"
         )
     return normaliser
 

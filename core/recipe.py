@@ -260,10 +260,9 @@ def check_compatible(recipe: Recipe, registry: Registry, where: str | None = Non
             n for n in registry.names("encoder") if issubclass(registry.get("encoder", n).cls, LayerwiseEncoder)
         ]
         raise RecipeError(
-            f"{where}: [model] social = {recipe.model.social!r} pools between encoder layers, but encoder "
-            f"'{encoder.name}' "
-            f'does not run layer by layer (it is not a LayerwiseEncoder); use social = "last", or one of: '
-            f"{', '.join(layerwise)}"
+            f"{where}: [model] social = {recipe.model.social!r} pools between encoder layers, "
+            f"but encoder '{encoder.name}' does not run layer by layer (it is not a LayerwiseEncoder); "
+            f'use social = "last", or one of: {", ".join(layerwise)}'
         )
     if collator.layout not in encoder.layouts:
         raise RecipeError(
@@ -285,6 +284,5 @@ def check_compatible(recipe: Recipe, registry: Registry, where: str | None = Non
         raise RecipeError(
             f"{where}: encoder '{encoder.name}' does not declare {' nor '.join(missing)}; honour it in the encoder "
             "(README, 'Writing a plugin'), declare it, and check it with `python -m core.plugins check "
-            f"{encoder.name}`, "
-            f"or use collator 'centralized' with [data] min_history = 0"
+            f"{encoder.name}`, or use collator 'centralized' with [data] min_history = 0"
         )

@@ -200,8 +200,8 @@ def run_suite(path: Path, cli_overrides: list[str], train: Callable[[Path, list[
         ) from None
     if suite.parallel > 1:
         print(
-            f"=== suite {suite.name}: {len(runs)} runs, {suite.parallel} at a time; their output: {folder}/<run "
-            "name>.log"
+            f"=== suite {suite.name}: {len(runs)} runs, {suite.parallel} at a time; their output: "
+            f"{folder}/<run name>.log"
         )
         with ThreadPoolExecutor(suite.parallel) as pool:
             errors = list(pool.map(lambda run: train_in_process(run, folder, suite.parallel), runs))

@@ -232,8 +232,8 @@ def test_encoder_without_out_dim_and_collator_that_raises_are_named_like_any_plu
     with pytest.raises(PluginError) as error:
         build_model(recipe, registry, make_spec())
     assert str(error.value) == (
-        "encoder 'no_out_dim' (test module) built without a valid 'out_dim' (None): its __init__ must set self.out_dim "
-        "= E, the size of its states"
+        "encoder 'no_out_dim' (test module) built without a valid 'out_dim' (None): its __init__ must set "
+        "self.out_dim = E, the size of its states"
     )
     recipe, _ = load_recipe(write_recipe('[encoder]\nname = "lstm"\n[collator]\nname = "broken"\n'), registry=registry)
     with pytest.raises(

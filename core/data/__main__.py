@@ -84,8 +84,8 @@ def summary(data) -> str:
         f"step {i} ({int(data.timestamps[i] - data.timestamps[i - 1])} s after the previous step)" for i in jumps[:5]
     ]
     lines = [
-        f"{data.num_steps} steps from {start} to {end} every {data.interval} s; {len(data.vd_ids)} VDs; positions: "
-        f"{positions}",
+        f"{data.num_steps} steps from {start} to {end} every {data.interval} s; {len(data.vd_ids)} VDs; "
+        f"positions: {positions}",
         *(
             [f"irregular time steps: {len(jumps)}: " + ", ".join(gaps) + (", ..." if len(jumps) > 5 else "")]
             if len(jumps)

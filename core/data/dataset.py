@@ -37,8 +37,8 @@ class TrafficData:
             raise DataError(f"{where}: metadata/vdids has {len(self.vd_ids)} ids but data/features has {n} VDs")
         if len(self.feature_names) != f:
             raise DataError(
-                f"{where}: metadata/feature_names has {len(self.feature_names)} names but data/features has {f} "
-                "features"
+                f"{where}: metadata/feature_names has {len(self.feature_names)} names but data/features "
+                f"has {f} features"
             )
         if len(self.timestamps) != t:
             raise DataError(

@@ -226,8 +226,8 @@ def prepare(data: TrafficData, cfg: DataConfig = DataConfig(), seed: int = 0) ->
         starts = series.window_starts(lo, hi - window, strides[part])
         if not len(starts):
             raise DataError(
-                f"{data.source}: the {part} part has no window with a VD of at least min_history = {cfg.min_history} "
-                "steps"
+                f"{data.source}: the {part} part has no window with a VD of at least min_history = "
+                f"{cfg.min_history} steps"
             )
         splits[part] = WindowDataset(series, starts.numpy())
         across_jumps += int(series.spans_jump(torch.arange(lo, hi - window + 1, strides[part])).sum())
@@ -246,8 +246,8 @@ def build_series(
         first = int(jumps[0])
         found = int(data.timestamps[first] - data.timestamps[first - 1])
         raise DataError(
-            f"{data.source}: irregular time step at step {first}: {found} s after the previous step, expected "
-            f"{data.interval} s "
+            f"{data.source}: irregular time step at step {first}: {found} s after the previous step, "
+            f"expected {data.interval} s "
             f'({len(jumps)} irregular step(s); [data] irregular_steps = "split" cuts windows only between them)'
         )
     raw = data.features[:, :, [data.feature_index(name, "data.features") for name in features]]

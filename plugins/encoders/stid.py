@@ -119,8 +119,7 @@ def covariate_columns(spec: DatasetSpec, key: str, dim: int) -> tuple[int, ...]:
     if missing:
         raise RecipeError(
             f"encoder 'stid' embeds {data_key.replace('_', ' ')} ({key} = {dim}) but the data has no "
-            f"{' / '.join(missing)} covariate; "
-            f"set [data] {data_key} = true (or [encoder] {key} = 0)"
+            f"{' / '.join(missing)} covariate; set [data] {data_key} = true (or [encoder] {key} = 0)"
         )
     return tuple(spec.covariate_names.index(name) for name in names)
 

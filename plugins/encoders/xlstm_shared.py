@@ -44,8 +44,8 @@ def _blocks_exist(instance, attribute, value) -> None:
     outside = [i for i in value if not 0 <= i < instance.num_blocks]
     if outside:
         raise ValueError(
-            f"'slstm_at' has block indices {outside} outside 0..{instance.num_blocks - 1} (num_blocks = "
-            f"{instance.num_blocks})"
+            f"'slstm_at' has block indices {outside} outside 0..{instance.num_blocks - 1} "
+            f"(num_blocks = {instance.num_blocks})"
         )
 
 
