@@ -19,7 +19,7 @@ import torch
 from core.api import DatasetSpec
 from core.errors import TrainingError
 from core.io import load_checkpoint, save_checkpoint
-from core.recipe import Recipe, load_recipe
+from core.recipe import Recipe, flatten, load_recipe
 
 if TYPE_CHECKING:
     from core.trainer import Trainer
@@ -164,8 +164,7 @@ SAFE_ON_RESUME = frozenset(
 def resume_changes(saved: dict, recipe: Recipe, run_dir: Path) -> list[str]:
     """The safe changes (``SAFE_ON_RESUME``) from the ``saved`` recipe (as ``Recipe.to_dict``) to ``recipe``, as
     'KEY OLD -> NEW'; any other change is an error naming the keys and both values."""
-    flat = lambda table: {f"{t}.{k}": v for t, values in table.items() for k, v in values.items()}  # noqa: E731
-    before, after = flat(saved), flat(recipe.to_dict())
+    before, after = flatten(saved), flatten(recipe.to_dict())
     changed = [key for key in sorted(before.keys() | after.keys()) if before.get(key) != after.get(key)]
     show = lambda key: f"{key} {before.get(key, '(unset)')!r} -> {after.get(key, '(unset)')!r}"  # noqa: E731
     unsafe = [show(key) for key in changed if key not in SAFE_ON_RESUME]

@@ -23,7 +23,7 @@ import attrs
 from core import report_plots
 from core.errors import CompareError, run_cli
 from core.io import save_text
-from core.recipe import DataConfig
+from core.recipe import DataConfig, flatten
 
 LABELS = ("@3", "@6", "@12", "@avg")
 COLUMNS = [(metric, label) for metric in ("mae", "rmse", "mape") for label in LABELS]
@@ -208,7 +208,7 @@ def markdown(header: list[str], rows: list[list[str]], text_columns: int) -> str
 
 def differences(runs: list[RunRecord]) -> str:
     """The recipe values that differ between the runs (run name and output folder left out), as a table."""
-    flat = [{f"{t}.{k}": v for t, values in run.recipe.items() for k, v in values.items()} for run in runs]
+    flat = [flatten(run.recipe) for run in runs]
     keys = sorted({key for values in flat for key in values} - {"run.name", "run.output_dir"})
     differing = [key for key in keys if len({json.dumps(values.get(key)) for values in flat}) > 1]
     if not differing:

@@ -99,10 +99,14 @@ class Recipe:
     def flat(self) -> dict[str, Any]:
         """``{"trainer.lr": 0.001, ...}``: scalar values for TensorBoard's HParams."""
         return {
-            f"{table}.{key}": value if isinstance(value, int | float | str | bool) else str(value)
-            for table, values in self.to_dict().items()
-            for key, value in values.items()
+            key: value if isinstance(value, int | float | str | bool) else str(value)
+            for key, value in flatten(self.to_dict()).items()
         }
+
+
+def flatten(tables: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A recipe as ``Recipe.to_dict`` gives it → ``{"TABLE.KEY": value}``."""
+    return {f"{table}.{key}": value for table, values in tables.items() for key, value in values.items()}
 
 
 FIXED_TABLES = {"run": RunConfig, "data": DataConfig, "model": HeadConfig, "trainer": TrainerConfig}
