@@ -149,14 +149,15 @@ def header(recipe: Recipe, prepared: Prepared, trainer: Trainer, run_dir: Path, 
         f"{recipe.encoder.name} + {recipe.pooling.name} pooling ({parameters:,} parameters) on {trainer.device}, "
         f"precision {recipe.trainer.precision}\n"
         f"data {data.source}: {data.num_steps} steps x {len(data.vd_ids)} VDs x {len(prepared.input_features)} "
-        f"features; windows {sizes}{jumps_note(data, prepared.windows_across_jumps)}\nrun directory {run_dir}"
+        f"features; windows {sizes}{jumps_note(prepared)}\nrun directory {run_dir}"
         + (f" (resuming at epoch {trainer.state.epoch + 1}, batch {trainer.state.batch + 1})" if resume else "")
     )
 
 
-def jumps_note(data, removed: int) -> str:
+def jumps_note(prepared: Prepared) -> str:
     """What ``irregular_steps = "split"`` did, for the run's header ('' for a regular file)."""
-    jumps = len(data.time_jumps())
+    jumps = int(prepared.series.stretch[-1])  # the last step's stretch counts the jumps before it
+    removed = prepared.windows_across_jumps
     return f" ({removed} window(s) spanning the file's {jumps} time jump(s) left out)" if jumps else ""
 
 

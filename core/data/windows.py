@@ -88,9 +88,9 @@ class Series:
     target_raw: torch.Tensor  # [T, N] original units, NaN where missing
     history: int
     horizon: int
+    stretch: torch.Tensor  # [T] which regular stretch (between time jumps) each step is in
     since_gap: torch.Tensor | None = None  # [T, N] steps since the VD's last long gap; None = fixed windows
     min_history: int = 0
-    stretch: torch.Tensor | None = None  # [T] which regular stretch (between time jumps) each step is in; None = one
     covariate_names: tuple[str, ...] = ()  # the K covariates, in order (``calendar_columns``)
 
     def cut(self, starts: torch.Tensor) -> Windows:
@@ -129,8 +129,6 @@ class Series:
 
     def spans_jump(self, starts: torch.Tensor) -> torch.Tensor:
         """[B] bool: the window (history and horizon) starting at each of ``starts`` crosses a time jump."""
-        if self.stretch is None:
-            return torch.zeros(starts.shape, dtype=torch.bool)
         return self.stretch[starts] != self.stretch[starts + self.history + self.horizon - 1]
 
 
