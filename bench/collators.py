@@ -32,9 +32,9 @@ import torch  # noqa: E402
 from core.data.config import DataConfig  # noqa: E402
 from core.data.importers import import_wide_csv  # noqa: E402
 from core.data.windows import Prepared, prepare  # noqa: E402
-from core.metrics import masked_mae  # noqa: E402
 from core.model import Forecaster  # noqa: E402
 from core.recipe import HeadConfig  # noqa: E402
+from core.training.metrics import masked_mae  # noqa: E402
 from plugins.collators.centralized import CentralizedCollator  # noqa: E402
 from plugins.collators.distributed import DistributedCollator  # noqa: E402
 from plugins.collators.dynamic_padding import DynamicPaddingCollator, DynamicPaddingConfig  # noqa: E402

@@ -16,11 +16,8 @@ from pathlib import Path
 import attrs
 
 from core.api import PLUGIN_KINDS, DatasetSpec, Encoder, Pooling, capabilities
-from core.config import describe_fields
 from core.errors import PluginError, RecipeError, closest, run_cli
-from core.recipe import apply_override, read_toml
-from core.registry import PluginInfo, Registry
-from core.scaffold import write_package
+from core.recipe import PluginInfo, Registry, apply_override, describe_fields, read_toml, write_package
 from social_xlstm.testing import run_checks
 from social_xlstm.testing.data import CALENDAR, synthetic_spec
 

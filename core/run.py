@@ -4,7 +4,7 @@ Everything a run produces lands in one run directory: ``recipe.toml`` (resolved)
 ``last.pt`` (resumable) and ``last.prev.pt``, ``training_history.json``, ``metrics.json`` and the TensorBoard
 events. The directory is created only once the recipe, the data and the model are valid, and removed again if
 the run fails before its first checkpoint. Under ``torchrun`` the same command trains with DDP on every process
-(``core.distributed``); rank 0 alone writes.
+(``core.training.distributed``); rank 0 alone writes.
 """
 
 from __future__ import annotations
@@ -19,19 +19,18 @@ import numpy as np
 import torch
 
 from core.api import Collator, DatasetSpec
-from core.checkpoints import resumable
 from core.data import load_source
 from core.data.windows import Prepared, prepare
-from core.distributed import Distributed, Silent, setup
 from core.errors import RecipeError, TrainingError, run_cli
+from core.experiments.suite import is_suite, run_suite
 from core.io import save_text
-from core.metrics import HORIZONS, METRICS
 from core.model import Forecaster, build_forecaster
-from core.recipe import Recipe, load_recipe
-from core.registry import Registry
-from core.suite import is_suite, run_suite
-from core.tensorboard import RunLogger
-from core.trainer import Trainer
+from core.recipe import Recipe, Registry, load_recipe
+from core.training.checkpoints import resumable
+from core.training.distributed import Distributed, Silent, setup
+from core.training.metrics import HORIZONS, METRICS
+from core.training.tensorboard import RunLogger
+from core.training.trainer import Trainer
 
 
 def main(argv: list[str] | None = None) -> int:

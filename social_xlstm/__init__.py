@@ -33,7 +33,7 @@ from core.api import (
 from core.data.windows import Windows, real_steps
 from core.errors import DataError, RecipeError
 from core.hookspecs import hookimpl
-from core.neighbours import (
+from core.model.neighbours import (
     EdgeRecordingPooling,
     NeighbourhoodConfig,
     NeighbourLists,

@@ -9,9 +9,9 @@ import tomli_w
 import torch
 
 from core.api import Batch, EncoderInput
-from core.metrics import masked_mae
 from core.model import Forecaster
 from core.recipe import HeadConfig
+from core.training.metrics import masked_mae
 from plugins.encoders.lstm import LSTMConfig, LSTMEncoder
 from plugins.encoders.xlstm_per_vd import PerVDXLSTMEncoder
 from plugins.encoders.xlstm_shared import SharedXLSTMConfig, SharedXLSTMEncoder, XLSTMConfig

@@ -12,7 +12,7 @@ import tomli_w
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from core.compare import main
+from core.experiments.compare import main
 from core.run import main as run_main
 from tests.helpers import short_run
 

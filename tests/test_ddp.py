@@ -51,16 +51,16 @@ pytestmark = pytest.mark.skipif(
 
 NAN_ON_RANK_1 = """
 import itertools, math, os, sys
-import core.distributed
+import core.training.distributed
 from core.run import main
 
-metric, calls = core.distributed.masked_mae, itertools.count(1)
+metric, calls = core.training.distributed.masked_mae, itertools.count(1)
 
 def masked_mae(*args):  # rank 1's own loss is NaN at step 3
     loss = metric(*args)
     return loss * math.nan if next(calls) == 3 and os.environ["RANK"] == "1" else loss
 
-core.distributed.masked_mae = masked_mae
+core.training.distributed.masked_mae = masked_mae
 sys.exit(main(sys.argv[1:]))
 """
 

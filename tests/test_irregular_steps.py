@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from core.baselines import Baselines
 from core.data import write_hdf5
 from core.data.__main__ import main as data_main
 from core.data.config import DataConfig
 from core.data.windows import prepare
 from core.errors import DataError
-from core.predict import main as predict_main
+from core.experiments.predict import main as predict_main
 from core.run import main as run_main
+from core.training.baselines import Baselines
 
 JUMP_AT = 400  # a day is missing before this step
 

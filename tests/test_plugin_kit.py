@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from core.plugins import main
-from core.registry import Registry
+from core.recipe import Registry
 from social_xlstm.testing import check_plugin, run_checks
 
 MODULES = ["tests.kit_plugins"]

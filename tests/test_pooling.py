@@ -8,7 +8,7 @@ import torch
 
 from core.api import require_positions
 from core.errors import DataError
-from core.neighbours import NeighbourLists
+from core.model.neighbours import NeighbourLists
 from plugins.pooling.none import NoPooling
 from plugins.pooling.radius import RadiusConfig, RadiusPooling
 from tests.conftest import make_spec

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from core.data import write_hdf5
+from core.experiments.predict import main
 from core.io import load_checkpoint
 from core.model import build_forecaster
-from core.predict import main
 from core.recipe import load_recipe
 from core.run import main as run_main
 from core.run import prepare_data

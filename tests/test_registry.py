@@ -15,8 +15,7 @@ import core.sequence
 import social_xlstm
 from core.errors import PluginError, RecipeError
 from core.model import build_forecaster, build_model
-from core.recipe import load_recipe
-from core.registry import Registry
+from core.recipe import Registry, load_recipe
 from tests.conftest import make_spec, registry_with
 
 THIRD_PARTY = '''

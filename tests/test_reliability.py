@@ -25,7 +25,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from core.io import atomic_write, save_checkpoint, save_json
 from core.recipe import load_recipe
 from core.run import create_run_dir, main
-from core.trainer import Trainer
+from core.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS, BATCHES = 3, 8

@@ -12,8 +12,8 @@ import pytest
 
 from core.errors import PluginError
 from core.plugins import main
-from core.registry import Registry
-from core.scaffold import plugin_module, write_package
+from core.recipe import Registry
+from core.recipe.scaffold import plugin_module, write_package
 from social_xlstm.testing import check_plugin
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,8 +14,7 @@ from core.api import EncoderInput
 from core.errors import DataError
 from core.model import Forecaster
 from core.plugins import main, parameter_count, synthetic_spec
-from core.recipe import HeadConfig, load_recipe
-from core.registry import Registry
+from core.recipe import HeadConfig, Registry, load_recipe
 from plugins.encoders.spin_lite import SpinLiteConfig, SpinLiteEncoder
 from plugins.pooling.none import NoPooling
 from tests.conftest import make_spec

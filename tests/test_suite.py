@@ -15,9 +15,9 @@ import torch
 from core.data.config import DataConfig
 from core.data.windows import prepare
 from core.errors import DataError, RecipeError
+from core.experiments.suite import load_suite
 from core.recipe import apply_override
 from core.run import main
-from core.suite import load_suite
 from tests.helpers import short_run
 
 FAILING_AND_ONE_VD = """

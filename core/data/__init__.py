@@ -1,4 +1,4 @@
-"""Traffic data: the HDF5 schema, projection to metres, the synthetic default network, importers, windows."""
+"""Traffic data, after the recipe: the HDF5 schema, projection to metres, the synthetic network, importers, windows."""
 
 from core.data.dataset import TrafficData
 from core.data.hdf5 import read_hdf5, write_hdf5

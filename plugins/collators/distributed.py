@@ -1,6 +1,6 @@
 """Collator ``distributed``: per-VD dictionaries, ``{vd_id: [B, T, F]}`` features and so on.
 
-"Distributed" here is the batch layout (spread over VDs), not multi-process training (``core.distributed``).
+"Distributed" here is the batch layout (spread over VDs), not multi-process training (``core.training.distributed``).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ causal and bounded by ``max_temporal_distance`` (SPIN imputes, attending the who
 cross-attention softmax runs jointly over all (neighbour, step) pairs of a target, a weighted mean, where SPIN
 normalises over each neighbour's steps and sums over neighbours; there are no per-layer imputation readouts,
 the forecaster's shared head reads the last step. The graph is the padded neighbour lists of
-``core.neighbours`` (≤ ``max_neighbours`` within ``radius_m``), never N×N. Like SPIN's graph
+``core.model.neighbours`` (≤ ``max_neighbours`` within ``radius_m``), never N×N. Like SPIN's graph
 (``include_self=False``) it has no self-loop: a VD reads its own past through self-attention and its current
 step through the skip connection. A step that is time padding, or a VD absent from the sample, is neither
 observed nor present: it is nobody's key.

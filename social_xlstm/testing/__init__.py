@@ -21,9 +21,7 @@ from typing import Any
 
 import torch
 
-from core.config import build_config
-from core.recipe import PluginChoice
-from core.registry import Registry
+from core.recipe import PluginChoice, Registry, build_config
 from social_xlstm.testing.collator import CollatorChecks
 from social_xlstm.testing.data import kit_spec
 from social_xlstm.testing.encoder import EncoderChecks

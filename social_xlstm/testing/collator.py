@@ -8,8 +8,7 @@ import torch
 from core.api import Batch, DatasetSpec, DistributedBatch
 from core.data.windows import Windows
 from core.model import construct
-from core.recipe import PluginChoice
-from core.registry import Registry
+from core.recipe import PluginChoice, Registry
 from plugins.encoders.lstm import LSTMEncoder
 from plugins.pooling.radius import RadiusPooling
 from social_xlstm.testing.data import BuiltinCollators, histories, last_steps, make_windows, select

@@ -7,8 +7,7 @@ import torch
 
 from core.api import DatasetSpec, EncoderInput, LayerwiseEncoder
 from core.model import construct
-from core.recipe import PluginChoice
-from core.registry import Registry
+from core.recipe import PluginChoice, Registry
 from plugins.pooling.none import NoPooling
 from plugins.pooling.radius import RadiusPooling
 from social_xlstm.testing.data import HISTORY, make_windows, select

@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from core.api import Batch, DatasetSpec, Encoder, LayerwiseEncoder, Pooling
-from core.metrics import masked_mae
 from core.model import Forecaster, inner_layers
 from core.recipe import HeadConfig
+from core.training.metrics import masked_mae
 from social_xlstm.testing.data import BuiltinCollators, histories, make_windows, select
 from social_xlstm.testing.result import BF16_LIMIT, TOLERANCE, CheckResult, at_most, gap, skipped
 

@@ -9,8 +9,7 @@ import torch
 
 from core.api import DatasetSpec
 from core.model import construct
-from core.recipe import PluginChoice
-from core.registry import Registry
+from core.recipe import PluginChoice, Registry
 from plugins.encoders.lstm import LSTMEncoder
 from social_xlstm.testing.data import N_VDS
 from social_xlstm.testing.forecaster import Check, ForecasterChecks, forecaster

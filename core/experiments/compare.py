@@ -3,7 +3,7 @@
 ``report.md`` holds the test table (MAE, RMSE, MAPE at @3/@6/@12/@avg per run, beside the last-value and
 historical-average baselines once per distinct data set and test split, with parameters, training time and
 best epoch), when runs differ only in their seed the test MAE as mean ± sd over the seeds, the recipe values
-that differ between the runs, and the plots of ``core.report_plots``.
+that differ between the runs, and the plots of ``core.experiments.report_plots``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import argparse
 import json
 import re
 import statistics
-import sys
 import time
 import tomllib
 from pathlib import Path
@@ -20,10 +19,11 @@ from typing import Any
 
 import attrs
 
-from core import report_plots
+from core.data.config import DataConfig
 from core.errors import CompareError, run_cli
+from core.experiments import report_plots
 from core.io import save_text
-from core.recipe import DataConfig, flatten
+from core.recipe import flatten
 
 LABELS = ("@3", "@6", "@12", "@avg")
 COLUMNS = [(metric, label) for metric in ("mae", "rmse", "mape") for label in LABELS]
@@ -286,7 +286,3 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     return run_cli(command, args.debug)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

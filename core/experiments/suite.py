@@ -2,7 +2,7 @@
 
 ``python -m core.run SUITE.toml [--set TABLE.KEY=VALUE ...]`` recognises a suite by its top-level ``[suite]``
 table. Paths are relative to the suite file; every run lands in ``<output_dir>/<name>-<date>-<time>/``, and so
-do the report and plots of ``core.compare``.
+do the report and plots of ``core.experiments.compare``.
 
     [suite]
     name = "lstm_vs_xlstm"
@@ -39,10 +39,9 @@ from typing import Any
 
 import attrs
 
-from core.compare import load_run, write_report
-from core.config import build_config
 from core.errors import DataError, Interrupted, RecipeError, SocialXLSTMError
-from core.recipe import load_recipe, read_toml
+from core.experiments.compare import load_run, write_report
+from core.recipe import build_config, load_recipe, read_toml
 
 
 def _seeds_are_valid(instance, attribute, value) -> None:

@@ -13,8 +13,8 @@ import pluggy
 
 from core import hookspecs
 from core.api import PLUGIN_KINDS
-from core.config import SUPPORTED_TYPES, unsupported_fields
 from core.errors import PluginError, closest
+from core.recipe.options import SUPPORTED_TYPES, unsupported_fields
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 

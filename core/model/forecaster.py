@@ -23,8 +23,7 @@ from core.api import (
     scatter_vds,
 )
 from core.errors import DataError, PluginError, RecipeError, SocialXLSTMError
-from core.recipe import HeadConfig, PluginChoice, Recipe
-from core.registry import Registry
+from core.recipe import HeadConfig, PluginChoice, Recipe, Registry
 
 
 class Forecaster(nn.Module):

@@ -22,8 +22,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from core.errors import RecipeError, TrainingError
-from core.metrics import masked_mae
 from core.recipe import Recipe
+from core.training.metrics import masked_mae
 
 T = TypeVar("T")
 
@@ -57,7 +57,7 @@ class Distributed:
         return [(batch[mine] if len(batch) == batch_size else batch).tolist() for batch in order.split(batch_size)]
 
     def masked_mae(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``core.metrics.masked_mae`` of the global batch: the same value on every rank (so a non-finite loss
+        """``core.training.metrics.masked_mae`` of the global batch: the same value on every rank (so a non-finite loss
         is seen by all), and a gradient whose average over the ranks is the single-process gradient."""
         local = masked_mae(pred, target, mask)
         if not self.enabled:

@@ -22,7 +22,7 @@ from core.io import load_checkpoint, save_checkpoint
 from core.recipe import Recipe, flatten, load_recipe
 
 if TYPE_CHECKING:
-    from core.trainer import Trainer
+    from core.training.trainer import Trainer
 
 
 @attrs.define
@@ -50,7 +50,7 @@ class TrainState:
 
 
 def save_best(trainer: Trainer) -> None:
-    """``best_model.pt``: the weights and what ``core.predict`` needs to apply them to new data."""
+    """``best_model.pt``: the weights and what ``core.experiments.predict`` needs to apply them to new data."""
     save_checkpoint(
         {
             "model": trainer.model.state_dict(),

@@ -12,10 +12,10 @@ import tomli_w
 from attrs.validators import ge, gt, lt
 
 from core.api import LayerwiseEncoder
-from core.config import build_config, config_to_dict
 from core.data.config import DataConfig
 from core.errors import PluginError, RecipeError, closest
-from core.registry import Registry
+from core.recipe.options import build_config, config_to_dict
+from core.recipe.registry import Registry
 
 
 def _device_is_valid(instance, attribute, value) -> None:

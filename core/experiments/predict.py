@@ -14,7 +14,6 @@ the latest one. The output HDF5 file (written atomically) holds::
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import attrs
@@ -27,11 +26,11 @@ from core.api import Collator
 from core.data.dataset import TrafficData
 from core.data.hdf5 import read_hdf5
 from core.data.windows import Normaliser, Series, WindowDataset, build_series, dataset_spec
-from core.device import AUTOCAST, resolve_device
 from core.errors import DataError, TrainingError, run_cli
 from core.io import atomic_write, load_checkpoint
 from core.model import Forecaster, build_forecaster
 from core.recipe import Recipe, TrainerConfig, load_recipe
+from core.training.device import AUTOCAST, resolve_device
 
 CHECKPOINT_KEYS = ("model", "normaliser", "vd_ids", "input_features", "target")
 
@@ -210,7 +209,3 @@ def write_forecast(
 
 def iso(seconds: int) -> str:
     return str(np.datetime64(int(seconds), "s"))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 if TYPE_CHECKING:
-    from core.compare import RunRecord
+    from core.experiments.compare import RunRecord
 
 TITLES = {
     "learning curves": "learning_curves.png",

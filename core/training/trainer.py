@@ -1,10 +1,10 @@
 """The training loop, readable top to bottom: an epoch, a step, validation, the final test.
 
 Loss: masked MAE on the z-scored target. Metrics: MAE/RMSE/MAPE in the data's units, missing values masked.
-What is saved when and how a run resumes: ``core.checkpoints``; signals: ``core.signals``; what TensorBoard
-shows: ``core.tensorboard``. A resumed run repeats exactly what the uninterrupted run would have done: the batch
-order depends on (seed, epoch) only, mid-epoch checkpoints record how many batches are done, and the RNG is
-restored.
+What is saved when and how a run resumes: ``checkpoints``; signals: ``signals``; what TensorBoard shows:
+``tensorboard`` (modules beside this one). A resumed run repeats exactly what the uninterrupted run would have done:
+the batch order depends on (seed, epoch) only, mid-epoch checkpoints record how many batches are done, and the RNG
+is restored.
 """
 
 from __future__ import annotations
@@ -22,19 +22,19 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from core import checkpoints, signals
 from core.api import Batch, Collator, DatasetSpec
-from core.baselines import Baselines
-from core.checkpoints import TrainState
 from core.data.windows import Prepared
-from core.device import AUTOCAST, resolve_device
-from core.distributed import Distributed
 from core.errors import TrainingError
 from core.io import save_json
-from core.metrics import HorizonMetrics, masked_mae
 from core.model import Forecaster
 from core.recipe import Recipe
-from core.tensorboard import RunLogger
+from core.training import checkpoints, signals
+from core.training.baselines import Baselines
+from core.training.checkpoints import TrainState
+from core.training.device import AUTOCAST, resolve_device
+from core.training.distributed import Distributed
+from core.training.metrics import HorizonMetrics, masked_mae
+from core.training.tensorboard import RunLogger
 
 
 class Trainer:
