@@ -19,29 +19,25 @@ import torch.distributed
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from core.run import main
+from tests.helpers import short_run
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPE = """
-[run]
-name = "ddp"
-output_dir = "{out}"
-[data]
-source = "{data}"
-train_stride = 24
-[model]
-dropout = 0.0
-[encoder]
-name = "lstm"
-embedding_dim = 8
-[pooling]
-name = "learnable_radius"  # a learned radius: the pooling's gradients are reduced too
-[trainer]
-epochs = 2
-batch_size = 8
-scheduler = "none"  # a cosine schedule would follow the changed epoch count on resume
-eval_batch_size = 128
-figure_vds = 0
-"""
+
+
+def recipe_text(out: Path, data: Path) -> str:
+    """``short_run`` on every batch (33 training windows) of two epochs, without dropout, with a learned radius
+    (the pooling's gradients are reduced too) and no schedule (a cosine one would follow the changed epoch count on
+    resume)."""
+    return short_run(
+        "ddp",
+        out,
+        data,
+        data={"train_stride": 24},
+        model={"dropout": 0.0},
+        pooling={"name": "learnable_radius"},
+        trainer={"epochs": 2, "batch_size": 8, "max_batches_per_epoch": 0, "scheduler": "none", "eval_batch_size": 128},
+    )
+
 
 pytestmark = pytest.mark.skipif(
     not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
@@ -80,10 +76,10 @@ def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def test_two_processes_equal_one(small_h5, write_recipe, tmp_path, one_thread):
-    assert main([str(write_recipe(RECIPE.format(out=tmp_path / "one", data=small_h5)))]) == 0
+    assert main([str(write_recipe(recipe_text(tmp_path / "one", small_h5)))]) == 0
     (one,) = (tmp_path / "one").iterdir()
 
-    recipe = write_recipe(RECIPE.format(out=tmp_path / "two", data=small_h5), name="two.toml")
+    recipe = write_recipe(recipe_text(tmp_path / "two", small_h5), name="two.toml")
     out = torchrun(str(recipe), "--set", "trainer.epochs=1")
     (two,) = (tmp_path / "two").iterdir()  # one run directory, made by rank 0
     assert out.count("run directory:") == 1  # only rank 0 prints
@@ -124,7 +120,7 @@ def test_a_nonfinite_loss_on_one_rank_is_skipped_by_both(small_h5, write_recipe,
     """Every rank sees the global loss, so both skip step 3 (neither waits forever for the other)."""
     script = tmp_path / "nan_on_rank_1.py"
     script.write_text(NAN_ON_RANK_1)
-    recipe = write_recipe(RECIPE.format(out=tmp_path / "runs", data=small_h5))
+    recipe = write_recipe(recipe_text(tmp_path / "runs", small_h5))
     out = torchrun(
         str(recipe), "--set", "trainer.epochs=1", "--set", "trainer.on_nonfinite=skip", program=(str(script),)
     )
@@ -136,7 +132,7 @@ def test_a_nonfinite_loss_on_one_rank_is_skipped_by_both(small_h5, write_recipe,
 
 def test_batch_size_must_split_over_the_processes(small_h5, write_recipe, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("WORLD_SIZE", "3")
-    recipe = write_recipe(RECIPE.format(out=tmp_path / "runs", data=small_h5))
+    recipe = write_recipe(recipe_text(tmp_path / "runs", small_h5))
     assert main([str(recipe)]) == 2
     assert capsys.readouterr().err == (
         f"error: {recipe}: [trainer] batch_size = 8 is the global batch, split evenly over the 3 processes "

@@ -16,6 +16,7 @@ from core.errors import DataError
 from core.experiments.predict import main as predict_main
 from core.run import main as run_main
 from core.training.baselines import Baselines
+from tests.helpers import short_run
 
 JUMP_AT = 400  # a day is missing before this step
 
@@ -67,19 +68,7 @@ def test_the_last_value_baseline_never_reaches_back_across_a_jump(jumpy):
 
 
 def test_training_refuses_and_split_trains(jumpy_h5, write_recipe, tmp_path, capsys):
-    recipe = write_recipe(f"""
-        [run]
-        output_dir = "{tmp_path / "runs"}"
-        [data]
-        source = "{jumpy_h5}"
-        [encoder]
-        name = "lstm"
-        embedding_dim = 8
-        [trainer]
-        epochs = 1
-        max_batches_per_epoch = 2
-        figure_vds = 0
-    """)
+    recipe = write_recipe(short_run("jumps", tmp_path / "runs", jumpy_h5, pooling={"name": "none"}))
     assert run_main([str(recipe)]) == 2
     assert (
         f"error: {jumpy_h5}: irregular time step at step 400: 86700 s after the previous step, expected 300 s"

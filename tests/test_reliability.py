@@ -26,29 +26,10 @@ from core.io import atomic_write, save_checkpoint, save_json
 from core.recipe import load_recipe
 from core.run import create_run_dir, main
 from core.training.trainer import Trainer
+from tests.helpers import short_run
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS, BATCHES = 3, 8
-RECIPE = f"""
-[run]
-name = "crash"
-output_dir = "{{out}}"
-[data]
-source = "{{data}}"
-[encoder]
-name = "lstm"
-embedding_dim = 8
-[pooling]
-name = "radius"
-[model]
-dropout = 0.3
-[trainer]
-epochs = {EPOCHS}
-batch_size = 8
-max_batches_per_epoch = {BATCHES}
-figure_vds = 0
-checkpoint_every = {{every}}
-"""
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # in-process runs on one thread too: faster on a busy 2-core machine
@@ -56,11 +37,13 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # in-process runs on one thr
 
 @pytest.fixture(scope="module")
 def make_recipe(small_h5):
-    """``make_recipe(folder, every)``: write RECIPE (runs in folder/runs, a checkpoint every ``every`` batches)."""
+    """``make_recipe(folder, every)``: write the short run with dropout, EPOCHS epochs of BATCHES batches of 8 and a
+    checkpoint every ``every`` batches (runs in folder/runs)."""
 
     def make(folder: Path, every: int = 2) -> Path:
+        trainer = {"epochs": EPOCHS, "batch_size": 8, "max_batches_per_epoch": BATCHES, "checkpoint_every": every}
         path = folder / "recipe.toml"
-        path.write_text(RECIPE.format(data=small_h5, out=folder / "runs", every=every))
+        path.write_text(short_run("crash", folder / "runs", small_h5, model={"dropout": 0.3}, trainer=trainer))
         return path
 
     return make

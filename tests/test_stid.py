@@ -17,6 +17,7 @@ from core.data.windows import calendar_columns, prepare
 from core.run import main
 from plugins.encoders.stid import STIDConfig, STIDEncoder, time_of_day_slot
 from tests.conftest import make_spec
+from tests.helpers import short_run
 
 CALENDAR = ("time_of_day_sin", "time_of_day_cos", "day_of_week")
 THURSDAY_17H = int(np.datetime64("2012-03-01T17:00", "s").astype(np.int64))
@@ -157,20 +158,10 @@ def test_padded_steps_change_nothing_and_get_no_gradient():
     torch.testing.assert_close(model(cut), model(clean))  # padded to the batch's 4 steps or to the full 6: the same
 
 
-RECIPE = """
-[run]
-output_dir = "{out}"
-[data]
-source = "{data}"
-[encoder]
-name = "stid"
-[trainer]
-epochs = 1
-"""
-
-
 def test_a_missing_calendar_covariate_is_asked_for_by_its_recipe_key(small_h5, write_recipe, tmp_path, capsys):
-    recipe = write_recipe(RECIPE.format(out=tmp_path / "runs", data=small_h5))
+    recipe = write_recipe(
+        short_run("stid", tmp_path / "runs", small_h5, encoder={"name": "stid"}, pooling={"name": "none"})
+    )
     cases = {
         (): "encoder 'stid' embeds day of week (day_of_week_dim = 32) but the data has no day_of_week covariate; "
         "set [data] day_of_week = true (or [encoder] day_of_week_dim = 0)",

@@ -15,29 +15,13 @@ from tensorboard.plugins import base_plugin
 from tensorboard.plugins.hparams import backend_context
 
 from core.run import main as run_main
+from tests.helpers import short_run
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BATCHES = 3
-RECIPE = """
-[run]
-name = "{name}"
-output_dir = "{out}"
-[data]
-source = "{data}"
-train_stride = 4
-[encoder]
-{encoder}
-[pooling]
-name = "radius"
-[trainer]
-epochs = 2
-batch_size = 16
-max_batches_per_epoch = {batches}
-figure_vds = 1
-"""
-ENCODERS = {
-    "lstm": 'name = "lstm"\nembedding_dim = 8',
-    "xlstm": 'name = "xlstm_shared"\nembedding_dim = 8\nnum_blocks = 2\nslstm_at = [1]\nnum_heads = 2',
+ENCODERS = {  # over the short run's lstm of E 8
+    "lstm": {},
+    "xlstm": {"name": "xlstm_shared", "num_blocks": 2, "slstm_at": [1], "num_heads": 2},
 }
 
 
@@ -46,7 +30,10 @@ def runs(small_h5, tmp_path_factory, one_thread_module):
     root = tmp_path_factory.mktemp("tensorboard")
     for name, encoder in ENCODERS.items():
         recipe = root / f"{name}.toml"
-        recipe.write_text(RECIPE.format(name=name, out=root / "runs", data=small_h5, encoder=encoder, batches=BATCHES))
+        trainer = {"epochs": 2, "max_batches_per_epoch": BATCHES, "figure_vds": 1}
+        recipe.write_text(
+            short_run(name, root / "runs", small_h5, data={"train_stride": 4}, encoder=encoder, trainer=trainer)
+        )
         assert run_main([str(recipe)]) == 0
     return root / "runs"
 
