@@ -47,6 +47,20 @@ def test_grouped_stack_equals_the_package_stack():
     torch.testing.assert_close(grad_actual, grad_expected, rtol=1e-4, atol=1e-4)
 
 
+def test_grouped_stack_in_chunks_equals_the_whole_batch(monkeypatch):
+    torch.manual_seed(0)
+    stack = GroupedXLSTM(build_stack(CONFIG, 6, "vanilla"), groups=1)
+    jiggle(stack)
+    x = torch.randn(1, 7, 6, 16, requires_grad=True)
+    whole = stack(x)
+    (grad_whole,) = torch.autograd.grad(whole.square().sum(), x)
+    monkeypatch.setattr(stack, "chunk_sequences", 3)  # chunks of 3, 3 and 1 sequences
+    chunked = stack(x)
+    (grad_chunked,) = torch.autograd.grad(chunked.square().sum(), x)
+    torch.testing.assert_close(chunked, whole, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(grad_chunked, grad_whole, rtol=1e-5, atol=1e-5)
+
+
 def test_per_vd_batched_equals_the_loop_of_independent_modules():
     torch.manual_seed(0)
     encoder = PerVDXLSTMEncoder(CONFIG, make_spec(n=4, features=2))

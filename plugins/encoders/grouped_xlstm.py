@@ -27,6 +27,8 @@ def uses_cuda_kernel(stack: xLSTMBlockStack) -> bool:
 
 
 class GroupedXLSTM(nn.Module):
+    chunk_sequences = 512  # CPU, one group: sequences per chunk (bench/encoders.py)
+
     def __init__(self, template: xLSTMBlockStack, groups: int):
         super().__init__()
         if uses_cuda_kernel(template):
@@ -50,7 +52,17 @@ class GroupedXLSTM(nn.Module):
         return self.post_norm(x)
 
     def block(self, index: int, x: torch.Tensor) -> torch.Tensor:
-        """Block ``index`` of the stack (its residual connections included) on ``[G, B, T, E]``."""
+        """Block ``index`` of the stack (its residual connections included) on ``[G, B, T, E]``.
+
+        With one group on the CPU the sequences go through in chunks of ``chunk_sequences``, so a block's
+        intermediate tensors stay in the cache instead of streaming through memory (1.3x faster at B·N = 6624;
+        with many groups, chunks would starve the per-group matmuls of rows).
+        """
+        if x.device.type != "cpu" or x.shape[0] > 1 or x.shape[1] <= self.chunk_sequences:
+            return self._block(index, x)
+        return torch.cat([self._block(index, chunk) for chunk in x.split(self.chunk_sequences, 1)], 1)
+
+    def _block(self, index: int, x: torch.Tensor) -> torch.Tensor:
         block, kind, heads = self.blocks[index], self.kinds[index], self.heads[index]
         if kind == "mlstm":
             return x + _mlstm_layer(
@@ -183,8 +195,7 @@ def _slstm_cell(cell: nn.Module, wx: torch.Tensor, heads: int) -> torch.Tensor:
     kernel = cell._recurrent_kernel_.view(g, heads, 4, d, d)  # [G, heads, gate, out, in]
     y = c = n = m = None
     outputs = []
-    for step in range(t):  # the recurrence is sequential in time
-        raw = raw_input[:, :, step]
+    for raw in raw_input.unbind(2):  # the recurrence is sequential in time (unbind: one backward op, not T)
         if y is not None:
             recurrent = torch.einsum("gbhi,ghkoi->gbkho", y.view(g, b, heads, d), kernel)
             raw = raw + recurrent.reshape(g, b, 4, e)
@@ -196,8 +207,8 @@ def _slstm_cell(cell: nn.Module, wx: torch.Tensor, heads: int) -> torch.Tensor:
         else:
             log_f_plus_m = m + F.logsigmoid(f_raw)
             m_new = torch.maximum(i_raw, log_f_plus_m)
-            i_gate = torch.exp(i_raw - m_new).clamp_max(1.0)
-            f_gate = torch.exp(log_f_plus_m - m_new).clamp_max(1.0)
+            i_gate = torch.exp(i_raw - m_new)  # ≤ 1 already (exponent ≤ 0): the package's clamp changes nothing
+            f_gate = torch.exp(log_f_plus_m - m_new)
             c = f_gate * c + i_gate * torch.tanh(z_raw)
             n = f_gate * n + i_gate
         m = m_new
