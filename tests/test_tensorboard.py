@@ -62,6 +62,24 @@ def test_learning_rate_gradient_norm_and_throughput_are_logged_per_step_and_per_
         assert all(e.value > 0 for e in scalars.Scalars("train/grad_norm_step"))
 
 
+def test_the_one_cycle_schedule_steps_with_every_update_and_spans_the_run(small_h5, tmp_path, one_thread_module):
+    recipe = tmp_path / "onecycle.toml"
+    trainer = {"epochs": 2, "max_batches_per_epoch": BATCHES, "scheduler": "onecycle", "lr": 0.01}
+    recipe.write_text(short_run("onecycle", tmp_path / "runs", small_h5, data={"train_stride": 4}, trainer=trainer))
+    assert run_main([str(recipe)]) == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    logged = [e.value for e in events(run_dir).Scalars("train/lr_step")]  # after each update
+    reference = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.01)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(reference, max_lr=0.01, total_steps=2 * BATCHES + 1)
+    expected = []
+    for _ in range(2 * BATCHES):  # OneCycleLR refuses a step past its total: the schedule spans the run exactly
+        reference.step()
+        schedule.step()
+        expected.append(reference.param_groups[0]["lr"])
+    assert logged == pytest.approx(expected)
+    assert max(logged) == pytest.approx(0.01, rel=0.05) and logged[-1] < 0.01 / 1e5  # up to lr, then annealed
+
+
 def test_every_tag_written_is_listed_in_the_readme(runs):
     section = README.read_text().split("## TensorBoard")[1].split("\n## ")[0]
     for run_dir in runs.iterdir():

@@ -51,7 +51,7 @@ class TrainerConfig:
     precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
     grad_clip: float = attrs.field(default=1.0, validator=ge(0.0))  # 0 = off
     accumulate: int = attrs.field(default=1, validator=gt(0))
-    scheduler: Literal["none", "cosine", "plateau"] = "cosine"
+    scheduler: Literal["none", "cosine", "plateau", "onecycle"] = "cosine"
     patience: int = attrs.field(default=5, validator=ge(0))  # epochs without val MAE gain; 0 = off
     device: str = attrs.field(default="auto", validator=_device_is_valid)
     num_workers: int = attrs.field(default=0, validator=ge(0))

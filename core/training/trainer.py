@@ -64,6 +64,10 @@ class Trainer:
             "none": lambda: None,
             "cosine": lambda: torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=self.cfg.epochs),
             "plateau": lambda: torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, factor=0.5, patience=2),
+            # from lr / 25 up to lr, then down to lr / 2.5e5 after the last update (+ 1: that final position)
+            "onecycle": lambda: torch.optim.lr_scheduler.OneCycleLR(
+                self.optimizer, max_lr=self.cfg.lr, total_steps=self.cfg.epochs * self.updates_per_epoch() + 1
+            ),
         }[self.cfg.scheduler]()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.cfg.precision == "16-mixed")
         index = prepared.target_index
@@ -77,8 +81,7 @@ class Trainer:
     # ----------------------------------------------------------------------------------------------- loop
     def fit(self) -> None:
         """Train the remaining epochs (from the middle of one after a mid-epoch checkpoint)."""
-        full = math.ceil(len(self.prepared.splits["train"]) / self.cfg.batch_size)
-        batches = min(full, self.cfg.max_batches_per_epoch or full)
+        batches = self.batches_per_epoch()
         with signals.deferred(self.on_signal):
             for epoch in range(self.state.epoch + 1, self.cfg.epochs + 1):
                 if self.patience_ran_out():  # checked here, so a resumed run stops too
@@ -176,6 +179,8 @@ class Trainer:
             return None
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.cfg.scheduler == "onecycle":
+            self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.state.skipped_in_a_row = 0
         return norm
@@ -232,7 +237,7 @@ class Trainer:
             {"epoch": epoch, "step": step, "train_loss": train["loss"], "val_loss": val["loss"], "val_mae": val_mae}
             | {"lr": lr, "grad_norm": train["grad_norm"], "samples_per_s": train["samples_per_s"], "seconds": seconds}
         )
-        if self.scheduler is not None:
+        if self.cfg.scheduler in ("cosine", "plateau"):  # per epoch ("onecycle" steps with every update)
             self.scheduler.step(val_mae) if self.cfg.scheduler == "plateau" else self.scheduler.step()
         if val_mae < state.best_val_mae:
             state.best_val_mae, state.best_epoch, state.bad_epochs = val_mae, epoch, 0
@@ -319,6 +324,13 @@ class Trainer:
         self.model.train()
 
     # ------------------------------------------------------------------------------------------- helpers
+    def batches_per_epoch(self) -> int:
+        full = math.ceil(len(self.prepared.splits["train"]) / self.cfg.batch_size)
+        return min(full, self.cfg.max_batches_per_epoch or full)
+
+    def updates_per_epoch(self) -> int:
+        return math.ceil(self.batches_per_epoch() / self.cfg.accumulate)
+
     def loader(self, split: str, epoch: int = 0, skip: int = 0) -> DataLoader:
         """Batches of a split; training batches in an order that depends on (seed, epoch) only, the first
         ``skip`` left out (a resumed epoch), this process's part of each (``Distributed.shard``). The loader's
