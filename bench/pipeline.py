@@ -13,21 +13,12 @@ pipeline's share of the whole.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
-
-from core.model import build_forecaster  # noqa: E402
-from core.recipe import load_recipe  # noqa: E402
-from core.run import prepare_data  # noqa: E402
-from core.training.distributed import Silent  # noqa: E402
-from core.training.trainer import Trainer  # noqa: E402
+from bench.harness import time_training  # noqa: E402
 
 
 def main() -> None:
@@ -38,49 +29,18 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     args = parser.parse_args()
 
-    recipe, registry = load_recipe(Path(args.recipe), args.set)
-    torch.manual_seed(recipe.run.seed)
-    prepared = prepare_data(recipe)
-    spec = prepared.spec()
-    model, collator = build_forecaster(recipe, registry, spec, prepared.data.source)
-    with tempfile.TemporaryDirectory() as run_dir:
-        trainer = Trainer(recipe, model, collator, prepared, spec, Path(run_dir), Silent())
-        model.train()
-        parts = {"gather + collate": [], "to device": [], "step": []}
-        batches = iter(trainer.loader("train"))
-        for i in range(args.warmup + args.batches):
-            started = time.perf_counter()
-            batch = next(batches, None) or next(batches := iter(trainer.loader("train", i)))
-            fetched = time.perf_counter()
-            batch = batch.to(trainer.device).canonical()
-            synchronize(trainer.device)
-            moved = time.perf_counter()
-            trainer.train_step(batch, 0, i + 1, boundary=True)
-            synchronize(trainer.device)
-            if i >= args.warmup:
-                for part, seconds in zip(parts, (fetched - started, moved - fetched, time.perf_counter() - moved)):
-                    parts[part].append(seconds)
-
-    medians = {part: statistics.median(times) for part, times in parts.items()}
+    recipe, medians = time_training(args.recipe, args.set, args.batches, args.warmup)
+    device = medians.pop("device")
     whole = sum(medians.values())
     print(
-        f"\ninput pipeline: {args.recipe} ({recipe.encoder.name}, {spec.num_vds} VDs, "
-        f"batch {recipe.trainer.batch_size}) on {trainer.device}; median of {args.batches} training batches "
-        f"after {args.warmup} warm-up"
+        f"\ninput pipeline: {args.recipe} ({recipe.encoder.name}, batch {recipe.trainer.batch_size}) on {device}; "
+        f"median of {args.batches} training batches after {args.warmup} warm-up"
     )
     print("| part | ms per batch | share |\n|---|---|---|")
     for part, seconds in medians.items():
         print(f"| {part} | {seconds * 1000:.1f} | {seconds / whole:.1%} |")
     feeding = medians["gather + collate"] + medians["to device"]
-    print(
-        f"\ninput pipeline (gather + collate + to device), share of a training batch: {feeding / whole:.1%}"
-        "  (target ≤ 10%)"
-    )
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    print(f"\ninput pipeline (gather + collate + to device), share of a training batch: {feeding / whole:.1%}  (≤ 10%)")
 
 
 if __name__ == "__main__":
