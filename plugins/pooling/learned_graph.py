@@ -10,10 +10,10 @@ alone would never try an edge it does not hold (no gradient reaches it), so a us
 ranking could not be found.
 
 No N×N tensor is kept: the top-k is chosen without gradient, scoring a chunk of rows × N at a time, and the
-kept scores are recomputed differentiably as [N, K] dot products, so both embeddings learn; a batch costs a
-gather [B, N, K, E]. The choice is made again whenever the embeddings have changed (after every optimizer
-step: one chunked N × N score pass without batch axis) and otherwise reused (accumulated micro-batches,
-evaluation).
+kept scores are recomputed differentiably as [N, K] dot products, so both embeddings learn; a batch costs two
+products with one sparse [N, N] matrix of N·K edges, shared by the batch. The choice is made again whenever the
+embeddings have changed (after every optimizer step: one chunked N × N score pass without batch axis) and
+otherwise reused (accumulated micro-batches, evaluation).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class LearnedGraphConfig(NeighbourhoodConfig):
         False  # also pool from the distance neighbours (radius_m, max_neighbours, same; needs positions)
     )
     explore: int = attrs.field(default=2, validator=ge(0))  # training only: random VDs each VD also tries per step
-    dropout: float = attrs.field(default=0.0, validator=[ge(0.0), lt(1.0)])  # on the edge weights
+    dropout: float = attrs.field(default=0.0, validator=[ge(0.0), lt(1.0)])  # training: edges dropped per step
 
 
 class LearnedGraphPooling(EdgeRecordingPooling):
@@ -64,16 +64,30 @@ class LearnedGraphPooling(EdgeRecordingPooling):
         self._chosen: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # embeddings, index, listed
 
     def forward(self, hidden: torch.Tensor, node_mask: torch.Tensor) -> torch.Tensor:
+        """The softmax over each VD's present kept VDs, as one sparse [N, N] matrix of edge terms e_ij shared by
+        the batch: context_i = Σ_j e_ij m_j V(h_j) / Σ_j e_ij m_j (m: present), no [B, N, C, E] gather."""
         index, listed = self.candidates()  # [N, C]
         if self.training and self.explore:
             index, listed = self.with_random_candidates(index, listed)
-        valid = listed & node_mask[:, index]  # [B, N, C]
-        weights = safe_softmax(self.scores(index).expand(valid.shape), valid, dim=2)
+        if index.shape[1] == 0:  # a network of one VD
+            return torch.zeros_like(hidden)
+        scores = self.scores(index).masked_fill(~listed, -math.inf)
+        shift = scores.amax(1, keepdim=True).clamp_min(-1e30).detach()  # a row's best: exp never overflows
+        terms = self.dropout(torch.exp(scores - shift))  # [N, C]; 0 off the lists; dropout drops edges per step
+        n, b = index.shape[0], hidden.shape[0]
+        rows = torch.arange(n, device=index.device)[:, None].expand_as(index)
+        edges = torch.stack([rows.flatten(), index.flatten()])
+        graph = torch.sparse_coo_tensor(edges, terms.flatten(), (n, n), check_invariants=False)  # valid by construction
+        present = node_mask.float()  # [B, N]
+        values = self.value(hidden)
+        masked = (values.float() * present[..., None]).transpose(0, 1).flatten(1)  # [N, B·E], float32 under autocast
+        total = torch.sparse.mm(graph, present.T).T  # [B, N]: Σ_j e_ij m_j, 0 where no kept VD is present
+        total = total.where(total > 0, 1.0)
+        context = torch.sparse.mm(graph, masked).view(n, b, -1).transpose(0, 1) / total[..., None]
         if not self.training:
             self.edge_index = index
-        self.record(weights)
-        values = self.value(hidden)[:, index]  # [B, N, C, E]
-        return torch.einsum("bnc,bnce->bne", self.dropout(weights).to(values.dtype), values)
+            self.record(terms * present[:, index] / total[..., None])  # the weights [B, N, C]
+        return context.to(values.dtype)
 
     def scores(self, index: torch.Tensor) -> torch.Tensor:
         """``[N, C]`` s_ij = <src_i, tgt_j> / temperature of the edges i ← index[i, c], differentiable."""
