@@ -1,7 +1,7 @@
 """Input pipeline benchmark: the share of a training step spent feeding it (window gather + collation, transfer).
 
     python bench/pipeline.py                                   # the default recipe, on the default device
-    python bench/pipeline.py recipes/metr_la_week.toml --set data.source=metr-la-week.h5
+    python bench/pipeline.py recipes/metr_la_week_xlstm.toml --set data.source=metr-la-week.h5
     python bench/pipeline.py --set trainer.device=cuda
 
 Builds the recipe's data, model and trainer as ``python -m core.run`` does, then times ``--batches`` training
