@@ -39,6 +39,7 @@ from core.model.neighbours import (
     NeighbourLists,
     NeighbourPooling,
     safe_softmax,
+    sparse_mean,
     weighted_mean,
 )
 from core.sequence import causal_over_padding, roll_time
@@ -66,6 +67,7 @@ __all__ = [
     "require_positions",
     "roll_time",
     "safe_softmax",
+    "sparse_mean",
     "scatter_vds",
     "weighted_mean",
 ]

@@ -155,6 +155,27 @@ def weighted_mean(states: torch.Tensor, weights: torch.Tensor, floor: float | No
     return torch.einsum("bnk,bnke->bne", weights / total, states)
 
 
+def sparse_mean(
+    index: torch.Tensor, terms: torch.Tensor, values: torch.Tensor, node_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For every VD i, ``Σ_k e_ik m_j v_j / Σ_k e_ik m_j`` over its list (j = ``index[i, k]``, m: present), as two
+    products with one sparse [N, N] matrix of the edge terms ``e [N, K]`` (≥ 0, 0: no edge) shared by the batch,
+    never a [B, N, K, E] gather. ``values [B, N, E]``, ``node_mask [B, N]``. Returns the means (zeros where no
+    listed VD is present; computed in float32, returned in ``values``' dtype) and the normalisers ``[B, N]``
+    (1 where there is nothing to normalise)."""
+    n, b = index.shape[0], values.shape[0]
+    rows = torch.arange(n, device=index.device)[:, None].expand_as(index)
+    edges = torch.stack([rows.flatten(), index.flatten()])
+    graph = torch.sparse_coo_tensor(edges, terms.float().flatten(), (n, n), check_invariants=False)  # valid indices
+    present = node_mask.float()
+    with torch.autocast(values.device.type, enabled=False):  # float32 products, whatever autocast would choose
+        total = torch.sparse.mm(graph, present.T).T
+        total = total.where(total > 0, 1.0)
+        masked = (values.float() * present[..., None]).transpose(0, 1).flatten(1)  # [N, B·E]
+        means = torch.sparse.mm(graph, masked).view(n, b, -1).transpose(0, 1) / total[..., None]
+    return means.to(values.dtype), total
+
+
 def safe_softmax(scores: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
     """Softmax over ``dim`` where ``mask``; exactly 0 elsewhere, and all zeros (not NaN) where nothing is masked in."""
     any_valid = mask.any(dim, keepdim=True)

@@ -25,7 +25,14 @@ import torch
 from attrs.validators import ge, gt, lt
 from torch import nn
 
-from social_xlstm import EdgeRecordingPooling, NeighbourhoodConfig, NeighbourLists, hookimpl, safe_softmax
+from social_xlstm import (
+    EdgeRecordingPooling,
+    NeighbourhoodConfig,
+    NeighbourLists,
+    hookimpl,
+    safe_softmax,
+    sparse_mean,
+)
 
 
 @attrs.frozen
@@ -64,8 +71,8 @@ class LearnedGraphPooling(EdgeRecordingPooling):
         self._chosen: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # embeddings, index, listed
 
     def forward(self, hidden: torch.Tensor, node_mask: torch.Tensor) -> torch.Tensor:
-        """The softmax over each VD's present kept VDs, as one sparse [N, N] matrix of edge terms e_ij shared by
-        the batch: context_i = Σ_j e_ij m_j V(h_j) / Σ_j e_ij m_j (m: present), no [B, N, C, E] gather."""
+        """The softmax over each VD's present kept VDs: context_i = Σ_j e_ij m_j V(h_j) / Σ_j e_ij m_j with
+        e_ij = exp(s_ij − max) and m the present VDs (``sparse_mean``)."""
         index, listed = self.candidates()  # [N, C]
         if self.training and self.explore:
             index, listed = self.with_random_candidates(index, listed)
@@ -74,20 +81,11 @@ class LearnedGraphPooling(EdgeRecordingPooling):
         scores = self.scores(index).masked_fill(~listed, -math.inf)
         shift = scores.amax(1, keepdim=True).clamp_min(-1e30).detach()  # a row's best: exp never overflows
         terms = self.dropout(torch.exp(scores - shift))  # [N, C]; 0 off the lists; dropout drops edges per step
-        n, b = index.shape[0], hidden.shape[0]
-        rows = torch.arange(n, device=index.device)[:, None].expand_as(index)
-        edges = torch.stack([rows.flatten(), index.flatten()])
-        graph = torch.sparse_coo_tensor(edges, terms.flatten(), (n, n), check_invariants=False)  # valid by construction
-        present = node_mask.float()  # [B, N]
-        values = self.value(hidden)
-        masked = (values.float() * present[..., None]).transpose(0, 1).flatten(1)  # [N, B·E], float32 under autocast
-        total = torch.sparse.mm(graph, present.T).T  # [B, N]: Σ_j e_ij m_j, 0 where no kept VD is present
-        total = total.where(total > 0, 1.0)
-        context = torch.sparse.mm(graph, masked).view(n, b, -1).transpose(0, 1) / total[..., None]
+        context, total = sparse_mean(index, terms, self.value(hidden), node_mask)
         if not self.training:
             self.edge_index = index
-            self.record(terms * present[:, index] / total[..., None])  # the weights [B, N, C]
-        return context.to(values.dtype)
+            self.record(terms * node_mask[:, index] / total[..., None])  # the weights [B, N, C]
+        return context
 
     def scores(self, index: torch.Tensor) -> torch.Tensor:
         """``[N, C]`` s_ij = <src_i, tgt_j> / temperature of the edges i ← index[i, c], differentiable."""

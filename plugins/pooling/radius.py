@@ -8,7 +8,7 @@ import attrs
 import torch
 from attrs.validators import gt
 
-from social_xlstm import NeighbourhoodConfig, NeighbourPooling, hookimpl, weighted_mean
+from social_xlstm import NeighbourhoodConfig, NeighbourPooling, hookimpl, sparse_mean
 
 
 @attrs.frozen
@@ -22,15 +22,18 @@ class RadiusPooling(NeighbourPooling):
     Config = RadiusConfig
 
     def forward(self, hidden: torch.Tensor, node_mask: torch.Tensor) -> torch.Tensor:
-        states, valid = self.neighbours.gather(hidden, node_mask)  # [B, N, K, E], [B, N, K]
-        weights = valid.to(hidden.dtype)
-        if self.config.aggregation == "inverse_distance":
-            weights = weights / self.neighbours.distance.clamp_min(self.config.min_distance_m)
-        self.record(weights)
+        lists = self.neighbours
         if self.config.aggregation == "max":
+            states, valid = lists.gather(hidden, node_mask)  # [B, N, K, E], [B, N, K]
+            self.record(valid.to(hidden.dtype))
             pooled = states.masked_fill(~valid[..., None], float("-inf")).amax(2)
             return pooled.where(valid.any(2, keepdim=True), 0.0)
-        return weighted_mean(states, weights)
+        terms = lists.valid.float()  # [N, K]: the mean, or weights 1 / distance
+        if self.config.aggregation == "inverse_distance":
+            terms = terms / lists.distance.clamp_min(self.config.min_distance_m)
+        if not self.training:
+            self.record(terms * node_mask[:, lists.index])
+        return sparse_mean(lists.index, terms, hidden, node_mask)[0]
 
 
 @hookimpl
