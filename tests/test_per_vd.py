@@ -47,18 +47,24 @@ def test_grouped_stack_equals_the_package_stack():
     torch.testing.assert_close(grad_actual, grad_expected, rtol=1e-4, atol=1e-4)
 
 
-def test_grouped_stack_in_chunks_equals_the_whole_batch(monkeypatch):
+@pytest.mark.parametrize("groups", [1, 3])
+def test_grouped_stack_in_chunks_equals_the_whole_batch(monkeypatch, groups):
+    """One group: chunks of the batch; several: chunks of groups, each with its slice of the weights."""
     torch.manual_seed(0)
-    stack = GroupedXLSTM(build_stack(CONFIG, 6, "vanilla"), groups=1)
+    stack = GroupedXLSTM(build_stack(CONFIG, 6, "vanilla"), groups=groups)
     jiggle(stack)
-    x = torch.randn(1, 7, 6, 16, requires_grad=True)
-    whole = stack(x)
-    (grad_whole,) = torch.autograd.grad(whole.square().sum(), x)
-    monkeypatch.setattr(stack, "chunk_sequences", 3)  # chunks of 3, 3 and 1 sequences
-    chunked = stack(x)
-    (grad_chunked,) = torch.autograd.grad(chunked.square().sum(), x)
+    x = torch.randn(groups, 7, 6, 16, requires_grad=True)
+
+    def run():
+        out = stack(x)
+        return out, torch.autograd.grad(out.square().sum(), [x, *stack.parameters()])
+
+    whole, whole_grads = run()
+    monkeypatch.setattr(stack, "chunk_sequences", 3 if groups == 1 else 8)  # 7 -> 3, 3, 1; 3 x 7 -> a group each
+    chunked, chunked_grads = run()
     torch.testing.assert_close(chunked, whole, rtol=1e-6, atol=1e-6)
-    torch.testing.assert_close(grad_chunked, grad_whole, rtol=1e-5, atol=1e-5)
+    for chunked_grad, whole_grad in zip(chunked_grads, whole_grads):
+        torch.testing.assert_close(chunked_grad, whole_grad, rtol=1e-5, atol=1e-5)
 
 
 def test_per_vd_batched_equals_the_loop_of_independent_modules():
