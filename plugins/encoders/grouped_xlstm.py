@@ -28,7 +28,7 @@ def uses_cuda_kernel(stack: xLSTMBlockStack) -> bool:
 
 
 class GroupedXLSTM(nn.Module):
-    chunk_sequences = 2048  # CPU, one group: at most this many sequences per chunk (bench/encoders.py)
+    chunk_sequences = 2048  # CPU: at most this many sequences (groups × batch) per chunk (bench/encoders.py)
 
     def __init__(self, template: xLSTMBlockStack, groups: int):
         super().__init__()
@@ -64,10 +64,10 @@ class GroupedXLSTM(nn.Module):
         g, b = x.shape[:2]
         if x.device.type != "cpu" or g * b <= self.chunk_sequences:
             return run(block, x)
+        chunks = math.ceil(g * b / self.chunk_sequences)  # of equal size
         if g == 1:
-            size = math.ceil(b / math.ceil(b / self.chunk_sequences))  # equal chunks
-            return torch.cat([run(block, chunk) for chunk in x.split(size, 1)], 1)
-        size = max(1, math.ceil(g / math.ceil(g * b / self.chunk_sequences)))
+            return torch.cat([run(block, part) for part in x.split(math.ceil(b / chunks), 1)], 1)
+        size = math.ceil(g / chunks)
         return torch.cat([run(_groups_slice(block, lo, lo + size), x[lo : lo + size]) for lo in range(0, g, size)])
 
     def _block(self, block: nn.Module, index: int, x: torch.Tensor) -> torch.Tensor:
