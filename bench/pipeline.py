@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import time_training  # noqa: E402
+from bench.training import time_training  # noqa: E402
 
 
 def main() -> None:
@@ -29,8 +29,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     args = parser.parse_args()
 
-    recipe, medians = time_training(args.recipe, args.set, args.batches, args.warmup)
-    device = medians.pop("device")
+    recipe, device, medians = time_training(args.recipe, args.set, args.batches, args.warmup)
     whole = sum(medians.values())
     print(
         f"\ninput pipeline: {args.recipe} ({recipe.encoder.name}, batch {recipe.trainer.batch_size}) on {device}; "

@@ -4,7 +4,7 @@ acting ``last``, at ``every_step`` and ``interleaved``, side by side in one run.
     python bench/social.py recipes/metr_la_week_stid.toml --set data.source=metr-la-week.h5
     python bench/social.py recipes/metr_la_week_stid.toml --pooling '{name = "radius", radius_m = 1500.0}'
 
-Every configuration is timed through the trainer itself (``bench/harness.py``: window gather, collation,
+Every configuration is timed through the trainer itself (``bench/training.py``: window gather, collation,
 transfer, forward, backward, optimizer), median of ``--batches`` batches after warm-up, each in its own
 process. Prints a table, then each configuration's time per batch as a ratio to ``none``'s (issue target:
 a social configuration trains in ≤ 1.5x the time of its ``none`` counterpart).
@@ -19,7 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import run_cases, time_training  # noqa: E402
+from bench.harness import run_cases  # noqa: E402
+from bench.training import time_training  # noqa: E402
 
 MODES = ["last", "every_step", "interleaved"]
 
@@ -36,8 +37,8 @@ def main() -> None:
     if args.child:
         pooling, social = args.child
         overrides = [*args.set, f"pooling={pooling}", f"model.social={social}"]
-        _, medians = time_training(args.recipe, overrides, args.batches, args.warmup)
-        print(json.dumps({"seconds": sum(v for k, v in medians.items() if k != "device")}))
+        _, _, medians = time_training(args.recipe, overrides, args.batches, args.warmup)
+        print(json.dumps({"seconds": sum(medians.values())}))
         return
 
     cases = [['{name = "none"}', "last"]] + [[args.pooling, mode] for mode in MODES]

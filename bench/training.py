@@ -1,0 +1,53 @@
+"""Timing a recipe's training batches through the trainer itself (``bench/pipeline.py``, ``bench/social.py``)."""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from core.model import build_forecaster
+from core.recipe import Recipe, load_recipe
+from core.run import prepare_data
+from core.training.distributed import Silent
+from core.training.trainer import Trainer
+
+
+def time_training(
+    recipe_path: str, overrides: list[str], batches: int, warmup: int
+) -> tuple[Recipe, str, dict[str, float]]:
+    """Median seconds per training batch of a recipe, in three parts: taking the batch from the trainer's own
+    loader (window gather + collation), moving it to the device, and the trainer's step (forward, backward,
+    optimizer); built as ``python -m core.run`` builds it. Returns the resolved recipe, the device and
+    the medians."""
+    recipe, registry = load_recipe(Path(recipe_path), overrides)
+    torch.manual_seed(recipe.run.seed)
+    prepared = prepare_data(recipe)
+    spec = prepared.spec()
+    model, collator = build_forecaster(recipe, registry, spec, prepared.data.source)
+    parts = {"gather + collate": [], "to device": [], "step": []}
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = Trainer(recipe, model, collator, prepared, spec, Path(run_dir), Silent())
+        model.train()
+        loader = iter(trainer.loader("train"))
+        for i in range(warmup + batches):
+            started = time.perf_counter()
+            batch = next(loader, None) or next(loader := iter(trainer.loader("train", i)))
+            fetched = time.perf_counter()
+            batch = batch.to(trainer.device).canonical()
+            _synchronize(trainer.device)
+            moved = time.perf_counter()
+            trainer.train_step(batch, 0, i + 1, boundary=True)
+            _synchronize(trainer.device)
+            if i >= warmup:
+                for part, seconds in zip(parts, (fetched - started, moved - fetched, time.perf_counter() - moved)):
+                    parts[part].append(seconds)
+    return recipe, str(trainer.device), {part: statistics.median(times) for part, times in parts.items()}
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
