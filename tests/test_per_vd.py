@@ -42,9 +42,14 @@ def test_grouped_stack_equals_the_package_stack():
     expected = package(x)
     actual = grouped(x[None])[0]
     torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
-    (grad_expected,) = torch.autograd.grad(expected.square().sum(), x)
-    (grad_actual,) = torch.autograd.grad(actual.square().sum(), x)
-    torch.testing.assert_close(grad_actual, grad_expected, rtol=1e-4, atol=1e-4)
+    # every gradient: the input's and every weight's (the sLSTM's recurrent kernel and gate biases included)
+    names = [name for name, _ in package.named_parameters()]
+    grads_expected = torch.autograd.grad(expected.square().sum(), [x, *package.parameters()])
+    grads_actual = torch.autograd.grad(actual.square().sum(), [x, *(grouped.get_parameter(n) for n in names)])
+    for name, grad_actual, grad_expected in zip(["input", *names], grads_actual, grads_expected, strict=True):
+        torch.testing.assert_close(
+            grad_actual.reshape(grad_expected.shape), grad_expected, rtol=1e-4, atol=1e-4, msg=name
+        )
 
 
 @pytest.mark.parametrize("groups", [1, 3])
