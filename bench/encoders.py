@@ -7,8 +7,9 @@
     python bench/encoders.py --encoders lstm xlstm_package xlstm_shared per_vd_loop xlstm_per_vd  # + references
 
 Each encoder runs in its own process (so peak memory is its own): N VDs × B samples × T steps, E = 64,
-xLSTM 4 blocks with sLSTM at [1], LSTM 2 layers. By default ``lstm``, ``xlstm_shared`` and ``xlstm_per_vd``
-(about a minute on 2 idle CPU cores); the references ``xlstm_package`` (the xlstm package's own stack) and
+xLSTM 4 blocks with sLSTM at [1], LSTM 2 layers. By default ``lstm``, ``xlstm_shared`` (also with
+``recompute``: activations recomputed in the backward pass) and ``xlstm_per_vd`` (about two minutes on 2 idle
+CPU cores); the references ``xlstm_package`` (the xlstm package's own stack) and
 ``per_vd_loop`` (a Python loop of N package stacks, minutes at N = 207) on request. Prints a table, then the
 ratios: xLSTM step / LSTM step, per-VD / shared, xLSTM peak memory / LSTM's, and those of the references.
 """
@@ -31,7 +32,7 @@ from plugins.encoders.xlstm_per_vd import PerVDLoop, PerVDXLSTMEncoder  # noqa: 
 from plugins.encoders.xlstm_shared import SharedXLSTMConfig, SharedXLSTMEncoder, XLSTMConfig, build_stack  # noqa: E402
 
 ARCHITECTURE = {"embedding_dim": 64, "num_blocks": 4, "slstm_at": (1,)}
-DEFAULT = ["lstm", "xlstm_shared", "xlstm_per_vd"]
+DEFAULT = ["lstm", "xlstm_shared", "xlstm_shared_recompute", "xlstm_per_vd"]
 
 
 def package_stack(spec: DatasetSpec) -> SharedXLSTMEncoder:
@@ -46,6 +47,9 @@ ENCODERS = {
     "xlstm_package": lambda spec, backend: package_stack(spec),
     "xlstm_shared": lambda spec, backend: SharedXLSTMEncoder(
         SharedXLSTMConfig(**ARCHITECTURE, slstm_backend=backend), spec
+    ),
+    "xlstm_shared_recompute": lambda spec, backend: SharedXLSTMEncoder(
+        SharedXLSTMConfig(**ARCHITECTURE, slstm_backend=backend, recompute=True), spec
     ),
     "xlstm_per_vd": lambda spec, backend: PerVDXLSTMEncoder(XLSTMConfig(**ARCHITECTURE), spec),
     "per_vd_loop": lambda spec, backend: PerVDLoop(PerVDXLSTMEncoder(XLSTMConfig(**ARCHITECTURE), spec)),
@@ -121,6 +125,8 @@ def main() -> None:
         ("xlstm_shared / lstm, step", "xlstm_shared", "lstm", "seconds", "≤ 3 on CPU"),
         ("xlstm_per_vd / xlstm_shared, step", "xlstm_per_vd", "xlstm_shared", "seconds", "≤ 1.3"),
         ("xlstm_shared / lstm, peak memory", "xlstm_shared", "lstm", "peak_mb", "≤ 2"),
+        ("xlstm_shared_recompute / lstm, peak memory", "xlstm_shared_recompute", "lstm", "peak_mb", "≤ 2"),
+        ("xlstm_shared_recompute / xlstm_shared, step", "xlstm_shared_recompute", "xlstm_shared", "seconds", "-"),
         ("xlstm_per_vd / lstm, peak memory", "xlstm_per_vd", "lstm", "peak_mb", "≤ 2"),
         (
             "xlstm_package / xlstm_shared, step (speed-up of the grouped stack)",

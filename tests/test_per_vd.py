@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 import torch
 
@@ -70,6 +71,36 @@ def test_grouped_stack_in_chunks_equals_the_whole_batch(monkeypatch, groups):
     torch.testing.assert_close(chunked, whole, rtol=1e-6, atol=1e-6)
     for chunked_grad, whole_grad in zip(chunked_grads, whole_grads):
         torch.testing.assert_close(chunked_grad, whole_grad, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("groups", [1, 3])
+def test_recompute_gives_the_same_values_and_gradients_and_keeps_a_fraction(monkeypatch, groups):
+    """``recompute``: the same outputs and every gradient (dropout's draws included, chunked), with a fraction
+    of the activations kept for the backward pass."""
+    torch.manual_seed(0)
+    stack = GroupedXLSTM(build_stack(attrs.evolve(CONFIG, dropout=0.2), 6, "vanilla"), groups=groups)
+    jiggle(stack)
+    for limit in ("chunk_sequences", "recompute_chunk_sequences"):
+        monkeypatch.setattr(stack, limit, 3 if groups == 1 else 8)
+    x = torch.randn(groups, 7, 6, 16, requires_grad=True)
+
+    def run(recompute: bool):
+        stack.recompute = recompute
+        torch.manual_seed(1)
+        kept = []  # bytes of the tensors autograd keeps for the backward pass
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t.nbytes) or t, lambda t: t):
+            out = stack(x)
+        return out, torch.autograd.grad(out.square().sum(), [x, *stack.parameters()]), sum(kept)
+
+    kept_all, grads, kept_all_bytes = run(False)
+    recomputed, recomputed_grads, kept_bytes = run(True)
+    torch.testing.assert_close(recomputed, kept_all, rtol=0, atol=0)
+    for recomputed_grad, grad in zip(recomputed_grads, grads, strict=True):
+        torch.testing.assert_close(recomputed_grad, grad, rtol=1e-6, atol=1e-6)
+    assert kept_bytes < kept_all_bytes / 10
+    spec = make_spec(n=4, features=2)  # the recipe key reaches both encoders' stacks
+    assert SharedXLSTMEncoder(SharedXLSTMConfig(embedding_dim=16, num_heads=2, recompute=True), spec).stack.recompute
+    assert PerVDXLSTMEncoder(attrs.evolve(CONFIG, recompute=True), spec).stack.recompute
 
 
 def test_per_vd_batched_equals_the_loop_of_independent_modules():

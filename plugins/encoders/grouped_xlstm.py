@@ -17,6 +17,7 @@ from types import SimpleNamespace
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from xlstm import xLSTMBlockStack
 from xlstm.blocks.slstm.block import sLSTMBlock
 
@@ -29,9 +30,11 @@ def uses_cuda_kernel(stack: xLSTMBlockStack) -> bool:
 
 class GroupedXLSTM(nn.Module):
     chunk_sequences = 2048  # CPU: at most this many sequences (groups × batch) per chunk (bench/encoders.py)
+    recompute_chunk_sequences = 1024  # with recompute: half the memory of 2048 in the same time (bench/encoders.py)
 
-    def __init__(self, template: xLSTMBlockStack, groups: int):
+    def __init__(self, template: xLSTMBlockStack, groups: int, recompute: bool = False):
         super().__init__()
+        self.recompute = recompute  # keep each chunk's input only; recompute its activations in the backward pass
         if uses_cuda_kernel(template):
             raise ValueError("GroupedXLSTM needs a template built with the 'vanilla' sLSTM backend (its weight layout)")
         self.kinds = ["slstm" if isinstance(b, sLSTMBlock) else "mlstm" for b in template.blocks]
@@ -58,13 +61,21 @@ class GroupedXLSTM(nn.Module):
         On the CPU, more than ``chunk_sequences`` sequences (G·B) go through in equal chunks, so a block's
         intermediate tensors stay in the cache instead of streaming through memory (1.2-1.3x faster at
         G·B = 6624, E = 64): chunks of the batch with one group, chunks of groups (their weights sliced) with many.
+        With ``recompute``, each chunk (at most ``recompute_chunk_sequences``) keeps only its input for the backward
+        pass and runs again there.
         """
         block = self.blocks[index]
-        run = lambda weights, chunk: self._block(weights, index, chunk)  # noqa: E731
+
+        def run(weights, chunk: torch.Tensor) -> torch.Tensor:
+            if self.recompute and torch.is_grad_enabled():
+                return checkpoint(self._block, weights, index, chunk, use_reentrant=False)
+            return self._block(weights, index, chunk)
+
         g, b = x.shape[:2]
-        if x.device.type != "cpu" or g * b <= self.chunk_sequences:
+        limit = self.recompute_chunk_sequences if self.recompute else self.chunk_sequences
+        if x.device.type != "cpu" or g * b <= limit:
             return run(block, x)
-        chunks = math.ceil(g * b / self.chunk_sequences)  # of equal size
+        chunks = math.ceil(g * b / limit)  # of equal size
         if g == 1:
             return torch.cat([run(block, part) for part in x.split(math.ceil(b / chunks), 1)], 1)
         size = math.ceil(g / chunks)

@@ -41,7 +41,7 @@ class PerVDXLSTMEncoder(LayerwiseEncoder):
         bound = 1 / math.sqrt(f)  # nn.Linear's default initialisation, drawn for every VD
         self.embed_weight = nn.Parameter(torch.empty(n, e, f).uniform_(-bound, bound))
         self.embed_bias = nn.Parameter(torch.empty(n, e).uniform_(-bound, bound))
-        self.stack = GroupedXLSTM(build_stack(config, spec.history, "vanilla"), groups=n)
+        self.stack = GroupedXLSTM(build_stack(config, spec.history, "vanilla"), groups=n, recompute=config.recompute)
 
     def embed(self, inputs: EncoderInput) -> torch.Tensor:
         """Every VD's input through its own weights (a batch of fewer VD slots is expanded to all N and back)."""

@@ -19,6 +19,7 @@ import attrs
 import torch
 from attrs.validators import ge, gt, lt
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from xlstm import (
     FeedForwardConfig,
     mLSTMBlockConfig,
@@ -61,6 +62,7 @@ class XLSTMConfig:
     qkv_proj_blocksize: int = attrs.field(default=4, validator=gt(0))
     ff_proj_factor: float = attrs.field(default=1.3, validator=gt(0.0))
     dropout: float = attrs.field(default=0.0, validator=[ge(0.0), lt(1.0)])
+    recompute: bool = False  # keep each block's input only, recompute its activations in the backward pass
 
 
 @attrs.frozen
@@ -124,7 +126,7 @@ class SharedXLSTMEncoder(LayerwiseEncoder):
         self.num_layers = config.num_blocks
         self.embedding = nn.Linear(EncoderInput.num_features(spec), e)
         stack = build_stack(config, spec.history, resolve_backend(config.slstm_backend), config.slstm_backend)
-        self.stack = stack if uses_cuda_kernel(stack) else GroupedXLSTM(stack, groups=1)
+        self.stack = stack if uses_cuda_kernel(stack) else GroupedXLSTM(stack, groups=1, recompute=config.recompute)
         self.vd_embedding = nn.Parameter(torch.zeros(spec.num_vds, e)) if config.vd_embedding else None
         self.output_map = nn.Parameter(torch.eye(e).repeat(spec.num_vds, 1, 1)) if config.per_vd_output else None
         self._register_load_state_dict_pre_hook(_renamed_embedding)
@@ -139,6 +141,8 @@ class SharedXLSTMEncoder(LayerwiseEncoder):
         b, m, t, e = x.shape
         if isinstance(self.stack, GroupedXLSTM):
             block = lambda s: self.stack.block(index, s[None])[0]  # noqa: E731 - one weight group
+        elif self.config.recompute:
+            block = lambda s: checkpoint(self.stack.blocks[index], s, use_reentrant=False)  # noqa: E731
         else:
             block = self.stack.blocks[index]
         return causal_over_padding(block, x.reshape(b * m, t, e), _fold(inputs.step_mask)).reshape(b, m, t, e)
