@@ -26,6 +26,7 @@ def test_every_registered_plugin_passes_the_kit(kind, name):
     ("kind", "name", "config", "checked"),
     [
         ("encoder", "xlstm_shared", {"vd_embedding": True, "per_vd_output": True}, "vd_weights"),
+        ("encoder", "xlstm_shared", {"recompute": True}, "padding.gradient"),
         ("encoder", "lstm", {"vd_embedding": True}, "vd_weights"),
         ("encoder", "spin_lite", {"n_layers": 2, "eta": 1, "temporal_self_attention": True}, "vd_weights"),
         ("collator", "dynamic_padding", {"max_sequence_length": 4}, "forecast"),
