@@ -163,6 +163,7 @@ class EncoderInput:
     vd_index: torch.Tensor | None = None  # [B, M] the VD in each slot, None = slot i holds VD i
 
     @classmethod
+    @torch.compiler.disable  # torch.compile cannot trace the construction of a frozen attrs class: run it eagerly
     def from_batch(cls, batch: Batch) -> EncoderInput:
         return cls(
             values=batch.values.transpose(1, 2),
@@ -187,6 +188,7 @@ class EncoderInput:
         index = self.vd_index.reshape(*self.vd_index.shape, *(1,) * (per_vd.dim() - 2))
         return per_vd.gather(1, index.expand(-1, -1, *per_vd.shape[2:]))
 
+    @torch.compiler.disable  # as from_batch
     def expand(self, num_vds: int) -> EncoderInput:
         """The same input with all ``num_vds`` VDs in dataset order (absent ones masked out)."""
         if self.vd_index is None:

@@ -14,6 +14,7 @@ from core.model import Forecaster
 from core.recipe import HeadConfig, load_recipe
 from plugins.collators.centralized import CentralizedCollator
 from plugins.collators.distributed import DistributedCollator
+from plugins.collators.dynamic_padding import DynamicPaddingCollator
 from plugins.encoders.grouped_xlstm import GroupedXLSTM
 from plugins.encoders.lstm import LSTMConfig, LSTMEncoder
 from plugins.encoders.xlstm_per_vd import PerVDLoop, PerVDXLSTMEncoder
@@ -202,3 +203,16 @@ def test_every_builtin_encoder_loads_with_the_distributed_collator(write_recipe)
     for name in ("lstm", "xlstm_shared", "xlstm_per_vd"):
         recipe, _ = load_recipe(write_recipe(f'[encoder]\nname = "{name}"\n[collator]\nname = "distributed"\n'))
         assert recipe.collator.name == "distributed"
+
+
+@pytest.mark.parametrize("collator", [CentralizedCollator, DynamicPaddingCollator])
+def test_torch_compile_traces_the_whole_forecaster(small_data, collator):
+    """``trainer.compile = true``: dynamo traces the forecaster from the batch on (the encoder input built from it
+    included) and gives the eager forecast. The ``eager`` backend traces without generating code."""
+    prepared = prepare(small_data, DataConfig(history=6, horizon=3))
+    spec = prepared.spec()
+    batch = collator(collator.Config(), spec)(prepared.splits["val"].__getitems__([0, 5, 9])).canonical()
+    torch.manual_seed(0)
+    encoder = SharedXLSTMEncoder(SharedXLSTMConfig(embedding_dim=16, num_blocks=2, num_heads=2), spec)
+    model = Forecaster(encoder, RadiusPooling(RadiusConfig(), spec, 16), HeadConfig(hidden_dim=8), 3).eval()
+    torch.testing.assert_close(torch.compile(model, backend="eager")(batch), model(batch))

@@ -155,6 +155,7 @@ def weighted_mean(states: torch.Tensor, weights: torch.Tensor, floor: float | No
     return torch.einsum("bnk,bnke->bne", weights / total, states)
 
 
+@torch.compiler.disable  # torch.compile does not trace sparse tensors: the two products run eagerly
 def sparse_mean(
     index: torch.Tensor, terms: torch.Tensor, values: torch.Tensor, node_mask: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
