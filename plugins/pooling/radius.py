@@ -23,16 +23,15 @@ class RadiusPooling(NeighbourPooling):
 
     def forward(self, hidden: torch.Tensor, node_mask: torch.Tensor) -> torch.Tensor:
         lists = self.neighbours
-        if self.config.aggregation == "max":
-            states, valid = lists.gather(hidden, node_mask)  # [B, N, K, E], [B, N, K]
-            self.record(valid.to(hidden.dtype))
-            pooled = states.masked_fill(~valid[..., None], float("-inf")).amax(2)
-            return pooled.where(valid.any(2, keepdim=True), 0.0)
-        terms = lists.valid.float()  # [N, K]: the mean, or weights 1 / distance
+        terms = lists.valid.float()  # [N, K]: the listed VDs, weighted 1 / distance for inverse_distance
         if self.config.aggregation == "inverse_distance":
             terms = terms / lists.distance.clamp_min(self.config.min_distance_m)
-        if not self.training:
+        if not self.training:  # (record keeps evaluation batches only: no [B, N, K] weights while training)
             self.record(terms * node_mask[:, lists.index])
+        if self.config.aggregation == "max":
+            states, valid = lists.gather(hidden, node_mask)  # [B, N, K, E], [B, N, K]
+            pooled = states.masked_fill(~valid[..., None], float("-inf")).amax(2)
+            return pooled.where(valid.any(2, keepdim=True), 0.0)
         return sparse_mean(lists.index, terms, hidden, node_mask)[0]
 
 
