@@ -8,8 +8,8 @@
 
 Each encoder runs in its own process (so peak memory is its own): N VDs × B samples × T steps, E = 64,
 xLSTM 4 blocks with sLSTM at [1], LSTM 2 layers. By default ``lstm``, ``xlstm_shared`` (also with
-``recompute``: activations recomputed in the backward pass) and ``xlstm_per_vd`` (about two minutes on 2 idle
-CPU cores); the references ``xlstm_package`` (the xlstm package's own stack) and
+``recompute``: activations recomputed in the backward pass) and ``xlstm_per_vd`` (about a minute and a half on
+2 idle CPU cores); the references ``xlstm_package`` (the xlstm package's own stack) and
 ``per_vd_loop`` (a Python loop of N package stacks, minutes at N = 207) on request. Prints a table, then the
 ratios: xLSTM step / LSTM step, per-VD / shared, xLSTM peak memory / LSTM's, and those of the references.
 """

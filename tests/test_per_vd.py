@@ -104,6 +104,29 @@ def test_recompute_gives_the_same_values_and_gradients_and_keeps_a_fraction(monk
     assert PerVDXLSTMEncoder(attrs.evolve(CONFIG, recompute=True), spec).stack.recompute
 
 
+def test_recompute_with_the_package_stack_gives_the_same_values_and_gradients():
+    """``xlstm_shared`` on the package's own stack (what runs with the sLSTM CUDA kernel; here its vanilla
+    backend): ``recompute`` checkpoints each package block, the same numbers as keeping the activations."""
+    spec = make_spec(n=4, features=2)
+    config = SharedXLSTMConfig(embedding_dim=16, num_blocks=2, num_heads=2, dropout=0.2)
+    torch.manual_seed(0)
+    package = build_stack(config, spec.history, "vanilla")
+    inputs = random_input(n=4)
+
+    def run(recompute: bool):
+        torch.manual_seed(1)  # the same input map, and the same dropout draws
+        encoder = SharedXLSTMEncoder(attrs.evolve(config, recompute=recompute), spec)
+        encoder.stack = package
+        out = encoder(inputs)
+        return out, torch.autograd.grad(out.square().sum(), list(package.parameters()))
+
+    kept_all, grads = run(False)
+    recomputed, recomputed_grads = run(True)
+    torch.testing.assert_close(recomputed, kept_all, rtol=0, atol=0)
+    for recomputed_grad, grad in zip(recomputed_grads, grads, strict=True):
+        torch.testing.assert_close(recomputed_grad, grad, rtol=1e-6, atol=1e-6)
+
+
 def test_per_vd_batched_equals_the_loop_of_independent_modules():
     torch.manual_seed(0)
     encoder = PerVDXLSTMEncoder(CONFIG, make_spec(n=4, features=2))
