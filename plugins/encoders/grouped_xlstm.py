@@ -125,17 +125,17 @@ def grouped_linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return (x.flatten(1, -2) @ weight.transpose(1, 2)).view(*x.shape[:-1], weight.shape[1])
 
 
-def _headwise(x: torch.Tensor, *weights: torch.Tensor) -> torch.Tensor:
-    """The package's ``LinearHeadwiseExpand`` for each weight ``[G, heads, out, in]``, outputs concatenated.
+def _headwise(weight: torch.Tensor) -> torch.Tensor:
+    """The package's ``LinearHeadwiseExpand`` weight ``[G, heads, out, in]`` as a dense block-diagonal ``[G, out, in]``
+    matrix: one large matmul beats many 4×4 blocks."""
+    g, h, o, d = weight.shape
+    eye = torch.eye(h, dtype=weight.dtype, device=weight.device)
+    return (weight[:, :, :, None, :] * eye[None, :, None, :, None]).reshape(g, h * o, h * d)
 
-    The block-diagonal weights are expanded to dense matrices: one large matmul beats many 4×4 blocks.
-    """
-    dense = []
-    for weight in weights:
-        g, h, o, d = weight.shape
-        eye = torch.eye(h, dtype=weight.dtype, device=weight.device)
-        dense.append((weight[:, :, :, None, :] * eye[None, :, None, :, None]).reshape(g, h * o, h * d))
-    return grouped_linear(x, torch.cat(dense, 1))
+
+def _headwise_linear(x: torch.Tensor, *weights: torch.Tensor) -> torch.Tensor:
+    """The package's ``LinearHeadwiseExpand`` for each weight, outputs concatenated, in one matmul."""
+    return grouped_linear(x, torch.cat([_headwise(w) for w in weights], 1))
 
 
 def _layer_norm(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -151,13 +151,41 @@ def _head_norm(h: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 def _causal_conv(x: torch.Tensor, conv: nn.Module) -> torch.Tensor:
     """The package's ``CausalConv1d`` (depthwise, left-padded) on ``[G, B, T, C]``; weight ``[G, C, 1, K]``."""
-    weight, kernel = conv.weight.squeeze(2), conv.weight.shape[-1]
-    t = x.shape[2]
-    padded = F.pad(x, (0, 0, kernel - 1, 0))
-    y = _groups(conv.bias, x.dim()).expand_as(x)
-    for k in range(kernel):  # kernel taps (4), not VDs
-        y = y + padded[:, :, k : k + t] * _groups(weight[..., k], x.dim())
-    return y
+    return _CausalConv.apply(x, conv.weight.squeeze(2), conv.bias)
+
+
+class _CausalConv(torch.autograd.Function):
+    """Depthwise causal convolution over time, tap by tap in place, with its own backward pass: it keeps only the
+    input (no padded copy, no per-tap products) and takes half the time of the same taps through autograd."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        taps = _taps(weight)
+        y = torch.addcmul(_groups(bias, x.dim()), x, taps[0])
+        for lag, w in enumerate(taps[1:], 1):  # kernel taps (4), not VDs
+            if lag < x.shape[2]:
+                y[:, :, lag:].addcmul_(x[:, :, :-lag], w)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x, weight = ctx.saved_tensors
+        taps = _taps(weight)
+        grad_x = grad * taps[0]
+        grad_taps = [(grad * x).sum((1, 2))]
+        for lag, w in enumerate(taps[1:], 1):
+            if lag < x.shape[2]:
+                grad_x[:, :, :-lag].addcmul_(grad[:, :, lag:], w)
+                grad_taps.append((grad[:, :, lag:] * x[:, :, :-lag]).sum((1, 2)))
+            else:
+                grad_taps.append(torch.zeros_like(grad_taps[0]))
+        return grad_x.to(x.dtype), torch.stack(grad_taps[::-1], -1).to(weight.dtype), grad.sum((1, 2))
+
+
+def _taps(weight: torch.Tensor) -> list[torch.Tensor]:
+    """The kernel ``[G, C, K]`` as K per-group vectors, ordered by lag (the last tap multiplies the current step)."""
+    return [_groups(weight[..., k], 4) for k in reversed(range(weight.shape[-1]))]
 
 
 def _gated_ffn(ffn: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -167,31 +195,45 @@ def _gated_ffn(ffn: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------------------------ mLSTM
 def _mlstm_layer(layer: nn.Module, x: torch.Tensor, heads: int, dropout: float, training: bool) -> torch.Tensor:
-    x_mlstm, z = grouped_linear(x, layer.proj_up.weight).chunk(2, -1)
+    """The package's mLSTM layer with its linear maps composed. v and its share of the gates come straight from the
+    block input (``v = (W_v W_up) x``, a product over E instead of the up-projected width), the gates' share of q and
+    k from the convolved input: the concatenation of q, k, v that the gates read is never formed."""
+    cell = layer.mlstm_cell
+    inner = layer.proj_up.weight.shape[1] // 2
+    up_mlstm, up_z = layer.proj_up.weight.split(inner, 1)  # [G, inner, E]
+    w_q, w_k, w_v = (_headwise(p.weight) for p in (layer.q_proj, layer.k_proj, layer.v_proj))
+    gate_q, gate_k, gate_v = torch.cat([cell.igate.weight, cell.fgate.weight], 1).split(inner, 2)  # [G, 2 heads, inner]
+    v_from_x = w_v @ up_mlstm
+    # separate matmuls: the backward pass of one matmul split in four concatenates their gradients (slower)
+    x_mlstm, z, v, preact_v = (grouped_linear(x, w) for w in (up_mlstm, up_z, v_from_x, gate_v @ v_from_x))
     x_conv = F.silu(_causal_conv(x_mlstm, layer.conv1d.conv))
-    q, k = _headwise(x_conv, layer.q_proj.weight, layer.k_proj.weight).chunk(2, -1)
-    v = _headwise(x_mlstm, layer.v_proj.weight)
-    h = _mlstm_cell(layer.mlstm_cell, q, k, v, heads)
+    qk = grouped_linear(x_conv, torch.cat([w_q, w_k], 1))
+    preact_qk = grouped_linear(x_conv, gate_q @ w_q + gate_k @ w_k)
+    preact = preact_qk + preact_v + _groups(torch.cat([cell.igate.bias, cell.fgate.bias], 1), x.dim())
+    h = _mlstm_cell(cell.outnorm.weight, qk, v, preact, heads)
     h = (h + _groups(layer.learnable_skip, x.dim()) * x_conv) * F.silu(z)
     return F.dropout(grouped_linear(h, layer.proj_down.weight), dropout, training)
 
 
-def _mlstm_cell(cell: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
-    """The mLSTM cell in its stabilised parallel form (the package's ``parallel_stabilized_simple``)."""
-    g, b, t, inner = q.shape
-    weight = torch.cat([cell.igate.weight, cell.fgate.weight], 1)  # both gates in one matmul
-    bias = torch.cat([cell.igate.bias, cell.fgate.bias], 1)
-    preact = grouped_linear(torch.cat([q, k, v], -1), weight) + _groups(bias, 4)
+def _mlstm_cell(
+    norm_weight: torch.Tensor, qk: torch.Tensor, v: torch.Tensor, preact: torch.Tensor, heads: int
+) -> torch.Tensor:
+    """The mLSTM cell in its stabilised parallel form (the package's ``parallel_stabilized_simple``) and its head-wise
+    norm, on ``qk [G, B, T, 2·inner]``, ``v [G, B, T, inner]`` and gate pre-activations ``[G, B, T, 2·heads]``."""
+    g, b, t, inner = v.shape
+    d = inner // heads
+    q, k = qk.view(g, b, t, 2, heads, d).permute(3, 0, 1, 4, 2, 5).contiguous()  # [G, B, heads, T, D] each
+    v = v.view(g, b, t, heads, d).transpose(2, 3)
     igate, fgate = preact.transpose(2, 3).chunk(2, 2)  # [G, B, heads, T] each
-    q, k, v = (u.view(g, b, t, heads, -1).transpose(2, 3) for u in (q, k, v))  # [G, B, heads, T, D]
-    log_f = torch.cumsum(F.logsigmoid(fgate), -1)  # [G, B, heads, T]
-    causal = torch.ones(t, t, dtype=torch.bool, device=q.device).tril()
+    log_f = torch.cumsum(F.logsigmoid(fgate), -1)
+    causal = torch.ones(t, t, dtype=torch.bool, device=v.device).tril()
     log_d = (log_f[..., :, None] - log_f[..., None, :]).masked_fill(~causal, -math.inf) + igate[..., None, :]
     max_log_d = log_d.amax(-1, keepdim=True)
-    c = (q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])) * torch.exp(log_d - max_log_d)
+    c = (q @ (k.transpose(-1, -2) / math.sqrt(d))) * torch.exp(log_d - max_log_d)
     normaliser = torch.maximum(c.sum(-1, keepdim=True).abs(), torch.exp(-max_log_d))
-    h = (c / (normaliser + 1e-6)) @ v  # [G, B, heads, T, D]
-    return _head_norm(h.transpose(2, 3), cell.outnorm.weight).reshape(g, b, t, inner)
+    h = (c / (normaliser + 1e-6)) @ v  # [G, B, heads, T, D]: normalised per head in this layout, no transpose first
+    h = F.layer_norm(h, (d,), eps=EPS) * (1 + norm_weight.view(g, 1, heads, 1, d))
+    return h.transpose(2, 3).reshape(g, b, t, inner)
 
 
 # ------------------------------------------------------------------------------------------------ sLSTM
@@ -200,8 +242,8 @@ def _slstm_layer(layer: nn.Module, x: torch.Tensor, heads: int, dropout: float, 
     # the package feeds (fgate, igate, zgate, ogate) projections as the (i, f, z, o) cell inputs; kept as is
     gates = torch.cat(
         [
-            _headwise(x_conv, layer.fgate.weight, layer.igate.weight),
-            _headwise(x, layer.zgate.weight, layer.ogate.weight),
+            _headwise_linear(x_conv, layer.fgate.weight, layer.igate.weight),
+            _headwise_linear(x, layer.zgate.weight, layer.ogate.weight),
         ],
         -1,
     )
