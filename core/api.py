@@ -181,6 +181,13 @@ class EncoderInput:
         b, m = self.values.shape[:2]
         return torch.arange(m, device=self.values.device).expand(b, m)
 
+    def per_vd(self, table: torch.Tensor) -> torch.Tensor:
+        """Rows of a per-VD ``table [N, ...]`` for every slot: ``[B, M, ...]``. Through ``F.embedding``, whose
+        gradient is the same every run (``table[vd_ids()]``'s backward adds repeated rows in a varying order on
+        the CPU, so same-seed runs drift apart)."""
+        rows = nn.functional.embedding(self.vd_ids(), table.flatten(1))
+        return rows.unflatten(-1, table.shape[1:])
+
     def take_slots(self, per_vd: torch.Tensor) -> torch.Tensor:
         """``[B, N, ...]`` computed for all VDs (after ``expand``) → ``[B, M, ...]`` for this input's slots."""
         if self.vd_index is None:

@@ -184,3 +184,24 @@ def test_the_map_shows_the_mean_edge_weight_over_a_whole_evaluation_pass():
     pooling(first, node_mask)
     torch.testing.assert_close(pooling.edge_weights, (alone + second_alone) / 2)
     assert not torch.allclose(alone, second_alone)
+
+
+@pytest.mark.parametrize("strategy", ALL_STRATEGIES)
+def test_every_strategy_gets_the_same_gradient_every_time(strategy):
+    """Same seed, same run: bit-identical gradients from one backward pass to the next, for the hidden states and
+    for parameters read once per edge (a learned graph's target embeddings: indexing them added the repeated rows
+    in a varying order). 1,024 VDs, so that the CPU kernels split the work between threads."""
+    torch.manual_seed(0)
+    grid = torch.stack(torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij"), -1).reshape(-1, 2) * 300
+    pooling = ALL_STRATEGIES[strategy](make_spec(n=1024, positions=grid), 16)
+    hidden = torch.randn(8, 1024, 16, requires_grad=True)
+    gradients = []
+    for _ in range(5):
+        torch.manual_seed(1)  # the same dropout and tried candidates every pass
+        pooling.zero_grad()
+        hidden.grad = None
+        pooling(hidden, torch.ones(8, 1024, dtype=torch.bool)).square().sum().backward()
+        named = dict(pooling.named_parameters()) | {"hidden": hidden}
+        gradients.append({name: p.grad.clone() for name, p in named.items() if p.grad is not None})
+    for name, first in gradients[0].items():
+        assert all(torch.equal(first, later[name]) for later in gradients[1:]), name

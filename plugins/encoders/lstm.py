@@ -40,7 +40,7 @@ class LSTMEncoder(LayerwiseEncoder):
 
     def embed(self, inputs: EncoderInput) -> torch.Tensor:
         x = self.embedding(inputs.features())
-        return x if self.vd_embedding is None else x + self.vd_embedding[inputs.vd_ids()][:, :, None]
+        return x if self.vd_embedding is None else x + inputs.per_vd(self.vd_embedding)[:, :, None]
 
     def layer(self, index: int, x: torch.Tensor, inputs: EncoderInput) -> torch.Tensor:
         if index:

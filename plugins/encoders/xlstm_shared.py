@@ -134,7 +134,7 @@ class SharedXLSTMEncoder(LayerwiseEncoder):
     def embed(self, inputs: EncoderInput) -> torch.Tensor:
         x = self.embedding(inputs.features())
         if self.vd_embedding is not None:
-            x = x + self.vd_embedding[inputs.vd_ids()][:, :, None]
+            x = x + inputs.per_vd(self.vd_embedding)[:, :, None]
         return x
 
     def layer(self, index: int, x: torch.Tensor, inputs: EncoderInput) -> torch.Tensor:
@@ -151,7 +151,7 @@ class SharedXLSTMEncoder(LayerwiseEncoder):
         norm = self.stack.post_norm if isinstance(self.stack, GroupedXLSTM) else self.stack.post_blocks_norm
         x = norm(x)
         if self.output_map is not None:
-            x = torch.einsum("bnte,bnfe->bntf", x, self.output_map[inputs.vd_ids()])
+            x = torch.einsum("bnte,bnfe->bntf", x, inputs.per_vd(self.output_map))
         return x
 
 

@@ -89,7 +89,8 @@ class LearnedGraphPooling(EdgeRecordingPooling):
 
     def scores(self, index: torch.Tensor) -> torch.Tensor:
         """``[N, C]`` s_ij = <src_i, tgt_j> / temperature of the edges i ← index[i, c], differentiable."""
-        return (self.source[:, None] * self.target[index]).sum(-1) / self.config.temperature
+        targets = nn.functional.embedding(index, self.target)  # not target[index]: see EncoderInput.per_vd
+        return (self.source[:, None] * targets).sum(-1) / self.config.temperature
 
     @torch.compiler.disable
     def candidates(self) -> tuple[torch.Tensor, torch.Tensor]:
