@@ -6,10 +6,11 @@
 
     python bench/encoders.py --encoders lstm xlstm_package xlstm_shared per_vd_loop xlstm_per_vd  # + references
 
-Each encoder runs in its own process (so peak memory is its own): N VDs × B samples × T steps, E = 64,
-xLSTM 4 blocks with sLSTM at [1], LSTM 2 layers. By default ``lstm``, ``xlstm_shared`` (also with
-``recompute``: activations recomputed in the backward pass) and ``xlstm_per_vd`` (about a minute and a half on
-2 idle CPU cores); the references ``xlstm_package`` (the xlstm package's own stack) and
+Each encoder runs in its own process (so peak memory is its own), three times, the encoders taking turns (so a
+machine whose speed drifts slows them alike; the median counts): N VDs × B samples × T steps, E = 64, xLSTM 4
+blocks with sLSTM at [1], LSTM 2 layers. By default ``lstm``, ``xlstm_shared`` (also with ``recompute``:
+activations recomputed in the backward pass) and ``xlstm_per_vd`` (about four minutes on 2 CPU cores); the
+references ``xlstm_package`` (the xlstm package's own stack) and
 ``per_vd_loop`` (a Python loop of N package stacks, minutes at N = 207) on request. Prints a table, then the
 ratios: xLSTM step / LSTM step, per-VD / shared, xLSTM peak memory / LSTM's, and those of the references.
 """
@@ -97,8 +98,9 @@ def main() -> None:
     parser.add_argument("--vds", type=int, default=207)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=12)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3, help="timed steps per process")
+    parser.add_argument("--rounds", type=int, default=3, help="processes per encoder, taking turns")
     parser.add_argument("--encoders", nargs="+", default=DEFAULT, choices=list(ENCODERS))
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -107,12 +109,13 @@ def main() -> None:
         return
 
     forwarded = [a for a in sys.argv[1:] if a != "--encoders" and a not in args.encoders]
-    rows = {row["encoder"]: row for row in run_cases(__file__, [[name] for name in args.encoders], forwarded)}
+    cases = [[name] for name in args.encoders]
+    rows = {row["encoder"]: row for row in run_cases(__file__, cases, forwarded, args.rounds)}
     memory = memory_label(args.device)
     print(
         f"\nencoders: N={args.vds} B={args.batch} T={args.steps} E=64 on {args.device}, precision "
         f"{args.precision}{', torch.compile' if args.compile else ''}; median of {args.repeats} steps (fwd+bwd+Adam) "
-        f"after {args.warmup} warm-up"
+        f"after {args.warmup} warm-up, the median of {args.rounds} processes per encoder taking turns"
     )
     print(f"| encoder | runs on | step s | first step s | samples/s | {memory} | parameters |")
     print("|---|---|---|---|---|---|---|")

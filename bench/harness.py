@@ -36,15 +36,19 @@ def time_steps(step: Callable[[], None], device: torch.device, warmup: int, repe
     return {"seconds": median, "first_step_s": first, "peak_mb": peak}
 
 
-def run_cases(script: str, cases: list[list[str]], forwarded: list[str]) -> list[dict]:
-    """Run ``script --child CASE...`` once per case in a fresh process; each prints one JSON line."""
-    rows = []
-    for case in cases:
-        done = subprocess.run([sys.executable, script, *forwarded, "--child", *case], capture_output=True, text=True)
-        if done.returncode:
-            sys.exit(f"{' '.join(case)} failed:\n{done.stderr}")
-        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    return rows
+def run_cases(script: str, cases: list[list[str]], forwarded: list[str], rounds: int = 1) -> list[dict]:
+    """Run ``script --child CASE...`` once per case in a fresh process; each prints one JSON line. With several
+    ``rounds``, the cases take turns (a, b, a, b, ...), so that a machine whose speed drifts slows every case
+    alike, and each case keeps the row of its median ``seconds``."""
+    runs: list[list[dict]] = [[] for _ in cases]
+    for _ in range(rounds):
+        for case, rows in zip(cases, runs):
+            command = [sys.executable, script, *forwarded, "--child", *case]
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode:
+                sys.exit(f"{' '.join(case)} failed:\n{done.stderr}")
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return [sorted(rows, key=lambda row: row.get("seconds", 0.0))[len(rows) // 2] for rows in runs]
 
 
 def memory_label(device: str) -> str:
