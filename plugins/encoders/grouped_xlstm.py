@@ -145,10 +145,12 @@ def _layer_norm(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return F.layer_norm(x, x.shape[-1:], eps=EPS) * (1 + _groups(weight, x.dim()))
 
 
-def _head_norm(h: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """The package's ``MultiHeadLayerNorm`` on ``[G, B, T, heads, D]``: normalise each head, scale ``1 + weight``."""
-    g, b, t, heads, d = h.shape
-    return F.layer_norm(h, (d,), eps=EPS) * (1 + weight.view(g, 1, 1, heads, d))
+def _head_norm(h: torch.Tensor, weight: torch.Tensor, heads_dim: int) -> torch.Tensor:
+    """The package's ``MultiHeadLayerNorm`` on ``[G, ..., D]`` with the heads in dimension ``heads_dim`` (whichever
+    layout the caller has): normalise each head, scale ``1 + weight`` (``[G, heads·D]``)."""
+    scale = [1] * h.dim()
+    scale[0], scale[heads_dim], scale[-1] = h.shape[0], h.shape[heads_dim], h.shape[-1]
+    return F.layer_norm(h, h.shape[-1:], eps=EPS) * (1 + weight.view(scale))
 
 
 def _causal_conv(x: torch.Tensor, conv: nn.Module) -> torch.Tensor:
@@ -234,8 +236,7 @@ def _mlstm_cell(
     c = (q @ (k.transpose(-1, -2) / math.sqrt(d))) * torch.exp(log_d - max_log_d)
     normaliser = torch.maximum(c.sum(-1, keepdim=True).abs(), torch.exp(-max_log_d))
     h = (c / (normaliser + 1e-6)) @ v  # [G, B, heads, T, D]: normalised per head in this layout, no transpose first
-    h = F.layer_norm(h, (d,), eps=EPS) * (1 + norm_weight.view(g, 1, heads, 1, d))
-    return h.transpose(2, 3).reshape(g, b, t, inner)
+    return _head_norm(h, norm_weight, 2).transpose(2, 3).reshape(g, b, t, inner)
 
 
 # ------------------------------------------------------------------------------------------------ sLSTM
@@ -252,7 +253,7 @@ def _slstm_layer(layer: nn.Module, x: torch.Tensor, heads: int, dropout: float, 
     y = _slstm_cell(layer.slstm_cell, gates.unflatten(-1, (4, -1)), heads)  # [G, B, T, E]
     y = F.dropout(y, dropout, training)
     g, b, t, e = y.shape
-    return _head_norm(y.view(g, b, t, heads, e // heads), layer.group_norm.weight).reshape(g, b, t, e)
+    return _head_norm(y.view(g, b, t, heads, e // heads), layer.group_norm.weight, 3).reshape(g, b, t, e)
 
 
 def _slstm_cell(cell: nn.Module, wx: torch.Tensor, heads: int) -> torch.Tensor:
