@@ -75,6 +75,7 @@ def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one(small_h5, write_recipe, tmp_path, one_thread):
     assert main([str(write_recipe(recipe_text(tmp_path / "one", small_h5)))]) == 0
     (one,) = (tmp_path / "one").iterdir()
@@ -90,7 +91,7 @@ def test_two_processes_equal_one(small_h5, write_recipe, tmp_path, one_thread):
         got, want = (torch.load(d / name, weights_only=False)["model"] for d in (two, one))
         assert got.keys() == want.keys()
         for key in want:
-            torch.testing.assert_close(got[key], want[key], rtol=1e-5, atol=1e-6, msg=f"{name}: {key}")
+            torch.testing.assert_close(got[key], want[key], rtol=1e-5, atol=1e-5, msg=f"{name}: {key}")
     got, want = (json.loads((d / "metrics.json").read_text()) for d in (two, one))
     assert got["best_epoch"] == want["best_epoch"] and got["epochs"] == want["epochs"] == 2
     assert got["test"] == pytest.approx(want["test"], rel=1e-5)
@@ -116,6 +117,7 @@ def test_two_processes_equal_one(small_h5, write_recipe, tmp_path, one_thread):
     )  # (the 1-epoch run's test is at step 5)
 
 
+@pytest.mark.slow
 def test_a_nonfinite_loss_on_one_rank_is_skipped_by_both(small_h5, write_recipe, tmp_path):
     """Every rank sees the global loss, so both skip step 3 (neither waits forever for the other)."""
     script = tmp_path / "nan_on_rank_1.py"

@@ -44,7 +44,7 @@ def test_shared_encoder_folds_vds_into_the_batch():
     hidden = encoder(inputs)
     x = encoder.embedding(inputs.features())
     for vd in (0, 4):
-        torch.testing.assert_close(hidden[:, vd], encoder.stack(x[None, :, vd])[0], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(hidden[:, vd], encoder.stack(x[None, :, vd])[0], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize(

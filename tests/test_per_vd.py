@@ -70,7 +70,7 @@ def test_grouped_stack_in_chunks_equals_the_whole_batch(monkeypatch, groups):
     whole, whole_grads = run()
     monkeypatch.setattr(stack, "chunk_sequences", 3 if groups == 1 else 8)  # 7 -> 3, 3, 1; 3 x 7 -> a group each
     chunked, chunked_grads = run()
-    torch.testing.assert_close(chunked, whole, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)  # other batch shapes: other kernels
     for chunked_grad, whole_grad in zip(chunked_grads, whole_grads):
         torch.testing.assert_close(chunked_grad, whole_grad, rtol=1e-5, atol=1e-5)
 
@@ -98,7 +98,7 @@ def test_recompute_gives_the_same_values_and_gradients_and_keeps_a_fraction(monk
     recomputed, recomputed_grads, kept_bytes = run(True)
     torch.testing.assert_close(recomputed, kept_all, rtol=0, atol=0)
     for recomputed_grad, grad in zip(recomputed_grads, grads, strict=True):
-        torch.testing.assert_close(recomputed_grad, grad, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(recomputed_grad, grad, rtol=1e-5, atol=1e-5)  # summed in another order
     assert kept_bytes < kept_all_bytes / 10
     spec = make_spec(n=4, features=2)  # the recipe key reaches both encoders' stacks
     assert SharedXLSTMEncoder(SharedXLSTMConfig(embedding_dim=16, num_heads=2, recompute=True), spec).stack.recompute
@@ -125,7 +125,7 @@ def test_recompute_with_the_package_stack_gives_the_same_values_and_gradients():
     recomputed, recomputed_grads = run(True)
     torch.testing.assert_close(recomputed, kept_all, rtol=0, atol=0)
     for recomputed_grad, grad in zip(recomputed_grads, grads, strict=True):
-        torch.testing.assert_close(recomputed_grad, grad, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(recomputed_grad, grad, rtol=1e-5, atol=1e-5)  # summed in another order
 
 
 def test_per_vd_batched_equals_the_loop_of_independent_modules():
@@ -229,6 +229,7 @@ def test_every_builtin_encoder_loads_with_the_distributed_collator(write_recipe)
         assert recipe.collator.name == "distributed"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("collator", [CentralizedCollator, DynamicPaddingCollator])
 def test_torch_compile_traces_the_whole_forecaster(small_data, collator):
     """``trainer.compile = true``: dynamo traces the forecaster from the batch on (the encoder input built from it

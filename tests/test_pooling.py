@@ -135,6 +135,7 @@ def test_neighbour_lists_respect_radius_and_k():
     assert lists.fraction_isolated() == pytest.approx(0.2)
 
 
+@pytest.mark.slow
 def test_neighbour_lists_scale_without_dense_matrix():
     positions = torch.rand(20_000, 2) * 50_000
     lists = NeighbourLists.build(positions, radius_m=2_000.0, k=16, chunk=1024)

@@ -17,6 +17,7 @@ def error_without_pooling() -> float:
     return train_and_score("none")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ALL_STRATEGIES)
 def test_pooling_learns_a_signal_only_neighbours_carry(strategy, error_without_pooling):
     error = train_and_score(strategy)

@@ -96,7 +96,7 @@ def test_latest_is_one_window_ending_at_the_last_step(run_dir, small_h5, small_d
     last = small_data.timestamps[-1]
     np.testing.assert_array_equal(latest["issued_at"], [last])
     np.testing.assert_array_equal(latest["target_time"], [last + 300 * np.arange(1, 13)])
-    np.testing.assert_allclose(latest["forecast"], every["forecast"][-1:], atol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(latest["forecast"], every["forecast"][-1:], atol=1e-5, rtol=1e-5, equal_nan=True)
 
 
 def test_uses_the_runs_normaliser_and_the_models_vd_order(run_dir, small_data, tmp_path):
@@ -118,7 +118,7 @@ def test_uses_the_runs_normaliser_and_the_models_vd_order(run_dir, small_data, t
     np.testing.assert_array_equal(some["vd_ids"], every["vd_ids"])
     rows = np.searchsorted(every["issued_at"], some["issued_at"])
     np.testing.assert_array_equal(every["issued_at"][rows], some["issued_at"])
-    np.testing.assert_allclose(some["forecast"], every["forecast"][rows], atol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(some["forecast"], every["forecast"][rows], atol=1e-5, rtol=1e-5, equal_nan=True)
 
 
 def test_refuses_other_vds_or_missing_features_naming_them(run_dir, small_data, tmp_path, capsys):

@@ -124,6 +124,7 @@ def assert_tensorboard_steps(run_dir: Path) -> None:
     assert [e.step for e in events.Scalars("val/mae@avg")] == [BATCHES * e for e in range(1, EPOCHS + 1)]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(reference, make_recipe, tmp_path):
     process = start(str(make_recipe(tmp_path)))
     run_dir = wait_for(tmp_path / "runs", lambda s: s["epoch"] == 1 and s["batch"] >= 2, process)
@@ -139,6 +140,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(reference, make_reci
     assert_tensorboard_steps(run_dir)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_resumable_checkpoint_and_exits_143(reference, make_recipe, tmp_path):
     process = start(str(make_recipe(tmp_path, every=0)))  # checkpoints only at epoch ends, and on the signal
     run_dir = wait_for(tmp_path / "runs", lambda s: s["epoch"] == 1, process)
@@ -181,6 +183,7 @@ def test_sigint_in_process_stops_at_the_batch_boundary_and_resumes(make_recipe, 
     assert_tensorboard_steps(run_dir)
 
 
+@pytest.mark.slow
 def test_corrupt_last_falls_back_to_previous_checkpoint(reference, tmp_path):
     """last.prev.pt of the reference is its mid-epoch checkpoint at epoch 3, batch 6: resuming from it ends the same."""
     run_dir = Path(shutil.copytree(reference, tmp_path / "run"))

@@ -71,9 +71,10 @@ def test_zero_initialised_injection_starts_from_last():
     for inject in model.inject.values():
         torch.nn.init.zeros_(inject.weight)
     inputs = random_input(b=2, n=5, t=6, f=2)
-    torch.testing.assert_close(states(model, inputs), model.encoder(inputs).detach(), rtol=0, atol=1e-6)
+    torch.testing.assert_close(states(model, inputs), model.encoder(inputs).detach(), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("social", ["every_step", "interleaved"])
 def test_a_model_that_pools_only_inside_the_encoder_learns_what_only_neighbours_know(social):
     series, spec = network()

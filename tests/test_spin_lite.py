@@ -167,6 +167,7 @@ def test_recipe_and_registry():
     assert registry.get("encoder", "spin_lite").cls is SpinLiteEncoder
 
 
+@pytest.mark.slow
 def test_learns_a_signal_only_a_neighbour_carries():
     """test_pooling_learns' pairs: a follower repeats its source 3 steps later, 500 m away. SPIN-lite without
     pooling reads the source's last steps through its cross-attention; an LSTM without pooling cannot."""

@@ -128,6 +128,7 @@ def test_a_failed_run_is_reported_and_the_suite_goes_on(suite_files, small_data,
     assert "failed: unknown_vd: DataError:" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_parallel_runs_train_in_processes_of_their_own(suite_files, tmp_path, capsys):
     suite = suite_files('[suite]\noutput_dir = "OUT"\nparallel = 2\n' + FAILING_AND_ONE_VD)
     assert main([str(suite)]) == 1
