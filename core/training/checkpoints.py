@@ -20,6 +20,7 @@ from core.api import DatasetSpec
 from core.errors import TrainingError
 from core.io import load_checkpoint, save_checkpoint
 from core.recipe import Recipe, flatten, load_recipe
+from core.training import schedule
 
 if TYPE_CHECKING:
     from core.training.trainer import Trainer
@@ -93,8 +94,12 @@ def restore(trainer: Trainer, checkpoint: dict[str, Any]) -> None:
     """Continue from a ``last.pt``: weights, optimizer, scheduler, scaler, progress and RNG."""
     trainer.model.load_state_dict(checkpoint["model"])
     trainer.optimizer.load_state_dict(checkpoint["optimizer"])
-    if trainer.scheduler is not None and checkpoint["scheduler"] is not None:
-        trainer.scheduler.load_state_dict(checkpoint["scheduler"])
+    try:  # the saved schedule, or the one of a new trainer.epochs fast-forwarded
+        trainer.scheduler = schedule.restore(
+            trainer.cfg, trainer.optimizer, trainer.updates_per_epoch(), checkpoint["scheduler"]
+        )
+    except TrainingError as error:
+        raise TrainingError(f"--resume {trainer.run_dir}: {error}") from None
     trainer.scaler.load_state_dict(checkpoint["scaler"])
     trainer.state = TrainState(**checkpoint["state"])
     torch.set_rng_state(checkpoint["rng"])

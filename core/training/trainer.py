@@ -28,7 +28,7 @@ from core.errors import TrainingError
 from core.io import save_json
 from core.model import Forecaster
 from core.recipe import Recipe
-from core.training import checkpoints, signals
+from core.training import checkpoints, schedule, signals
 from core.training.baselines import Baselines
 from core.training.checkpoints import TrainState
 from core.training.device import AUTOCAST, resolve_device
@@ -60,15 +60,7 @@ class Trainer:
         self.train_forward = dist.wrap(self.model, self.cfg.compile) if dist.enabled else self.forward
         self.autocast_dtype = AUTOCAST[self.cfg.precision]
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
-        self.scheduler = {
-            "none": lambda: None,
-            "cosine": lambda: torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=self.cfg.epochs),
-            "plateau": lambda: torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, factor=0.5, patience=2),
-            # from lr / 25 up to lr, then down to lr / 2.5e5 after the last update (+ 1: that final position)
-            "onecycle": lambda: torch.optim.lr_scheduler.OneCycleLR(
-                self.optimizer, max_lr=self.cfg.lr, total_steps=self.cfg.epochs * self.updates_per_epoch() + 1
-            ),
-        }[self.cfg.scheduler]()
+        self.scheduler = schedule.build(self.cfg, self.optimizer, self.updates_per_epoch())
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.cfg.precision == "16-mixed")
         index = prepared.target_index
         self.target_mean = float(prepared.normaliser.mean[index])
