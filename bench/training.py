@@ -32,10 +32,10 @@ def time_training(
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(recipe, model, collator, prepared, spec, Path(run_dir), Silent())
         model.train()
-        loader = iter(trainer.loader("train"))
+        loader = iter(trainer.loaders.train(0))
         for i in range(warmup + batches):
             started = time.perf_counter()
-            batch = next(loader, None) or next(loader := iter(trainer.loader("train", i)))
+            batch = next(loader, None) or next(loader := iter(trainer.loaders.train(i)))
             fetched = time.perf_counter()
             batch = batch.to(trainer.device).canonical()
             _synchronize(trainer.device)

@@ -26,6 +26,7 @@ from core.experiments.suite import is_suite, run_suite
 from core.io import save_text
 from core.model import Forecaster, build_forecaster
 from core.recipe import Recipe, Registry, load_recipe
+from core.training import report
 from core.training.checkpoints import resumable
 from core.training.distributed import Distributed, Silent, setup
 from core.training.metrics import HORIZONS, METRICS
@@ -114,7 +115,10 @@ def train(
     try:
         trainer = Trainer(recipe, model, collator, prepared, spec, run_dir, logger, dist)
         if checkpoint:
-            trainer.restore(checkpoint)  # on every rank
+            try:  # on every rank
+                trainer.load_state_dict(checkpoint)
+            except TrainingError as error:  # a new trainer.epochs that the run's schedule cannot take
+                raise TrainingError(f"--resume {run_dir}: {error}") from None
             if dist.is_main:
                 save_text(recipe.to_toml(), run_dir / "recipe.toml")
                 for change in changes:
@@ -122,7 +126,7 @@ def train(
         logger.recipe(recipe.to_toml())
         print(header(recipe, prepared, trainer, run_dir, resume))
         trainer.fit()
-        metrics = dist.from_main(trainer.test)
+        metrics = dist.from_main(lambda: report.test(trainer))
         logger.hparams(
             recipe.flat(),
             {f"test/{k}": v for k, v in metrics["test"].items()} | {"best_val_mae": metrics["best_val_mae"]},

@@ -32,8 +32,10 @@ def write(folder: Path, source: Path, **trainer) -> Path:
 
 
 def logged(run_dir: Path) -> tuple[list[int], list[float]]:
-    """The steps and values of ``train/lr_step`` (the lr after each update)."""
+    """The steps and values of ``train/lr_step`` (the lr after each update), by step: a resume in the same second
+    can write an event file that sorts before the first one."""
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}).Reload().Scalars("train/lr_step")
+    events = sorted(events, key=lambda e: e.step)
     return [e.step for e in events], [e.value for e in events]
 
 

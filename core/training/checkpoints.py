@@ -11,19 +11,15 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
-import torch
 
 from core.api import DatasetSpec
+from core.data.windows import Prepared
 from core.errors import TrainingError
 from core.io import load_checkpoint, save_checkpoint
 from core.recipe import Recipe, flatten, load_recipe
-from core.training import schedule
-
-if TYPE_CHECKING:
-    from core.training.trainer import Trainer
 
 
 @attrs.define
@@ -50,61 +46,34 @@ class TrainState:
         return f"epoch {self.epoch + 1}, batch {self.batch}" if self.batch else f"end of epoch {self.epoch}"
 
 
-def save_best(trainer: Trainer) -> None:
-    """``best_model.pt``: the weights and what ``core.experiments.predict`` needs to apply them to new data."""
-    save_checkpoint(
-        {
-            "model": trainer.model.state_dict(),
-            "epoch": trainer.state.epoch,
-            "val_mae": trainer.state.best_val_mae,
-            "recipe": trainer.recipe.to_dict(),
-            "normaliser": trainer.prepared.normaliser.to_dict(),
-            "vd_ids": list(trainer.spec.vd_ids),
-            "input_features": list(trainer.prepared.input_features),
-            "target": trainer.recipe.data.target,
-        },
-        trainer.run_dir / "best_model.pt",
-    )
+def model_card(recipe: Recipe, prepared: Prepared, spec: DatasetSpec) -> dict[str, Any]:
+    """What ``core.experiments.predict`` needs beside the weights to apply them to new data."""
+    return {
+        "recipe": recipe.to_dict(),
+        "normaliser": prepared.normaliser.to_dict(),
+        "vd_ids": list(spec.vd_ids),
+        "input_features": list(prepared.input_features),
+        "target": recipe.data.target,
+    }
+
+
+def save_best(run_dir: Path, model: dict[str, Any], epoch: int, val_mae: float, card: dict[str, Any]) -> None:
+    """``best_model.pt``: the weights ``model`` of ``epoch`` and what predicting with them needs (``model_card``)."""
+    save_checkpoint({"model": model, "epoch": epoch, "val_mae": val_mae, **card}, run_dir / "best_model.pt")
 
 
 def load_best(run_dir: Path) -> dict[str, Any]:
     return load_checkpoint(run_dir / "best_model.pt")
 
 
-def save_last(trainer: Trainer) -> None:
-    """``last.pt``, keeping the one it replaces as ``last.prev.pt``."""
+def save_last(run_dir: Path, trainer: dict[str, Any], recipe: Recipe, vd_ids: tuple[str, ...]) -> None:
+    """``last.pt``: a ``Trainer.state_dict()`` with the data's VDs and the recipe (what ``--resume`` may not
+    change: ``resume_changes``), keeping the file it replaces as ``last.prev.pt``."""
     save_checkpoint(
-        {
-            "model": trainer.model.state_dict(),
-            "optimizer": trainer.optimizer.state_dict(),
-            "scheduler": None if trainer.scheduler is None else trainer.scheduler.state_dict(),
-            "scaler": trainer.scaler.state_dict(),
-            "state": attrs.asdict(trainer.state),
-            "rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "vd_ids": list(trainer.spec.vd_ids),
-            "recipe": trainer.recipe.to_dict(),  # what --resume may not change (resume_changes)
-        },
-        trainer.run_dir / "last.pt",
-        previous=trainer.run_dir / "last.prev.pt",
+        trainer | {"vd_ids": list(vd_ids), "recipe": recipe.to_dict()},
+        run_dir / "last.pt",
+        previous=run_dir / "last.prev.pt",
     )
-
-
-def restore(trainer: Trainer, checkpoint: dict[str, Any]) -> None:
-    """Continue from a ``last.pt``: weights, optimizer, scheduler, scaler, progress and RNG."""
-    trainer.model.load_state_dict(checkpoint["model"])
-    trainer.optimizer.load_state_dict(checkpoint["optimizer"])
-    try:  # the saved schedule, or the one of a new trainer.epochs fast-forwarded
-        trainer.scheduler = schedule.restore(
-            trainer.cfg, trainer.optimizer, trainer.updates_per_epoch(), checkpoint["scheduler"]
-        )
-    except TrainingError as error:
-        raise TrainingError(f"--resume {trainer.run_dir}: {error}") from None
-    trainer.scaler.load_state_dict(checkpoint["scaler"])
-    trainer.state = TrainState(**checkpoint["state"])
-    torch.set_rng_state(checkpoint["rng"])
-    if checkpoint["cuda_rng"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])
 
 
 def resumable(run_dir: Path, recipe: Recipe, spec: DatasetSpec) -> tuple[dict[str, Any], list[str]]:

@@ -1,25 +1,25 @@
-"""The training loop, readable top to bottom: an epoch, a step, validation, the final test.
+"""The training loop, readable top to bottom: fit, an epoch, one update, evaluation, early stopping.
 
 Loss: masked MAE on the z-scored target. Metrics: MAE/RMSE/MAPE in the data's units, missing values masked.
-What is saved when and how a run resumes: ``checkpoints``; signals: ``signals``; what TensorBoard shows:
-``tensorboard`` (modules beside this one). A resumed run repeats exactly what the uninterrupted run would have done:
-the batch order depends on (seed, epoch) only, mid-epoch checkpoints record how many batches are done, and the RNG
-is restored.
+Beside this module: the batches (``loaders``), the learning-rate schedule (``schedule``), what is saved and how a
+run resumes (``checkpoints``), signals (``signals``), the progress bar (``progress``), TensorBoard
+(``tensorboard``), the forecast figures and the final test (``report``). A resumed run repeats exactly what the
+uninterrupted run would have done: the batch order depends on (seed, epoch) only, mid-epoch checkpoints record
+how many batches are done, and the RNG is restored.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from core.api import Batch, Collator, DatasetSpec
@@ -28,11 +28,12 @@ from core.errors import TrainingError
 from core.io import save_json
 from core.model import Forecaster
 from core.recipe import Recipe
-from core.training import checkpoints, schedule, signals
+from core.training import checkpoints, progress, report, schedule, signals
 from core.training.baselines import Baselines
 from core.training.checkpoints import TrainState
 from core.training.device import AUTOCAST, resolve_device
 from core.training.distributed import Distributed
+from core.training.loaders import Loaders
 from core.training.metrics import HorizonMetrics, masked_mae
 from core.training.tensorboard import RunLogger
 
@@ -59,8 +60,9 @@ class Trainer:
         # DDP under torchrun
         self.train_forward = dist.wrap(self.model, self.cfg.compile) if dist.enabled else self.forward
         self.autocast_dtype = AUTOCAST[self.cfg.precision]
+        self.loaders = Loaders(prepared, collator, self.cfg, recipe.run.seed, self.device, dist)
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
-        self.scheduler = schedule.build(self.cfg, self.optimizer, self.updates_per_epoch())
+        self.scheduler = schedule.build(self.cfg, self.optimizer, self.loaders.updates_per_epoch())
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.cfg.precision == "16-mixed")
         index = prepared.target_index
         self.target_mean = float(prepared.normaliser.mean[index])
@@ -73,20 +75,16 @@ class Trainer:
     # ----------------------------------------------------------------------------------------------- loop
     def fit(self) -> None:
         """Train the remaining epochs (from the middle of one after a mid-epoch checkpoint)."""
-        batches = self.batches_per_epoch()
+        batches = self.loaders.batches_per_epoch()
         with signals.deferred(self.on_signal):
             for epoch in range(self.state.epoch + 1, self.cfg.epochs + 1):
                 if self.patience_ran_out():  # checked here, so a resumed run stops too
                     break
                 self.epoch_started = time.perf_counter() - self.state.epoch_seconds
-                with self.progress_bar(epoch, batches) as bar:
+                with progress.bar(epoch, self.cfg.epochs, batches, self.state.batch, self.dist.is_main) as bar:
                     train = self.train_epoch(epoch, batches, bar)
                     val = self.dist.from_main(lambda: self.evaluate("val")[0])
-                    bar.set_postfix(
-                        loss=f"{train['loss']:.4f}",
-                        val_mae=f"{val['model']['mae@avg']:.4f}",
-                        samples_s=f"{train['samples_per_s']:.0f}",
-                    )
+                    progress.show_epoch(bar, train, val)
                 seconds = time.perf_counter() - self.epoch_started
                 self.state.train_seconds += seconds
                 self.end_epoch(epoch, train, val, seconds)
@@ -99,16 +97,19 @@ class Trainer:
         self.model.train()
         state = self.state
         self.optimizer.zero_grad(set_to_none=True)
-        for batch in itertools.islice(self.loader("train", epoch, skip=state.batch), total - state.batch):
+        for batch in itertools.islice(self.loaders.train(epoch, skip=state.batch), total - state.batch):
             i = state.batch = state.batch + 1
-            state.global_step += 1
+            state.global_step += 1  # the TensorBoard step: batches
             boundary = i % self.cfg.accumulate == 0 or i == total
             norm = self.train_step(batch, epoch, i, boundary)
-            # the global batch; the last one may be short
-            state.epoch_samples += min(
-                self.cfg.batch_size, len(self.prepared.splits["train"]) - (i - 1) * self.cfg.batch_size
-            )
-            self.log_step(boundary, norm, bar)
+            state.epoch_samples += self.loaders.samples(i)
+            rate = state.epoch_samples / (time.perf_counter() - self.epoch_started)
+            if boundary:
+                per_step = {"train/lr_step": self.optimizer.param_groups[0]["lr"], "train/samples_per_s_step": rate}
+                self.logger.scalars(
+                    per_step | ({} if norm is None else {"train/grad_norm_step": norm}), state.global_step
+                )
+            progress.show_batch(bar, state.epoch_losses, rate)
             stop = self.stopping()
             due = stop or (self.cfg.checkpoint_every and i % self.cfg.checkpoint_every == 0)
             if boundary and due and i < total:
@@ -139,17 +140,6 @@ class Trainer:
         if norm is not None:
             self.state.epoch_norms.append(norm)
         return norm
-
-    def log_step(self, boundary: bool, norm: float | None, bar: tqdm) -> None:
-        """The progress bar, and at an accumulation ``boundary`` the step's scalars (``norm``: of the update)."""
-        state = self.state
-        rate = state.epoch_samples / (time.perf_counter() - self.epoch_started)
-        if boundary:
-            per_step = {"train/lr_step": self.optimizer.param_groups[0]["lr"], "train/samples_per_s_step": rate}
-            grad = {} if norm is None else {"train/grad_norm_step": norm}
-            self.logger.scalars(per_step | grad, state.global_step)
-        bar.set_postfix(loss=f"{np.mean(state.epoch_losses or [math.nan]):.4f}", samples_s=f"{rate:.0f}", refresh=False)
-        bar.update()
 
     def step_loss(self, batch: Batch) -> torch.Tensor:
         with self.autocast():
@@ -199,7 +189,7 @@ class Trainer:
                 f"non-finite {what} {where}: {state.skipped_in_a_row} steps in a row skipped "
                 f"(trainer.max_skipped_steps); stopped. {kept}"
             )
-        tqdm.write(f"skipped a step: non-finite {what} {where}")
+        progress.note(f"skipped a step: non-finite {what} {where}")
 
     def end_epoch(self, epoch: int, train: dict[str, float], val: dict[str, Any], seconds: float) -> None:
         """Log the epoch, step the scheduler, save ``best_model.pt`` if val MAE improved, then ``last.pt``."""
@@ -221,7 +211,7 @@ class Trainer:
         )
         pooling = self.model.pooling  # first: its map is the mean over the validation pass just made
         self.logger.pooling(pooling.summary(), pooling.edges(), self.spec.positions_xy, self.cfg.figure_vds, step)
-        self.log_forecast("val", step)
+        report.log_forecast(self, "val", step)
         state.epoch = epoch
         state.batch, state.epoch_losses, state.epoch_norms = 0, [], []
         state.epoch_samples, state.epoch_seconds = 0, 0.0
@@ -234,12 +224,22 @@ class Trainer:
         if val_mae < state.best_val_mae:
             state.best_val_mae, state.best_epoch, state.bad_epochs = val_mae, epoch, 0
             if self.dist.is_main:
-                checkpoints.save_best(self)
+                card = checkpoints.model_card(self.recipe, self.prepared, self.spec)
+                checkpoints.save_best(self.run_dir, self.model.state_dict(), epoch, val_mae, card)
         else:
             state.bad_epochs += 1
         if self.dist.is_main:
             save_json(state.history, self.run_dir / "training_history.json")
         self.save_last()  # last: a crash before this repeats the epoch, which rewrites the files above identically
+
+    def patience_ran_out(self) -> bool:
+        if not (self.cfg.patience and self.state.bad_epochs >= self.cfg.patience):
+            return False
+        progress.note(
+            f"early stop: val MAE has not improved for {self.cfg.patience} epochs "
+            f"(best {self.state.best_val_mae:.4f} at epoch {self.state.best_epoch})"
+        )
+        return True
 
     # ----------------------------------------------------------------------------------------- evaluation
     @torch.no_grad()
@@ -253,7 +253,7 @@ class Trainer:
         metrics = {"model": HorizonMetrics(horizon)}
         metrics.update({name: HorizonMetrics(horizon) for name in (baselines.names if baselines else ())})
         loss_sum, count = 0.0, 0
-        for batch in self.loader(split):
+        for batch in self.loaders.evaluate(split):
             batch = batch.to(self.device).canonical()
             with self.autocast():
                 pred = self.forward(batch).float()
@@ -266,84 +266,6 @@ class Trainer:
                     metrics[name].update(forecast.to(self.device), truth, batch.target_mask)
         return {"loss": loss_sum / max(count, 1), **{name: m.compute() for name, m in metrics.items()}}, metrics
 
-    def test(self) -> dict[str, Any]:
-        """Test metrics of the best checkpoint beside the baselines; writes metrics.json."""
-        self.model.load_state_dict(checkpoints.load_best(self.run_dir)["model"])
-        with signals.at_once(self.run_dir):
-            result, accumulated = self.evaluate("test", Baselines(self.prepared))
-        metrics = {
-            "test": result["model"],
-            "baselines": {name: result[name] for name in Baselines.names},
-            "best_epoch": self.state.best_epoch,
-            "best_val_mae": self.state.best_val_mae,
-            "epochs": self.state.epoch,
-            "parameters": sum(p.numel() for p in self.model.parameters()),
-            "train_seconds": self.state.train_seconds,
-            # for python -m core.compare: MAE per horizon step (model and baselines) and per VD, VD positions in metres
-            "test_mae_by_step": {name: m.mae_by_step() for name, m in accumulated.items()},
-            "test_mae_by_vd": accumulated["model"].mae_by_vd(),
-            "vd_ids": list(self.spec.vd_ids),
-            "positions_xy": None if self.spec.positions_xy is None else self.spec.positions_xy.tolist(),
-        }
-        save_json(metrics, self.run_dir / "metrics.json")
-        step = self.state.global_step
-        self.logger.scalars({f"test/{k}": v for k, v in result["model"].items()}, step)
-        for name in Baselines.names:
-            self.logger.scalars({f"test_{name}/{k}": v for k, v in result[name].items()}, step)
-        self.log_forecast("test", step)
-        return metrics
-
-    @torch.no_grad()
-    def log_forecast(self, split: str, step: int) -> None:
-        """The forecast of the split's first window beside its truth (``RunLogger.forecast``)."""
-        if not self.cfg.figure_vds:
-            return
-        dataset = self.prepared.splits[split]
-        batch = self.collator(dataset[0]).to(self.device).canonical()
-        self.model.eval()
-        with self.autocast():
-            forecast = self.denormalise(self.model(batch).float())[0].cpu().numpy()
-        self.logger.forecast(
-            f"forecast/{split}",
-            self.prepared.series,
-            int(dataset.starts[0]),
-            forecast,
-            self.spec.vd_ids,
-            self.cfg.figure_vds,
-            step,
-            self.recipe.data.target,
-        )
-        self.model.train()
-
-    # ------------------------------------------------------------------------------------------- helpers
-    def batches_per_epoch(self) -> int:
-        full = math.ceil(len(self.prepared.splits["train"]) / self.cfg.batch_size)
-        return min(full, self.cfg.max_batches_per_epoch or full)
-
-    def updates_per_epoch(self) -> int:
-        return math.ceil(self.batches_per_epoch() / self.cfg.accumulate)
-
-    def loader(self, split: str, epoch: int = 0, skip: int = 0) -> DataLoader:
-        """Batches of a split; training batches in an order that depends on (seed, epoch) only, the first
-        ``skip`` left out (a resumed epoch), this process's part of each (``Distributed.shard``). The loader's
-        own generator keeps the global RNG untouched."""
-        dataset = self.prepared.splits[split]
-        seed = self.recipe.run.seed
-        batching = {"batch_size": self.cfg.eval_batch_size}
-        if split == "train":
-            permutation = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed * 1000 + epoch))
-            batching = {
-                "batch_sampler": self.dist.shard(permutation[skip * self.cfg.batch_size :], self.cfg.batch_size)
-            }
-        return DataLoader(
-            dataset,
-            **batching,
-            collate_fn=self.collator,
-            num_workers=self.cfg.num_workers,
-            pin_memory=self.device.type == "cuda",
-            generator=torch.Generator().manual_seed(seed),
-        )
-
     def autocast(self):
         if self.autocast_dtype is None:
             return nullcontext()
@@ -352,38 +274,40 @@ class Trainer:
     def denormalise(self, z: torch.Tensor) -> torch.Tensor:
         return z * self.target_std + self.target_mean
 
-    def progress_bar(self, epoch: int, batches: int) -> tqdm:
-        # on a terminal the bar redraws; in a log file it prints little more than one line per epoch
-        return tqdm(
-            total=batches,
-            initial=self.state.batch,
-            desc=f"epoch {epoch}/{self.cfg.epochs}",
-            unit="batch",
-            mininterval=0.5 if sys.stderr.isatty() else 60.0,
-            dynamic_ncols=True,
-            disable=not self.dist.is_main,
-        )
+    # ------------------------------------------------------------------------------- checkpoints, signals
+    def state_dict(self) -> dict[str, Any]:
+        """What ``last.pt`` holds of the trainer: weights, optimizer, schedule, scaler, progress and RNG."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "state": attrs.asdict(self.state),
+            "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        }
 
-    def patience_ran_out(self) -> bool:
-        if not (self.cfg.patience and self.state.bad_epochs >= self.cfg.patience):
-            return False
-        tqdm.write(
-            f"early stop: val MAE has not improved for {self.cfg.patience} epochs "
-            f"(best {self.state.best_val_mae:.4f} at epoch {self.state.best_epoch})"
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        """Continue from a ``state_dict()`` (a ``last.pt``); a changed ``trainer.epochs`` gets the schedule of the
+        new length, fast-forwarded (``schedule.restore``)."""
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler = schedule.restore(
+            self.cfg, self.optimizer, self.loaders.updates_per_epoch(), saved["scheduler"]
         )
-        return True
+        self.scaler.load_state_dict(saved["scaler"])
+        self.state = TrainState(**saved["state"])
+        torch.set_rng_state(saved["rng"])
+        if saved["cuda_rng"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(saved["cuda_rng"])
+        self.saved = self.state.position()
 
     def save_last(self) -> None:
         """Flush the TensorBoard events up to now, then write ``last.pt`` (``checkpoints.save_last``)."""
         self.state.epoch_seconds = time.perf_counter() - self.epoch_started if self.state.batch else 0.0
         if self.dist.is_main:  # the other ranks hold the same state
             self.logger.writer.flush()
-            checkpoints.save_last(self)
-        self.saved = self.state.position()
-
-    def restore(self, checkpoint: dict[str, Any]) -> None:
-        """Continue from a ``last.pt`` (``checkpoints.restore``)."""
-        checkpoints.restore(self, checkpoint)
+            checkpoints.save_last(self.run_dir, self.state_dict(), self.recipe, self.spec.vd_ids)
         self.saved = self.state.position()
 
     def on_signal(self, signum: int) -> None:
