@@ -11,16 +11,14 @@ Plugin authors import all of this from ``social_xlstm``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import attrs
 import torch
 from torch import nn
 
 from core.errors import DataError
-
-if TYPE_CHECKING:
-    from core.data.windows import Windows
+from core.sequence import real_steps
 
 
 @attrs.frozen
@@ -339,6 +337,30 @@ class Pooling(nn.Module):
         (``index [N, K]``) and the weight of each edge (``weights [N, K]``, mean over the last validation pass;
         0 = no edge). None (the default) draws no map."""
         return None
+
+
+@attrs.frozen
+class Windows:
+    """A batch of windows as cut from the series: the collators' input."""
+
+    values: torch.Tensor  # [B, T, N, F] z-scored, 0 where missing
+    observed: torch.Tensor  # [B, T, N, F] bool
+    covariates: torch.Tensor  # [B, T, K]
+    target: torch.Tensor  # [B, H, N] z-scored, 0 where missing
+    target_mask: torch.Tensor  # [B, H, N] bool
+    start: torch.Tensor  # [B]
+    lengths: torch.Tensor | None = None  # [B, N] real history steps per VD (0 = inactive); None = all ``T``
+
+    @property
+    def active(self) -> torch.Tensor:
+        """[B, N] bool: the VD has a history in this window."""
+        if self.lengths is None:
+            return torch.ones(self.target.shape[0], self.target.shape[2], dtype=torch.bool)
+        return self.lengths > 0
+
+    def step_mask(self) -> torch.Tensor | None:
+        """[B, T, N] bool, False on the steps before a VD's history starts (None: fixed-length windows)."""
+        return None if self.lengths is None else real_steps(self.lengths, self.values.shape[1])
 
 
 class Collator:

@@ -31,3 +31,8 @@ def causal_over_padding(
     lengths = step_mask.sum(-1)
     right_padded = roll_time(x, lengths - t)  # real steps first, padding after
     return roll_time(encode(right_padded), t - lengths) * step_mask[..., None].to(x.dtype)
+
+
+def real_steps(lengths: torch.Tensor, steps: int) -> torch.Tensor:
+    """[B, N] history lengths → [B, steps, N] bool, True on the last ``length`` steps (left padding)."""
+    return torch.arange(steps, device=lengths.device)[None, :, None] >= steps - lengths[:, None, :]

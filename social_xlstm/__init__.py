@@ -27,10 +27,10 @@ from core.api import (
     LayerwiseEncoder,
     NoOptions,
     Pooling,
+    Windows,
     require_positions,
     scatter_vds,
 )
-from core.data.windows import Windows, real_steps
 from core.errors import DataError, RecipeError
 from core.hookspecs import hookimpl
 from core.model.neighbours import (
@@ -42,7 +42,7 @@ from core.model.neighbours import (
     sparse_mean,
     weighted_mean,
 )
-from core.sequence import causal_over_padding, roll_time
+from core.sequence import causal_over_padding, real_steps, roll_time
 
 __all__ = [
     "Batch",

@@ -10,10 +10,11 @@ import attrs
 import numpy as np
 import torch
 
-from core.api import DatasetSpec
+from core.api import DatasetSpec, Windows
 from core.data.config import DataConfig
 from core.data.dataset import TrafficData
 from core.errors import DataError
+from core.sequence import real_steps
 
 SPLITS = ("train", "val", "test")
 
@@ -50,30 +51,6 @@ class Normaliser:
         return cls(
             np.asarray(table["mean"], np.float32), np.asarray(table["std"], np.float32), tuple(table.get("names", ()))
         )
-
-
-@attrs.frozen
-class Windows:
-    """A batch of windows as cut from the series: the collators' input."""
-
-    values: torch.Tensor  # [B, T, N, F] z-scored, 0 where missing
-    observed: torch.Tensor  # [B, T, N, F] bool
-    covariates: torch.Tensor  # [B, T, K]
-    target: torch.Tensor  # [B, H, N] z-scored, 0 where missing
-    target_mask: torch.Tensor  # [B, H, N] bool
-    start: torch.Tensor  # [B]
-    lengths: torch.Tensor | None = None  # [B, N] real history steps per VD (0 = inactive); None = all ``T``
-
-    @property
-    def active(self) -> torch.Tensor:
-        """[B, N] bool: the VD has a history in this window."""
-        if self.lengths is None:
-            return torch.ones(self.target.shape[0], self.target.shape[2], dtype=torch.bool)
-        return self.lengths > 0
-
-    def step_mask(self) -> torch.Tensor | None:
-        """[B, T, N] bool, False on the steps before a VD's history starts (None: fixed-length windows)."""
-        return None if self.lengths is None else real_steps(self.lengths, self.values.shape[1])
 
 
 @attrs.frozen(eq=False)
@@ -305,8 +282,3 @@ def steps_since_gap(missing: np.ndarray, gap_steps: int) -> np.ndarray:
     in_gap = t - last_seen >= gap_steps  # [T, N]
     gap_end = np.maximum.accumulate(np.where(in_gap, t, -1), axis=0)
     return (t - gap_end).astype(np.int64)
-
-
-def real_steps(lengths: torch.Tensor, steps: int) -> torch.Tensor:
-    """[B, N] history lengths → [B, steps, N] bool, True on the last ``length`` steps (left padding)."""
-    return torch.arange(steps, device=lengths.device)[None, :, None] >= steps - lengths[:, None, :]

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from core.api import Batch, DatasetSpec, DistributedBatch
-from core.data.windows import Windows
+from core.api import Batch, DatasetSpec, DistributedBatch, Windows
 from core.model import construct
 from core.recipe import PluginChoice, Registry
 from plugins.encoders.lstm import LSTMEncoder

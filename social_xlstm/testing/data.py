@@ -7,8 +7,9 @@ import attrs
 import numpy as np
 import torch
 
-from core.api import DatasetSpec
-from core.data.windows import Windows, calendar_columns, real_steps
+from core.api import DatasetSpec, Windows
+from core.data.windows import calendar_columns
+from core.sequence import real_steps
 from plugins.collators.centralized import CentralizedCollator
 from plugins.collators.distributed import DistributedCollator
 from plugins.collators.dynamic_padding import DynamicPaddingCollator
