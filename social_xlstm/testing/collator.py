@@ -8,9 +8,7 @@ import torch
 from core.api import Batch, DatasetSpec, DistributedBatch, Windows
 from core.model import construct
 from core.recipe import PluginChoice, Registry
-from plugins.encoders.lstm import LSTMEncoder
-from plugins.pooling.radius import RadiusPooling
-from social_xlstm.testing.data import BuiltinCollators, histories, last_steps, make_windows, select
+from social_xlstm.testing.data import BuiltinCollators, histories, last_steps, make_windows, reference, select
 from social_xlstm.testing.forecaster import Check, forecaster
 from social_xlstm.testing.result import TOLERANCE, CheckResult, at_most, gap
 
@@ -19,7 +17,7 @@ LAYOUTS = {"centralized": Batch, "distributed": DistributedBatch}
 
 class CollatorChecks:
     def __init__(self, registry: Registry, choice: PluginChoice, spec: DatasetSpec):
-        self.spec = spec
+        self.registry, self.spec = registry, spec
         self.collator = construct(registry, "collator", choice, spec)
         self.windows = make_windows(spec, histories(time=True, slots=True))
         self.raw = self.collator(self.windows)
@@ -144,13 +142,12 @@ class CollatorChecks:
         """A fixed model forecasts the same from this collator's batch as from a ``centralized`` batch of the
         steps it keeps (all of them, unless an option such as ``max_sequence_length`` cuts the history)."""
         torch.manual_seed(0)
-        encoder = LSTMEncoder(LSTMEncoder.Config(embedding_dim=8), self.spec)
-        model = forecaster(
-            encoder, lambda: RadiusPooling(RadiusPooling.Config(), self.spec, 8), "last", self.spec.horizon
-        )
+        encoder = reference(self.registry, "encoder", "lstm", self.spec, embedding_dim=8)
+        pooling = lambda: reference(self.registry, "pooling", "radius", self.spec, 8)  # noqa: E731
+        model = forecaster(encoder, pooling, "last", self.spec.horizon)
         batch = self.raw.canonical()
         kept = last_steps(self.windows, batch.values.shape[1])
         with torch.no_grad():
-            mine, central = model(batch), model(BuiltinCollators.for_spec(self.spec).centralized(kept))
+            mine, central = model(batch), model(BuiltinCollators.for_spec(self.registry, self.spec).centralized(kept))
         note = f"a fixed model's forecast vs from 'centralized' batches of the last {batch.values.shape[1]} steps"
         return at_most("max|diff|", gap(mine, central, self.windows.target_mask), TOLERANCE, note)

@@ -7,12 +7,10 @@ import attrs
 import numpy as np
 import torch
 
-from core.api import DatasetSpec, Windows
+from core.api import Collator, DatasetSpec, Windows
 from core.data.windows import calendar_columns
+from core.recipe import Registry
 from core.sequence import real_steps
-from plugins.collators.centralized import CentralizedCollator
-from plugins.collators.distributed import DistributedCollator
-from plugins.collators.dynamic_padding import DynamicPaddingCollator
 
 N_VDS, HISTORY, HORIZON = 9, 8, 3  # 9: no calendar table (7 days, 24 hours, 288 slots) is mistaken for per-VD weights
 # sample 0 short and narrow (VDs 2 and 4 absent), sample 1 every VD at full length, sample 2 mixed
@@ -111,10 +109,18 @@ def last_steps(windows: Windows, steps: int) -> Windows:
 class BuiltinCollators:
     """The built-in collators the kit compares with."""
 
-    centralized: CentralizedCollator
-    distributed: DistributedCollator
-    dynamic: DynamicPaddingCollator
+    centralized: Collator
+    distributed: Collator
+    dynamic: Collator  # dynamic_padding
 
     @classmethod
-    def for_spec(cls, spec: DatasetSpec) -> BuiltinCollators:
-        return cls(*(c(c.Config(), spec) for c in (CentralizedCollator, DistributedCollator, DynamicPaddingCollator)))
+    def for_spec(cls, registry: Registry, spec: DatasetSpec) -> BuiltinCollators:
+        names = ("centralized", "distributed", "dynamic_padding")
+        return cls(*(reference(registry, "collator", name, spec) for name in names))
+
+
+def reference(registry: Registry, kind: str, name: str, *args, **options):
+    """A built-in plugin the kit compares with or builds around, found in ``registry`` like any other: ``cls(
+    cls.Config(**options), *args)``."""
+    cls = registry.get(kind, name).cls
+    return cls(cls.Config(**options), *args)

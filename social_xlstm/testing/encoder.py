@@ -8,9 +8,7 @@ import torch
 from core.api import DatasetSpec, EncoderInput, LayerwiseEncoder
 from core.model import construct
 from core.recipe import PluginChoice, Registry
-from plugins.pooling.none import NoPooling
-from plugins.pooling.radius import RadiusPooling
-from social_xlstm.testing.data import HISTORY, make_windows, select
+from social_xlstm.testing.data import HISTORY, make_windows, reference, select
 from social_xlstm.testing.forecaster import Check, ForecasterChecks, forecaster
 from social_xlstm.testing.result import TOLERANCE, CheckResult, at_most, gap, skipped
 
@@ -22,10 +20,12 @@ class EncoderChecks:
         def make(seed: int, social: str):
             torch.manual_seed(seed)
             encoder = construct(registry, "encoder", choice, spec)
-            pooling = NoPooling if social == "last" else RadiusPooling
-            return forecaster(encoder, lambda: pooling(pooling.Config(), spec, encoder.out_dim), social, spec.horizon)
+            pooling = "none" if social == "last" else "radius"
+            return forecaster(
+                encoder, lambda: reference(registry, "pooling", pooling, spec, encoder.out_dim), social, spec.horizon
+            )
 
-        self.common = ForecasterChecks(make, spec, self.cls.honours_time_padding, self.cls.honours_vd_slots)
+        self.common = ForecasterChecks(make, registry, spec, self.cls.honours_time_padding, self.cls.honours_vd_slots)
         self.model, self.encoder = self.common.model, self.common.model.encoder
 
     def checks(self) -> list[Check]:

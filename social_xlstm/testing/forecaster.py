@@ -13,7 +13,7 @@ from torch import nn
 
 from core.api import Batch, DatasetSpec, Encoder, LayerwiseEncoder, Pooling
 from core.model import Forecaster, inner_layers
-from core.recipe import HeadConfig
+from core.recipe import HeadConfig, Registry
 from core.training.metrics import masked_mae
 from social_xlstm.testing.data import BuiltinCollators, histories, make_windows, select
 from social_xlstm.testing.result import BF16_LIMIT, TOLERANCE, CheckResult, at_most, gap, skipped
@@ -41,10 +41,12 @@ class ForecasterChecks:
     """``make(seed, social)`` builds the model (seeded, eval mode); ``time`` / ``slots``: the model declares it
     honours time padding / VD slots, so the data has that padding (and no other)."""
 
-    def __init__(self, make: Callable[[int, str], Forecaster], spec: DatasetSpec, time: bool, slots: bool):
+    def __init__(
+        self, make: Callable[[int, str], Forecaster], registry: Registry, spec: DatasetSpec, time: bool, slots: bool
+    ):
         self.make, self.time, self.slots = make, time, slots
         self.windows = make_windows(spec, histories(time, slots) if time or slots else None)
-        self.collators = BuiltinCollators.for_spec(spec)
+        self.collators = BuiltinCollators.for_spec(registry, spec)
         self.batch = self.collators.dynamic(self.windows)
         self.model = make(0, "last")
 

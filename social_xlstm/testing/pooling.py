@@ -10,8 +10,7 @@ import torch
 from core.api import DatasetSpec
 from core.model import construct
 from core.recipe import PluginChoice, Registry
-from plugins.encoders.lstm import LSTMEncoder
-from social_xlstm.testing.data import N_VDS
+from social_xlstm.testing.data import N_VDS, reference
 from social_xlstm.testing.forecaster import Check, ForecasterChecks, forecaster
 from social_xlstm.testing.result import TOLERANCE, CheckResult, at_most, gap
 
@@ -24,10 +23,10 @@ class PoolingChecks:
 
         def make(seed: int, social: str):
             torch.manual_seed(seed)
-            encoder = LSTMEncoder(LSTMEncoder.Config(embedding_dim=DIM, num_layers=2), spec)
+            encoder = reference(registry, "encoder", "lstm", spec, embedding_dim=DIM, num_layers=2)
             return forecaster(encoder, lambda: construct(registry, "pooling", choice, spec, DIM), social, spec.horizon)
 
-        self.common = ForecasterChecks(make, spec, time=True, slots=True)
+        self.common = ForecasterChecks(make, registry, spec, time=True, slots=True)
         self.pooling = self.common.model.pooling
         self.hidden = torch.randn(4, N_VDS, DIM, generator=torch.Generator().manual_seed(2))
         # every VD; some absent; VD 1 alone (no present neighbour); nobody
