@@ -6,9 +6,7 @@ import attrs
 import torch
 from torch import nn
 
-from plugins.collators.centralized import CentralizedCollator
-from plugins.collators.dynamic_padding import DynamicPaddingCollator
-from social_xlstm import Encoder, EncoderInput, Pooling, causal_over_padding, hookimpl
+from social_xlstm import Batch, Collator, Encoder, EncoderInput, Pooling, Windows, causal_over_padding, hookimpl
 
 
 class GruEncoder(Encoder):
@@ -71,20 +69,48 @@ class LeakyMeanPooling(Pooling):
         return hidden.mean(1, keepdim=True).expand_as(hidden)
 
 
-class SlotHidingCollator(DynamicPaddingCollator):
-    """Dynamic padding that does not declare its VD slots."""
+def centralized(windows: Windows, positions_xy: torch.Tensor | None) -> Batch:
+    """The batch the built-in ``centralized`` collator makes of ``windows``."""
+    return Batch(
+        values=windows.values,
+        observed=windows.observed,
+        covariates=windows.covariates,
+        target=windows.target,
+        target_mask=windows.target_mask,
+        node_mask=windows.active,
+        start=windows.start,
+        positions_xy=positions_xy,
+        step_mask=windows.step_mask(),
+    )
+
+
+def reversed_inputs(windows: Windows) -> Windows:
+    """The VD axis of the inputs reversed (the targets kept)."""
+    lengths = None if windows.lengths is None else windows.lengths.flip(1)
+    return attrs.evolve(windows, values=windows.values.flip(2), observed=windows.observed.flip(2), lengths=lengths)
+
+
+class SlotHidingCollator(Collator):
+    """The VDs in reverse order in the slots, named by ``vd_index``, without declaring ``uses_vd_slots``."""
 
     name = "slot_hiding"
-    uses_vd_slots = False
+    layout = "centralized"
+
+    def __call__(self, windows):
+        b, n = windows.active.shape
+        vd_index = torch.arange(n - 1, -1, -1).expand(b, n)
+        return attrs.evolve(centralized(reversed_inputs(windows), self.spec.positions_xy), vd_index=vd_index)
 
 
-class ReversedCollator(CentralizedCollator):
+class ReversedCollator(Collator):
     """The VD axis of the inputs reversed, without a ``vd_index`` saying so."""
 
     name = "reversed"
+    layout = "centralized"
 
     def __call__(self, windows):
-        return super().__call__(attrs.evolve(windows, values=windows.values.flip(2), observed=windows.observed.flip(2)))
+        reversed_values = attrs.evolve(windows, values=windows.values.flip(2), observed=windows.observed.flip(2))
+        return centralized(reversed_values, self.spec.positions_xy)
 
 
 @hookimpl

@@ -41,8 +41,7 @@ figure_vds = 0
 
 EXPLODING_PLUGIN = """
 import attrs
-from core.api import Encoder
-from core.hookspecs import hookimpl
+from social_xlstm import Encoder, hookimpl
 
 @attrs.frozen
 class Config:

@@ -22,8 +22,7 @@ THIRD_PARTY = '''
 """A throw-away third-party pooling: the mean state of every other present VD."""
 import attrs
 import torch
-from core.api import Pooling
-from core.hookspecs import hookimpl
+from social_xlstm import Pooling, hookimpl
 
 
 @attrs.frozen
@@ -118,7 +117,7 @@ def test_duplicate_name_names_both_sources(plugin_dir, write_recipe):
 
 def test_misspelt_hook_is_an_error(plugin_dir):
     (plugin_dir / "thirdparty_typo.py").write_text(
-        "from core.hookspecs import hookimpl\n\n@hookimpl\ndef register_plugin(register):\n    pass\n"
+        "from social_xlstm import hookimpl\n\n@hookimpl\ndef register_plugin(register):\n    pass\n"
     )
     with pytest.raises(PluginError, match="thirdparty_typo.*register_plugin"):
         Registry.default(["thirdparty_typo"], origin="test")
@@ -126,7 +125,7 @@ def test_misspelt_hook_is_an_error(plugin_dir):
 
 def test_registering_a_non_plugin_is_an_error(plugin_dir):
     (plugin_dir / "thirdparty_bad.py").write_text(
-        "from core.hookspecs import hookimpl\n\n@hookimpl\ndef register_plugins(register):\n    register(dict)\n"
+        "from social_xlstm import hookimpl\n\n@hookimpl\ndef register_plugins(register):\n    register(dict)\n"
     )
     with pytest.raises(PluginError, match="not a subclass of Encoder, Pooling or Collator"):
         Registry.default(["thirdparty_bad"], origin="test")
