@@ -5,9 +5,11 @@
 
 VDs on a jittered 250 m grid, radius 600 m, at most 16 neighbours each (about 16 for inner VDs); B = 8,
 E = 64; ``learned_graph``: k = 8 from the whole network (+ 2 explored in training), and with the distance
-neighbours too. A step is forward + backward + an SGD update (a learned graph then chooses its edges again,
-as in training). Each case runs in its own process. The table gives the median step, the one-off neighbour-list
-build, the peak memory of the steps and memory per VD (flat when memory grows linearly in N).
+neighbours too; ``road_graph``: a synthetic road graph on the grid (one-way roads along its rows and columns,
+each VD linked to the next of both: about 2 links in and 2 out), and with 2 hops and learned link weights. A
+step is forward + backward + an SGD update (a learned graph then chooses its edges again, as in training). Each
+case runs in its own process. The table gives the median step, the one-off neighbour-list build, the peak memory
+of the steps and memory per VD (flat when memory grows linearly in N).
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ import torch  # noqa: E402
 
 from bench.harness import memory_label, run_cases, time_steps  # noqa: E402
 from core.api import DatasetSpec  # noqa: E402
+from core.data.road_graph import RoadGraph  # noqa: E402
 from plugins.pooling.attention import AttentionConfig, AttentionPooling  # noqa: E402
 from plugins.pooling.learnable_radius import LearnableRadiusConfig, LearnableRadiusPooling  # noqa: E402
 from plugins.pooling.learned_graph import LearnedGraphConfig, LearnedGraphPooling  # noqa: E402
 from plugins.pooling.radius import RadiusConfig, RadiusPooling  # noqa: E402
+from plugins.pooling.road_graph import RoadGraphConfig, RoadGraphPooling  # noqa: E402
 
 NEIGHBOURHOOD = {"radius_m": 600.0, "max_neighbours": 16}
 STRATEGIES = {
@@ -41,6 +45,10 @@ STRATEGIES = {
     "learned_graph+distance": lambda spec: LearnedGraphPooling(
         LearnedGraphConfig(**NEIGHBOURHOOD, with_distance=True), spec, 64
     ),
+    "road_graph": lambda spec: RoadGraphPooling(RoadGraphConfig(), spec, 64),
+    "road_graph, 2 hops, learned links": lambda spec: RoadGraphPooling(
+        RoadGraphConfig(hops=2, learn_link_weights=True), spec, 64
+    ),
 }
 
 
@@ -51,10 +59,31 @@ def grid(n: int, spacing: float = 250.0) -> torch.Tensor:
     return (cells + 0.3 * torch.rand(n, 2, generator=g)) * spacing
 
 
+def grid_roads(n: int, positions: torch.Tensor) -> RoadGraph:
+    """One-way roads along the grid's rows and columns: each VD links to the next VD of its row and column."""
+    side = math.ceil(math.sqrt(n))
+    vd = torch.arange(n)
+    along_row = vd[(vd % side < side - 1) & (vd + 1 < n)]
+    along_column = vd[vd + side < n]
+    source = torch.cat([along_row, along_column])
+    target = torch.cat([along_row + 1, along_column + side])
+    cost = (positions[target] - positions[source]).norm(dim=1).double()
+    return RoadGraph(n, source.numpy(), target.numpy(), cost=cost.numpy())
+
+
 def measure(name: str, n: int, args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     device = torch.device(args.device)
-    spec = DatasetSpec(tuple(f"vd{i}" for i in range(n)), ("speed",), 2, 12, 12, positions_xy=grid(n))
+    positions = grid(n)
+    spec = DatasetSpec(
+        tuple(f"vd{i}" for i in range(n)),
+        ("speed",),
+        2,
+        12,
+        12,
+        positions_xy=positions,
+        road_graph=grid_roads(n, positions),
+    )
     started = time.perf_counter()
     pooling = STRATEGIES[name](spec).to(device)
     build = time.perf_counter() - started

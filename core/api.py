@@ -17,6 +17,7 @@ import attrs
 import torch
 from torch import nn
 
+from core.data.road_graph import RoadGraph
 from core.errors import DataError
 from core.sequence import real_steps
 
@@ -35,6 +36,7 @@ class DatasetSpec:
     covariate_names: tuple[
         str, ...
     ] = ()  # the covariates' names, in input order, e.g. ("time_of_day_sin", "time_of_day_cos")
+    road_graph: RoadGraph | None = attrs.field(default=None, eq=False)  # directed road links between the VDs
 
     @property
     def num_vds(self) -> int:
@@ -308,22 +310,38 @@ class Pooling(nn.Module):
     """Social pooling: ``(hidden [B, N, E], node_mask [B, N]) → social context [B, N, E]``.
 
     Built as ``cls(config, spec, dim)`` (``dim = E``, the encoder's ``out_dim``). The VD positions
-    (``spec.positions_xy``, static) are given once at construction, so neighbour lists are built once per
-    dataset; ``uses_positions = False`` for a pooling that needs none. An absent VD (``node_mask`` False) takes
-    no part and gets no gradient; a VD with no present neighbour gets zeros, never NaN. In the social modes the
-    same plugin sees every time step folded into the batch (``[B·T, N, E]``).
+    (``spec.positions_xy``) and road graph (``spec.road_graph``), both static, are given once at construction, so
+    neighbour lists are built once per dataset. ``uses_positions`` and ``uses_road_graph`` say what the pooling
+    needs (``needs(config)`` where it depends on the options): a recipe whose data lacks it is refused when it
+    loads. An absent VD (``node_mask`` False) takes no part and gets no gradient; a VD with no present neighbour
+    gets zeros, never NaN. In the social modes the same plugin sees every time step folded into the batch
+    (``[B·T, N, E]``).
     """
 
     name: ClassVar[str]
     Config: ClassVar[type] = NoOptions
     uses_positions: ClassVar[bool] = True
+    uses_road_graph: ClassVar[bool] = False
 
     def __init__(self, config, spec: DatasetSpec, dim: int):
         super().__init__()
         self.config = config
         self.dim = dim
-        if self.uses_positions:
+        needs = self.needs(config)
+        if "positions" in needs:
             require_positions(spec.positions_xy, spec.vd_ids)
+        if "road_graph" in needs and spec.road_graph is None:
+            raise DataError(
+                f"pooling '{self.name}' needs a road graph, and the data has none; import the file with --edges or "
+                "--adjacency (python -m core.data import-... --help)"
+            )
+
+    @classmethod
+    def needs(cls, config) -> frozenset[str]:
+        """What the data must carry for this pooling with ``config``: ``"positions"``, ``"road_graph"``."""
+        return frozenset(
+            name for name, used in (("positions", cls.uses_positions), ("road_graph", cls.uses_road_graph)) if used
+        )
 
     def forward(self, hidden: torch.Tensor, node_mask: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -408,7 +426,7 @@ def capabilities(cls: type) -> dict[str, bool]:
         }
     if issubclass(cls, Collator):
         return {"pads_time": cls.pads_time, "uses_vd_slots": cls.uses_vd_slots}
-    return {"uses_positions": cls.uses_positions}
+    return {"uses_positions": cls.uses_positions, "uses_road_graph": cls.uses_road_graph}
 
 
 def require_positions(

@@ -102,11 +102,11 @@ def train_and_score(pooling_name: str) -> float:
     return fit_and_score(Forecaster(encoder, pooling, HeadConfig(hidden_dim=32, dropout=0.0), LAG), series, spec)
 
 
-def fit_and_score(model: Forecaster, series: torch.Tensor, spec) -> float:
-    """Train on the first 1200 steps (250 Adam steps of 64 windows), return the followers' test MAE."""
+def fit_and_score(model: Forecaster, series: torch.Tensor, spec, steps: int = 250) -> float:
+    """Train on the first 1200 steps (``steps`` Adam steps of 64 windows), return the followers' test MAE."""
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     train_end = 1200 - HISTORY - LAG
-    for _ in range(250):
+    for _ in range(steps):
         b = batch(series, torch.randint(0, train_end, (64,)), spec)
         loss = masked_mae(model(b), b.target, b.target_mask)
         optimizer.zero_grad()

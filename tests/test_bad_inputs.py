@@ -280,7 +280,8 @@ CASES = [
     (
         "missing metadata/vd_info",
         run(h5=delete("metadata/vd_info")),
-        "{h5}: Social pooling is enabled but 'positions_xy' is missing: the data has no VD positions",
+        "{recipe}: [pooling] 'radius' needs VD positions (metadata/vd_info lat/lon), which {h5} does not have; "
+        "poolings that need nothing more: learned_graph, none, road_graph",
     ),
     (
         "missing position_lon attr",

@@ -1,9 +1,9 @@
 """Traffic data, after the recipe: the HDF5 schema, projection to metres, the synthetic network, importers, windows."""
 
 from core.data.dataset import TrafficData
-from core.data.hdf5 import read_hdf5, write_hdf5
+from core.data.hdf5 import describe_hdf5, read_hdf5, write_hdf5
 
-__all__ = ["TrafficData", "load_source", "read_hdf5", "write_hdf5"]
+__all__ = ["TrafficData", "describe_source", "load_source", "read_hdf5", "write_hdf5"]
 
 
 def load_source(source: str, synthetic_seed: int = 0) -> TrafficData:
@@ -13,3 +13,11 @@ def load_source(source: str, synthetic_seed: int = 0) -> TrafficData:
 
         return generate(synthetic_seed)
     return read_hdf5(source)
+
+
+def describe_source(source: str) -> set[str] | None:
+    """What ``source`` offers besides readings (``"positions"``, ``"road_graph"``), from its metadata only; None
+    when it is not a readable file."""
+    if source == "default":
+        return {"positions", "road_graph"}
+    return describe_hdf5(source)

@@ -8,6 +8,7 @@ import attrs
 import numpy as np
 
 from core.data.geo import project_to_metres
+from core.data.road_graph import RoadGraph
 from core.errors import DataError, closest
 
 
@@ -18,6 +19,7 @@ class TrafficData:
     ``timestamps`` are seconds since 1970-01-01 of the local wall-clock time (time of day is read off them).
     ``latlon`` holds (lat, lon) in degrees per VD, NaN where unknown, or is None when the file has none.
     ``vd_attributes`` maps an attribute name (e.g. ``road``, ``direction``) to one string per VD, "" where unknown.
+    ``road_graph`` holds the directed road links between the VDs, or is None when the file has none.
     """
 
     features: np.ndarray  # float32 [T, N, F]
@@ -27,6 +29,7 @@ class TrafficData:
     latlon: np.ndarray | None = None  # float64 [N, 2]
     source: str = "<memory>"
     vd_attributes: dict[str, tuple[str, ...]] = attrs.Factory(dict)
+    road_graph: RoadGraph | None = None
 
     def __attrs_post_init__(self) -> None:
         t, n, f = self.features.shape if self.features.ndim == 3 else (None, None, None)
@@ -67,6 +70,8 @@ class TrafficData:
         for name, values in self.vd_attributes.items():
             if len(values) != n:
                 raise DataError(f"{where}: VD attribute '{name}' has {len(values)} values for {n} VDs")
+        if self.road_graph is not None and self.road_graph.num_vds != n:
+            raise DataError(f"{where}: the road graph links {self.road_graph.num_vds} VDs, the data has {n}")
 
     @property
     def num_steps(self) -> int:
@@ -99,6 +104,7 @@ class TrafficData:
             vd_ids=tuple(vds),
             latlon=None if self.latlon is None else self.latlon[keep],
             vd_attributes={name: tuple(values[i] for i in keep) for name, values in self.vd_attributes.items()},
+            road_graph=None if self.road_graph is None else self.road_graph.select(keep),
         )
 
     def positions_xy(self) -> np.ndarray | None:

@@ -7,6 +7,11 @@ metadata/timestamps         str [T]   ISO 8601 local time
 metadata/timestamps_epoch   int64 [T] seconds (local wall-clock time as if UTC)
 metadata/vd_info/<vdid>     group, attrs position_lat, position_lon (degrees), and optional string
                             attrs such as road, direction (used by the pooling's ``same`` filter)
+metadata/road_graph/        optional group, attr ``directed`` (bool); one entry per link, traffic flowing
+    source                  int64 [E]   from this VD (index into metadata/vdids) ...
+    target                  int64 [E]   ... to this one
+    cost                    float64 [E] optional: road distance in metres
+    weight                  float64 [E] optional: a given link weight (e.g. DCRNN's Gaussian kernel)
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import h5py
 import numpy as np
 
 from core.data.dataset import TrafficData
+from core.data.road_graph import RoadGraph
 from core.errors import DataError
 from core.io import atomic_write
 
@@ -35,9 +41,25 @@ def read_hdf5(path: str | Path) -> TrafficData:
             timestamps = _timestamps(f, path, features.shape[0])
             latlon = _positions(f, vd_ids)
             attributes = _attributes(f, vd_ids)
+            graph = _road_graph(f, path, features.shape[1] if features.ndim == 3 else len(vd_ids))
     except OSError as error:
         raise DataError(f"{path}: not a readable HDF5 file: {error}") from None
-    return TrafficData(features, vd_ids, names, timestamps, latlon, source=str(path), vd_attributes=attributes)
+    return TrafficData(
+        features, vd_ids, names, timestamps, latlon, source=str(path), vd_attributes=attributes, road_graph=graph
+    )
+
+
+def describe_hdf5(path: str | Path) -> set[str] | None:
+    """What the file offers besides readings, without reading them: ``"positions"`` (some VD has one) and
+    ``"road_graph"``; None for a file that cannot be read (reading it later says why)."""
+    try:
+        with h5py.File(path, "r") as f:
+            vd_ids = _strings(f["metadata/vdids"])
+            offered = {"road_graph"} if "metadata/road_graph" in f else set()
+            latlon = _positions(f, vd_ids)
+    except (OSError, KeyError):
+        return None
+    return offered | ({"positions"} if latlon is not None else set())  # a VD without one: named when built
 
 
 def write_hdf5(data: TrafficData, path: str | Path) -> Path:
@@ -67,6 +89,12 @@ def _write(data: TrafficData, tmp: Path) -> None:
             for name, values in data.vd_attributes.items():
                 if values[i]:
                     group.attrs[name] = values[i]
+        if data.road_graph is not None:
+            graph = f.create_group("metadata/road_graph")
+            graph.attrs["directed"] = data.road_graph.directed
+            for name in ("source", "target", "cost", "weight"):
+                if (values := getattr(data.road_graph, name)) is not None:
+                    graph.create_dataset(name, data=values)
 
 
 def _require(f: h5py.File, path: Path, key: str, expected: str) -> h5py.Dataset:
@@ -104,7 +132,27 @@ def _positions(f: h5py.File, vd_ids: tuple[str, ...]) -> np.ndarray | None:
         attrs = info[vd].attrs if vd in info else {}
         if "position_lat" in attrs and "position_lon" in attrs:
             latlon[i] = float(attrs["position_lat"]), float(attrs["position_lon"])
-    return latlon
+    return latlon if np.isfinite(latlon).any() else None  # no position at all: a file without positions
+
+
+def _road_graph(f: h5py.File, path: Path, num_vds: int) -> RoadGraph | None:
+    if "metadata/road_graph" not in f:
+        return None
+    group = f["metadata/road_graph"]
+    arrays = {name: np.asarray(group[name][()]) for name in ("source", "target", "cost", "weight") if name in group}
+    if "source" not in arrays or "target" not in arrays:
+        raise DataError(f"{path}: metadata/road_graph needs datasets 'source' and 'target' (VD indices per link)")
+    try:
+        return RoadGraph(
+            num_vds,
+            arrays["source"].astype(np.int64),
+            arrays["target"].astype(np.int64),
+            arrays.get("cost"),
+            arrays.get("weight"),
+            bool(group.attrs.get("directed", True)),
+        )
+    except DataError as error:
+        raise DataError(f"{path}: {str(error).replace('road graph:', 'metadata/road_graph:', 1)}") from None
 
 
 def _attributes(f: h5py.File, vd_ids: tuple[str, ...]) -> dict[str, tuple[str, ...]]:

@@ -2,15 +2,16 @@
 
 - wide CSV: one row per time step, header = detector ids (METR-LA's ``los_speed.csv``), no time column;
 - one CSV per detector: ``Stamp,Speed`` rows (PEMS-BAY per-sensor files);
-- the pandas HDF5 store ``metr-la.h5`` / ``pems-bay.h5`` (key ``df``), read with h5py, no pandas.
+- the pandas HDF5 store ``metr-la.h5`` / ``pems-bay.h5`` (key ``df``), read with h5py, no pandas;
+- the PEMS03/04/07/08 layout: an npz array ``data`` [T, N, F] with no time, id or position.
 
-Each takes a locations CSV (``[index,]sensor_id,latitude,longitude``, with or without header). Speed zeros are
-missing readings and become NaN.
+Each takes an optional locations CSV (``[index,]sensor_id,latitude,longitude``, with or without header). Zeros
+of the features named in ``zero_missing`` (default: speed, where 0 means no reading; a flow of 0 is real) become
+NaN. The road graph comes separately (``core.data.road_graph``).
 """
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,18 +19,19 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from core.data.csv_files import is_number, read_csv
 from core.data.dataset import TrafficData
 from core.errors import DataError
 
 
 def read_locations(path: str | Path) -> dict[str, tuple[float, float]]:
     """``{sensor_id: (lat, lon)}`` from ``[index,]sensor_id,latitude,longitude`` rows (header optional)."""
-    rows = _read_csv(path)
-    if rows and rows[0] and not _is_number(rows[0][-1]):
+    rows = read_csv(path)
+    if rows and rows[0] and not is_number(rows[0][-1]):
         rows = rows[1:]  # header
     locations = {}
     for line, row in enumerate(rows, start=1):
-        if len(row) not in (3, 4) or not (_is_number(row[-2]) and _is_number(row[-1])):
+        if len(row) not in (3, 4) or not (is_number(row[-2]) and is_number(row[-1])):
             raise DataError(f"{path}: row {line}: expected [index,]sensor_id,latitude,longitude, got {','.join(row)}")
         lat, lon = float(row[-2]), float(row[-1])
         if not (abs(lat) <= 90 and abs(lon) <= 180):  # NaN fails too
@@ -45,7 +47,7 @@ def read_vd_attributes(path: str | Path, vd_ids: Sequence[str]) -> dict[str, tup
 
     VDs the file does not list get "" (unknown); ids in the file that are not in the data are an error.
     """
-    rows = _read_csv(path)
+    rows = read_csv(path)
     if not rows or len(rows[0]) < 2:
         raise DataError(f"{path}: expected a header 'sensor_id,<attribute>,...' (e.g. sensor_id,road,direction)")
     names = [name.strip() for name in rows[0][1:]]
@@ -60,11 +62,73 @@ def read_vd_attributes(path: str | Path, vd_ids: Sequence[str]) -> dict[str, tup
     return {name: tuple(table.get(vd, [""] * len(names))[i] for vd in vd_ids) for i, name in enumerate(names)}
 
 
+ZERO_MISSING = ("speed",)
+
+
+def read_ids(path: str | Path) -> list[str]:
+    """Detector ids, one per line or comma-separated (PEMS03's ``PEMS03.txt``, METR-LA's ``graph_sensor_ids.txt``)."""
+    ids = [cell.strip() for row in read_csv(path) for cell in row if cell.strip()]
+    if not ids:
+        raise DataError(f"{path}: no detector id in the file")
+    return ids
+
+
+def located_ids(path: str | Path) -> list[str] | None:
+    """The sensor ids of an ``index,sensor_id,latitude,longitude`` CSV in index order (None: no index column)."""
+    rows = [row for row in read_csv(path) if row]
+    rows = rows[1:] if rows and not is_number(rows[0][-1]) else rows
+    if not rows or any(len(row) != 4 or not row[0].strip().isdigit() for row in rows):
+        return None
+    by_index = {int(row[0]): row[1].strip() for row in rows}
+    return [by_index[i] for i in range(len(rows))] if sorted(by_index) == list(range(len(rows))) else None
+
+
+def import_npz(
+    path: str | Path,
+    features: Sequence[str],
+    start: str,
+    interval_s: int = 300,
+    ids: str | Path | None = None,
+    locations: str | Path | None = None,
+    zero_missing: Sequence[str] = ZERO_MISSING,
+) -> TrafficData:
+    """The PEMS0X layout: ``data`` [T, N, F] in an npz, features named by ``features`` in order, rows
+    ``interval_s`` apart from ``start``. VD ids: the ``ids`` file, else the sensor ids of a locations file with an
+    index column, else the indices "0".."N-1"."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if "data" not in archive:
+                raise DataError(f"{path}: no array 'data' (arrays: {', '.join(archive.files) or 'none'})")
+            readings = np.asarray(archive["data"], dtype=np.float32)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (OSError, ValueError) as error:
+        raise DataError(f"{path}: not a readable npz archive: {error}") from None
+    if readings.ndim == 2:
+        readings = readings[:, :, None]
+    if readings.ndim != 3 or readings.shape[2] != len(features):
+        raise DataError(
+            f"{path}: 'data' has shape {readings.shape}; expected [T, N, {len(features)}] for --features "
+            f"{','.join(features)}"
+        )
+    n = readings.shape[1]
+    names = read_ids(ids) if ids else (locations and located_ids(locations)) or [str(i) for i in range(n)]
+    if len(names) != n:
+        raise DataError(f"{ids or locations}: {len(names)} detector ids for the {n} detectors of {path}")
+    timestamps = _parse_time(start, path) + interval_s * np.arange(len(readings))
+    return _assemble(readings, names, timestamps, locations, tuple(features), str(path), zero_missing)
+
+
 def import_wide_csv(
-    values: str | Path, locations: str | Path, start: str, interval_s: int = 300, feature: str = "speed"
+    values: str | Path,
+    locations: str | Path | None,
+    start: str,
+    interval_s: int = 300,
+    feature: str = "speed",
+    zero_missing: Sequence[str] = ZERO_MISSING,
 ) -> TrafficData:
     """A time × detectors CSV whose header is the detector ids; rows are ``interval_s`` apart from ``start``."""
-    rows = _read_csv(values)
+    rows = read_csv(values)
     if len(rows) < 2:
         raise DataError(f"{values}: expected a header of detector ids and at least one row of readings")
     ids = [cell.strip() for cell in rows[0]]
@@ -76,18 +140,22 @@ def import_wide_csv(
                 f"{values}: line {line} has {len(row)} values, the header has {len(ids)} detector ids (ragged row)"
             )
     bad = next(
-        ((line, cell) for line, row in enumerate(rows[1:], start=2) for cell in row if not _is_number(cell)), None
+        ((line, cell) for line, row in enumerate(rows[1:], start=2) for cell in row if not is_number(cell)), None
     )
     if bad:
         raise DataError(f"{values}: line {bad[0]}: a reading is not a number: {bad[1]!r}")
     with np.errstate(over="ignore"):  # beyond float32: inf, refused by TrafficData
         readings = np.array(rows[1:], dtype=np.float32)
     timestamps = _parse_time(start, values) + interval_s * np.arange(len(readings))
-    return _assemble(readings, ids, timestamps, locations, feature, str(values))
+    return _assemble(readings[:, :, None], ids, timestamps, locations, (feature,), str(values), zero_missing)
 
 
 def import_per_detector(
-    files: Sequence[str | Path], locations: str | Path, feature: str = "speed", id_pattern: str = r"(\d+)"
+    files: Sequence[str | Path],
+    locations: str | Path | None,
+    feature: str = "speed",
+    id_pattern: str = r"(\d+)",
+    zero_missing: Sequence[str] = ZERO_MISSING,
 ) -> TrafficData:
     """One ``Stamp,value`` CSV per detector (the id is the first match of ``id_pattern`` in the file name),
     aligned on one regular time grid; steps absent from a file are NaN."""
@@ -98,7 +166,7 @@ def import_per_detector(
         match = re.search(id_pattern, path.name)
         if not match:
             raise DataError(f"{path}: no detector id in the file name (pattern {id_pattern!r})")
-        rows = _read_csv(path)[1:]
+        rows = read_csv(path)[1:]
         if not rows:
             raise DataError(f"{path}: no readings after the header (expected Stamp,value rows)")
         bad = next((i for i, row in enumerate(rows, start=2) if len(row) != 2), None)
@@ -130,10 +198,18 @@ def import_per_detector(
         if (offset % interval).any():
             raise DataError(f"detector {ids[column]}: timestamps off the {interval}-second grid")
         grid[offset // interval, column] = readings
-    return _assemble(grid, ids, timestamps, locations, feature, f"{len(files)} detector files")
+    return _assemble(
+        grid[:, :, None], ids, timestamps, locations, (feature,), f"{len(files)} detector files", zero_missing
+    )
 
 
-def import_pandas_h5(path: str | Path, locations: str | Path, feature: str = "speed", key: str = "df") -> TrafficData:
+def import_pandas_h5(
+    path: str | Path,
+    locations: str | Path | None,
+    feature: str = "speed",
+    key: str = "df",
+    zero_missing: Sequence[str] = ZERO_MISSING,
+) -> TrafficData:
     """The standard ``metr-la.h5`` / ``pems-bay.h5``: a pandas fixed-format store (``axis0`` = detector ids,
     ``axis1`` = datetime64[ns] index, ``block0_values`` = [T, N])."""
     try:
@@ -149,43 +225,33 @@ def import_pandas_h5(path: str | Path, locations: str | Path, feature: str = "sp
             timestamps = np.asarray(table["axis1"][()], dtype=np.int64) // 1_000_000_000
     except OSError as error:
         raise DataError(f"{path}: not a readable HDF5 file: {error}") from None
-    return _assemble(readings, items, timestamps, locations, feature, str(path))
+    return _assemble(readings[:, :, None], items, timestamps, locations, (feature,), str(path), zero_missing)
 
 
 def _assemble(
-    readings: np.ndarray, ids: list[str], timestamps: np.ndarray, locations: str | Path, feature: str, source: str
+    readings: np.ndarray,
+    ids: list[str],
+    timestamps: np.ndarray,
+    locations: str | Path | None,
+    features: tuple[str, ...],
+    source: str,
+    zero_missing: Sequence[str],
 ) -> TrafficData:
-    where = read_locations(locations)
-    unknown = [vd for vd in ids if vd not in where]
-    if unknown:
-        raise DataError(
-            f"{locations}: no location for {len(unknown)} sensor id(s) of {source}: {', '.join(unknown[:5])}"
-        )
-    readings = np.where(readings == 0, np.nan, readings) if feature == "speed" else readings
-    latlon = np.array([where[vd] for vd in ids], dtype=np.float64)
+    """``readings [T, N, F]`` as ``TrafficData``, zeros of the ``zero_missing`` features made NaN."""
+    latlon = None
+    if locations is not None:
+        where = read_locations(locations)
+        unknown = [vd for vd in ids if vd not in where]
+        if unknown:
+            raise DataError(
+                f"{locations}: no location for {len(unknown)} sensor id(s) of {source}: {', '.join(unknown[:5])}"
+            )
+        latlon = np.array([where[vd] for vd in ids], dtype=np.float64)
+    zeros = np.array([name in zero_missing for name in features])
+    readings = np.where((readings == 0) & zeros, np.nan, readings)
     return TrafficData(
-        readings[:, :, None].astype(np.float32),
-        tuple(ids),
-        (feature,),
-        timestamps.astype(np.int64),
-        latlon,
-        source=source,
+        readings.astype(np.float32), tuple(ids), features, timestamps.astype(np.int64), latlon, source=source
     )
-
-
-def _read_csv(path: str | Path) -> list[list[str]]:
-    """The rows of a CSV file; blank lines at the end are dropped, blank lines inside are kept as ``[]`` (for a
-    time series they would shift every later row, so the importers refuse them)."""
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
-            while rows and not rows[-1]:
-                rows.pop()
-            return rows
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(f"{path}: cannot read: {error}") from None
 
 
 def _parse_time(text: str, where: str | Path) -> int:
@@ -193,11 +259,3 @@ def _parse_time(text: str, where: str | Path) -> int:
         return int(np.datetime64(text, "s").astype(np.int64))
     except ValueError:
         raise DataError(f"{where}: start time {text!r} is not ISO 8601 (e.g. 2012-03-01T00:00)") from None
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True

@@ -3,7 +3,8 @@
 VDs sit every ~700 m along a few corridors of Taipei's highways (attributes ``road`` and ``direction``).
 Speeds follow daily and weekly demand profiles; incidents slow one VD down and the queue travels upstream,
 reaching the VD ``j`` places upstream ``j * lag`` steps later, so a VD's downstream neighbours carry real
-information about its future. Sensor outages leave NaN gaps.
+information about its future. Sensor outages leave NaN gaps. The road graph links each VD to the next one along
+its corridor (700 m, in the direction of travel).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.data.dataset import TrafficData
+from core.data.road_graph import RoadGraph
 
 # (name, start lat, start lon, bearing in degrees, number of VDs): roughly National Freeway 1 and 3, Taipei.
 CORRIDORS = (
@@ -51,8 +53,17 @@ def generate(seed: int = 0, days: int = 21) -> TrafficData:
         "road": tuple(CORRIDORS[c][0] for c in corridor_of),
         "direction": tuple(_compass(CORRIDORS[c][3]) for c in corridor_of),
     }
+    following = np.flatnonzero(corridor_of[1:] == corridor_of[:-1])  # VD i -> i + 1 on the same corridor
+    links = RoadGraph(n, following, following + 1, cost=np.full(len(following), SPACING_M))
     return TrafficData(
-        features, vd_ids, FEATURES, timestamps, latlon, source=f"<synthetic seed={seed}>", vd_attributes=attributes
+        features,
+        vd_ids,
+        FEATURES,
+        timestamps,
+        latlon,
+        source=f"<synthetic seed={seed}>",
+        vd_attributes=attributes,
+        road_graph=links,
     )
 
 

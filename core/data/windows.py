@@ -156,6 +156,7 @@ def dataset_spec(data: TrafficData, series: Series, input_features: tuple[str, .
         horizon=series.horizon,
         positions_xy=None if positions is None else torch.as_tensor(positions, dtype=torch.float32),
         vd_attributes=data.vd_attributes,
+        road_graph=data.road_graph,
     )
 
 

@@ -177,10 +177,12 @@ def toml_value(value: Any) -> str:
 
 
 def slug(key: str, value: Any) -> str:
-    """A grid value as part of a run name: ``lr_0.001``; a plugin by its name (``lstm`` for ``encoder.name``
-    or an ``encoder`` table); other characters than word characters and dots become ``_``."""
+    """A grid value as part of a run name: ``lr_0.001``; a plugin by its name (``lstm`` for ``encoder.name``),
+    a plugin table by its name and options (``radius_radius_m_1500.0``); other characters than word characters and
+    dots become ``_``."""
     if isinstance(value, dict):
-        value = value.get("name", "_".join(map(str, value.values())))
+        options = [f"{k}_{toml_value(v)}" for k, v in value.items() if k != "name"]
+        value = "_".join([str(value["name"])] * ("name" in value) + options)
     elif not key.endswith(".name"):
         value = f"{key.split('.')[-1]}_{toml_value(value)}"
     return re.sub(r"[^\w.]+", "_", str(value)).strip("_") or "x"

@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 
 import attrs
+import numpy as np
 import torch
 from attrs.validators import gt
 from torch import nn
 
 from core.api import DatasetSpec, Pooling, require_positions
+from core.data.road_graph import RoadGraph
 from core.errors import DataError
 
 
@@ -70,6 +72,17 @@ class NeighbourLists(nn.Module):
         return cls(index, distance.where(valid, 0.0).float(), offset.float(), valid)
 
     @classmethod
+    def along_roads(cls, graph: RoadGraph, radius_m: float = math.inf, k: int = 16) -> NeighbourLists:
+        """The ≤ k VDs nearest by road (shortest path over the links, either way) within ``radius_m`` of each VD;
+        ``offset`` is zero (a road distance has no direction on the map)."""
+        found = graph.road_distances(radius_m).tocoo()
+        rows, columns, distance = found.row, found.col, found.data
+        order = np.lexsort((distance, rows))  # by VD, nearest first
+        index, link, valid = link_lists(rows[order], columns[order], graph.num_vds, k)
+        distance = torch.as_tensor(distance[order], dtype=torch.float32)[link].where(valid, 0.0)
+        return cls(index, distance, torch.zeros(*index.shape, 2), valid)
+
+    @classmethod
     def from_spec(cls, spec: DatasetSpec, config: NeighbourhoodConfig) -> NeighbourLists:
         require_positions(spec.positions_xy, spec.vd_ids)
         return cls.build(spec.positions_xy, config.radius_m, config.max_neighbours, _groups(spec, config.same))
@@ -82,6 +95,25 @@ class NeighbourLists(nn.Module):
 
     def fraction_isolated(self) -> float:
         return float((~self.valid.any(1)).float().mean())
+
+
+def link_lists(
+    rows: np.ndarray, columns: np.ndarray, n: int, k: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pairs (``rows[e]``, ``columns[e]``) grouped by row, in their order, at most ``k`` per row: ``index [N, K]``
+    the columns of each row, ``link [N, K]`` the pairs' positions e and ``valid [N, K]`` (False: padding, whose
+    index and link are 0). K is the largest row's count (at least 1)."""
+    rows, columns = np.asarray(rows, np.int64), np.asarray(columns, np.int64)
+    order = np.argsort(rows, kind="stable")
+    counts = np.bincount(rows, minlength=n)
+    rank = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)  # position within its row
+    keep = rank < (k if k is not None else len(rows) + 1)
+    order, rank = order[keep], rank[keep]
+    width = max(1, int(rank.max()) + 1 if len(rank) else 1)
+    index, link = np.zeros((n, width), np.int64), np.zeros((n, width), np.int64)
+    valid = np.zeros((n, width), bool)
+    index[rows[order], rank], link[rows[order], rank], valid[rows[order], rank] = columns[order], order, True
+    return torch.from_numpy(index), torch.from_numpy(link), torch.from_numpy(valid)
 
 
 def _groups(spec: DatasetSpec, same: tuple[str, ...]) -> torch.Tensor | None:
@@ -135,7 +167,11 @@ class NeighbourPooling(EdgeRecordingPooling):
 
     def __init__(self, config: NeighbourhoodConfig, spec: DatasetSpec, dim: int):
         super().__init__(config, spec, dim)
-        self.neighbours = NeighbourLists.from_spec(spec, config)
+        self.neighbours = self.neighbour_lists(spec, config)
+
+    def neighbour_lists(self, spec: DatasetSpec, config: NeighbourhoodConfig) -> NeighbourLists:
+        """The lists this strategy pools over (default: by straight-line distance, ``NeighbourLists.from_spec``)."""
+        return NeighbourLists.from_spec(spec, config)
 
     def edges(self) -> tuple[torch.Tensor, torch.Tensor]:
         weights = self.edge_weights if self.edge_weights is not None else self.neighbours.valid.float()

@@ -12,6 +12,7 @@ import tomli_w
 from attrs.validators import ge, gt, lt
 
 from core.api import LayerwiseEncoder
+from core.data import describe_source
 from core.data.config import DataConfig
 from core.errors import PluginError, RecipeError, closest
 from core.recipe.options import build_config, config_to_dict
@@ -221,6 +222,7 @@ def load_recipe(
     choices = {kind: _choose(registry, kind, raw, default, origins) for kind, default in PLUGIN_TABLES.items()}
     recipe = Recipe(path=where, **fixed, **choices, plugin_modules=modules)
     check_compatible(recipe, registry, origins.mention("model", "data", *PLUGIN_TABLES))
+    check_data_offers(recipe, registry, origins.mention("data", "pooling"))
     return recipe, registry
 
 
@@ -251,6 +253,29 @@ def _choose(registry: Registry, kind: str, raw: dict[str, Any], default: str | N
             ) from None
         raise
     return PluginChoice(name, config)
+
+
+DATA_NEEDS = {
+    "positions": "VD positions (metadata/vd_info lat/lon)",
+    "road_graph": "a road graph (metadata/road_graph)",
+}
+
+
+def check_data_offers(recipe: Recipe, registry: Registry, where: str | None = None) -> None:
+    """Refuse a pooling whose needs (positions, a road graph) the data source lacks, reading only the file's
+    metadata; a source that cannot be read is left to the data loading, which says why."""
+    offered = describe_source(recipe.data.source)
+    cls = registry.get("pooling", recipe.pooling.name).cls
+    missing = [DATA_NEEDS[need] for need in sorted(cls.needs(recipe.pooling.config) - (offered or set()))]
+    if offered is None or not missing:
+        return
+    fitting = [
+        n for n in registry.names("pooling") if (c := registry.get("pooling", n).cls).needs(c.Config()) <= offered
+    ]
+    raise RecipeError(
+        f"{where or recipe.path}: [pooling] '{recipe.pooling.name}' needs {' and '.join(missing)}, which "
+        f"{recipe.data.source} does not have; poolings that need nothing more: {', '.join(fitting)}"
+    )
 
 
 def check_compatible(recipe: Recipe, registry: Registry, where: str | None = None) -> None:

@@ -4,8 +4,9 @@ Every VD has a source and a target embedding (``embedding_dim``); the score of t
 s_ij = <src_i, tgt_j> / ``temperature``, for every VD j ≠ i of the whole network. Each VD keeps its ``k``
 best-scoring VDs and pools context_i = Σ_j softmax(s_i·)_j V(h_j) over them (V: a value projection without
 bias); with ``with_distance`` its distance neighbours (≤ ``max_neighbours`` within ``radius_m``, sharing
-``same``) are always in the list too, besides k learned ones. Absent VDs get weight exactly 0, a VD with no
-present neighbour gets zeros. In training each VD also tries ``explore`` VDs drawn at random: the top-k
+``same``), and with ``with_road`` its road neighbours (linked either way in the road graph), are always in the
+list too, besides k learned ones: road links plus learned long-range edges. Absent VDs get weight exactly 0, a
+VD with no present neighbour gets zeros. In training each VD also tries ``explore`` VDs drawn at random: the top-k
 alone would never try an edge it does not hold (no gradient reaches it), so a useful VD far down the
 ranking could not be found.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import math
 
 import attrs
+import numpy as np
 import torch
 from attrs.validators import ge, gt, lt
 from torch import nn
@@ -30,6 +32,7 @@ from social_xlstm import (
     NeighbourhoodConfig,
     NeighbourLists,
     hookimpl,
+    link_lists,
     safe_softmax,
     sparse_mean,
 )
@@ -43,6 +46,7 @@ class LearnedGraphConfig(NeighbourhoodConfig):
     with_distance: bool = (
         False  # also pool from the distance neighbours (radius_m, max_neighbours, same; needs positions)
     )
+    with_road: bool = False  # also pool from the VDs linked to it in the road graph (either way; needs a road graph)
     explore: int = attrs.field(default=2, validator=ge(0))  # training only: random VDs each VD also tries per step
     dropout: float = attrs.field(default=0.0, validator=[ge(0.0), lt(1.0)])  # training: edges dropped per step
 
@@ -51,6 +55,12 @@ class LearnedGraphPooling(EdgeRecordingPooling):
     name = "learned_graph"
     Config = LearnedGraphConfig
     uses_positions = False  # only ``with_distance`` needs them, and then checks them when built
+
+    @classmethod
+    def needs(cls, config: LearnedGraphConfig) -> frozenset[str]:
+        return frozenset(
+            need for need, used in (("positions", config.with_distance), ("road_graph", config.with_road)) if used
+        )
 
     def __init__(self, config: LearnedGraphConfig, spec, dim: int, chunk_elements: int = 2**24):
         super().__init__(config, spec, dim)
@@ -64,6 +74,9 @@ class LearnedGraphPooling(EdgeRecordingPooling):
         self.value = nn.Linear(dim, dim, bias=False)  # no bias: no neighbour → exactly zero
         self.dropout = nn.Dropout(config.dropout)
         self.distance = NeighbourLists.from_spec(spec, config) if config.with_distance else None
+        road_index, road_valid = road_neighbours(spec.road_graph) if config.with_road else (None, None)
+        self.register_buffer("road_index", road_index, persistent=False)
+        self.register_buffer("road_valid", road_valid, persistent=False)
         positions = spec.positions_xy
         known = positions is not None and positions.shape == (n, 2) and bool(torch.isfinite(positions).all())
         self.register_buffer("positions", positions.float() if known else None, persistent=False)
@@ -114,13 +127,15 @@ class LearnedGraphPooling(EdgeRecordingPooling):
         return torch.cat([index, extra], 1), torch.cat([listed, ~(listed_already | drawn_before)], 1)
 
     def _choose(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.distance is None:
+        fixed = [(lists.index, lists.valid) for lists in (self.distance,) if lists is not None]
+        fixed += [(self.road_index, self.road_valid)] if self.road_index is not None else []
+        if not fixed:
             return top_k_scores(self.source, self.target, self.k, chunk_elements=self.chunk_elements)
-        lists = self.distance
-        rows = torch.arange(len(lists.index), device=lists.index.device)[:, None]
-        excluded = lists.index.where(lists.valid, rows)  # padding points at the VD itself, excluded anyway
-        index, valid = top_k_scores(self.source, self.target, self.k, excluded, self.chunk_elements)
-        return torch.cat([index, lists.index], 1), torch.cat([valid, lists.valid], 1)
+        index, valid = (torch.cat(part, 1) for part in zip(*fixed))
+        rows = torch.arange(len(index), device=index.device)[:, None]
+        excluded = index.where(valid, rows)  # padding points at the VD itself, excluded anyway
+        learned, learned_valid = top_k_scores(self.source, self.target, self.k, excluded, self.chunk_elements)
+        return torch.cat([learned, index], 1), torch.cat([learned_valid, valid], 1)
 
     def edges(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The lists and mean weights of the last evaluation pass; before one, the current lists with the
@@ -147,6 +162,13 @@ class LearnedGraphPooling(EdgeRecordingPooling):
             "pooling/learned_reach_m": float(length[order][min(below_half, len(order) - 1)]),
             "pooling/learned_within_radius": float(weights[length <= self.config.radius_m].sum()),
         }
+
+
+def road_neighbours(graph) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each VD's road neighbours, linked either way (each once): ``index [N, K]`` and ``valid [N, K]``."""
+    pairs = np.unique(np.stack([np.r_[graph.source, graph.target], np.r_[graph.target, graph.source]], 1), axis=0)
+    index, _, valid = link_lists(pairs[:, 0], pairs[:, 1], graph.num_vds)
+    return index, valid
 
 
 @torch.no_grad()

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from core.api import Collator, DatasetSpec, Windows
+from core.data.road_graph import RoadGraph
 from core.data.windows import calendar_columns
 from core.recipe import Registry
 from core.sequence import real_steps
@@ -25,12 +26,16 @@ CALENDAR = tuple(
 def synthetic_spec(
     vds: int = 100, features: int = 1, covariates: int = 2, seed: int = 0, history: int = 12, horizon: int = 12
 ) -> DatasetSpec:
-    """N VDs at distinct random points of a 500 m grid (about half its cells taken); the first ``covariates``
-    calendar covariates (2: time of day; 4: also weekend and day of week)."""
+    """N VDs at distinct random points of a 500 m grid (about half its cells taken), a road graph of links
+    VD i → i + 1 and i → i + 3 (their straight-line lengths as costs); the first ``covariates`` calendar
+    covariates (2: time of day; 4: also weekend and day of week)."""
     side = max(2, round((2 * vds) ** 0.5))
     cells = torch.randperm(side * side, generator=torch.Generator().manual_seed(seed))[:vds]
     positions = torch.stack([cells % side, cells // side], 1).float() * 500.0
     names = ("speed",) + tuple(f"feature{i}" for i in range(1, features))
+    source = np.r_[np.arange(vds - 1), np.arange(max(0, vds - 3))]
+    target = np.r_[np.arange(1, vds), np.arange(3, vds)]
+    cost = (positions[target] - positions[source]).norm(dim=1).double().numpy()
     return DatasetSpec(
         tuple(f"vd{i}" for i in range(vds)),
         names,
@@ -39,6 +44,7 @@ def synthetic_spec(
         horizon,
         positions_xy=positions,
         covariate_names=CALENDAR[:covariates],
+        road_graph=RoadGraph(vds, source, target, cost=cost),
     )
 
 
