@@ -380,6 +380,21 @@ class Windows:
         """[B, T, N] bool, False on the steps before a VD's history starts (None: fixed-length windows)."""
         return None if self.lengths is None else real_steps(self.lengths, self.values.shape[1])
 
+    def centralized(self, positions_xy: torch.Tensor | None) -> Batch:
+        """The windows as a ``centralized`` batch: every VD in its own slot, variable-length histories padded to
+        the full history (what the built-in ``centralized`` collator gives)."""
+        return Batch(
+            values=self.values,
+            observed=self.observed,
+            covariates=self.covariates,
+            target=self.target,
+            target_mask=self.target_mask,
+            node_mask=self.active,
+            start=self.start,
+            positions_xy=positions_xy,
+            step_mask=self.step_mask(),
+        )
+
 
 class Collator:
     """Windows cut from the data → one batch in the collator's ``layout``: a ``Batch`` (``"centralized"``) or a

@@ -6,7 +6,7 @@ import attrs
 import torch
 from torch import nn
 
-from social_xlstm import Batch, Collator, Encoder, EncoderInput, Pooling, Windows, causal_over_padding, hookimpl
+from social_xlstm import Collator, Encoder, EncoderInput, Pooling, Windows, causal_over_padding, hookimpl
 
 
 class GruEncoder(Encoder):
@@ -69,21 +69,6 @@ class LeakyMeanPooling(Pooling):
         return hidden.mean(1, keepdim=True).expand_as(hidden)
 
 
-def centralized(windows: Windows, positions_xy: torch.Tensor | None) -> Batch:
-    """The batch the built-in ``centralized`` collator makes of ``windows``."""
-    return Batch(
-        values=windows.values,
-        observed=windows.observed,
-        covariates=windows.covariates,
-        target=windows.target,
-        target_mask=windows.target_mask,
-        node_mask=windows.active,
-        start=windows.start,
-        positions_xy=positions_xy,
-        step_mask=windows.step_mask(),
-    )
-
-
 def reversed_inputs(windows: Windows) -> Windows:
     """The VD axis of the inputs reversed (the targets kept)."""
     lengths = None if windows.lengths is None else windows.lengths.flip(1)
@@ -99,7 +84,7 @@ class SlotHidingCollator(Collator):
     def __call__(self, windows):
         b, n = windows.active.shape
         vd_index = torch.arange(n - 1, -1, -1).expand(b, n)
-        return attrs.evolve(centralized(reversed_inputs(windows), self.spec.positions_xy), vd_index=vd_index)
+        return attrs.evolve(reversed_inputs(windows).centralized(self.spec.positions_xy), vd_index=vd_index)
 
 
 class ReversedCollator(Collator):
@@ -110,7 +95,7 @@ class ReversedCollator(Collator):
 
     def __call__(self, windows):
         reversed_values = attrs.evolve(windows, values=windows.values.flip(2), observed=windows.observed.flip(2))
-        return centralized(reversed_values, self.spec.positions_xy)
+        return reversed_values.centralized(self.spec.positions_xy)
 
 
 @hookimpl
