@@ -1,5 +1,5 @@
 """``python -m core.plugins new``: a package for each kind that passes the kit as written, installs with pip,
-runs its own test and trains from a recipe; the README's examples are the scaffold's plugins."""
+runs its own test and trains from a recipe; the examples in docs/writing-a-plugin.md are the scaffold's plugins."""
 
 from __future__ import annotations
 
@@ -37,10 +37,10 @@ def test_each_scaffold_writes_a_package_whose_plugin_passes_the_kit(kind, tmp_pa
     assert sum(r.passed is True for r in results) >= 5
 
 
-def test_the_readme_examples_are_the_scaffold_plugins():
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+def test_the_docs_examples_are_the_scaffold_plugins():
+    page = (ROOT / "docs" / "writing-a-plugin.md").read_text(encoding="utf-8")
     for kind, name in [("encoder", "gru"), ("pooling", "global_mean"), ("collator", "active_vds")]:
-        assert f"```python\n# my_pkg/{name}.py\n{plugin_module(kind, name)}```" in readme, name
+        assert f"```python\n# my_pkg/{name}.py\n{plugin_module(kind, name)}```" in page, name
 
 
 @pytest.mark.parametrize(

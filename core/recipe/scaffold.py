@@ -172,8 +172,8 @@ name = "$name"
     python -m core.plugins check $name    # the conformance kit, one line per check
     pytest tests                          # the same checks, in your CI
 
-Edit `$module.py`; the contract is in the docstrings of `social_xlstm.$Base` and the README's
-"Writing a plugin" section of Social-xLSTM. Keep the capability flags true to what the code does: the kit
+Edit `$module.py`; the contract is in the docstrings of `social_xlstm.$Base` and the "Writing a plugin"
+page of Social-xLSTM's docs (`docs/writing-a-plugin.md`). Keep the capability flags true to what the code does: the kit
 checks what they declare.
 """,
 }

@@ -1,0 +1,146 @@
+"""The README and the docs say what the code does: every ``python -m`` command they show answers ``--help``, every
+repository path they name exists, every link into the docs finds its page and heading, the recipe on the Recipes
+page is the file itself, and every plugin example (theirs and the tests') imports only ``social_xlstm``.
+(``mkdocs build --strict`` in CI checks the links between the docs pages.)"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import io
+import re
+import runpy
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+from markdown.extensions.toc import slugify
+
+from core.recipe import load_recipe
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+TEXT = {page: page.read_text(encoding="utf-8") for page in PAGES}
+OUR_MODULES = ("core.", "bench.")  # run in this process; any other module (pytest, torch's) in a subprocess
+
+
+def commands() -> set[tuple[str, ...]]:
+    """``(module, subcommand?)`` of every ``python -m MODULE [SUBCOMMAND] ...`` in the pages (a subcommand: a
+    lower-case word right after the module, e.g. ``core.data import-wide``)."""
+    found = set()
+    for text in TEXT.values():
+        for module, rest in re.findall(r"python -m ([a-zA-Z_][\w.]*)((?: [^\s`|]+)*)", text.replace("\n", " ")):
+            words = rest.split()
+            sub = words[0] if words and re.fullmatch(r"[a-z][a-z-]*", words[0]) else None
+            found.add((module, sub) if sub else (module,))
+    return found
+
+
+COMMANDS = sorted(commands())
+
+
+def test_the_pages_show_the_commands_a_user_runs():
+    assert {("core.run",), ("core.compare",), ("core.predict",), ("core.plugins", "new"), ("core.data", "info")} <= set(
+        COMMANDS
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [pytest.param(c, marks=[] if c[0].startswith(OUR_MODULES) else [pytest.mark.slow]) for c in COMMANDS],
+    ids=" ".join,
+)
+def test_every_command_answers_help(command, monkeypatch):
+    module, *sub = command
+    argv = [*sub, "--help"]
+    if not module.startswith(OUR_MODULES):
+        done = subprocess.run([sys.executable, "-m", module, *argv], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and "usage" in done.stdout.lower(), done.stderr
+        return
+    monkeypatch.setattr(sys, "argv", [module, *argv])
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exit_, warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # runpy: the module is already imported
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    assert exit_.value.code in (0, None) and "usage:" in out.getvalue(), out.getvalue()
+
+
+PATH = re.compile(r"(?<![\w./-])((?:recipes|suites|plugins|core|bench|tests|docs|social_xlstm|\.ci)/[\w./-]*[\w/])")
+NOT_HERE = re.compile(r"/[xy]\.\w+$|^tests/test_social_xlstm_")  # an error message's example file; the scaffold's test
+
+
+def test_every_repository_path_named_exists():
+    missing = []
+    for page, text in TEXT.items():
+        for path in set(PATH.findall(text)):
+            if not NOT_HERE.search(path) and not (ROOT / path).exists():
+                missing.append(f"{page.name}: {path}")
+    assert not missing
+
+
+def test_every_link_into_the_docs_finds_its_page_and_heading():
+    """Links from the README into docs/, and anchors of links between the pages (mkdocs checks them too)."""
+    broken = []
+    for page, text in TEXT.items():
+        for target, anchor in re.findall(r"\]\(((?:docs/)?[\w-]+\.md)(?:#([\w-]+))?\)", text):
+            if page.name == "README.md" and not target.startswith("docs/"):
+                continue
+            linked = (ROOT / target) if target.startswith("docs/") else page.parent / target
+            if not linked.is_file():
+                broken.append(f"{page.name}: {target}")
+            elif anchor and anchor not in headings(linked):
+                broken.append(f"{page.name}: {target}#{anchor}")
+    assert not broken
+
+
+def headings(page: Path) -> set[str]:
+    return {slugify(re.sub(r"`", "", h), "-") for h in re.findall(r"^#+ (.+)$", page.read_text(), re.M)}
+
+
+def test_the_recipe_on_the_recipes_page_is_the_file_itself():
+    page = TEXT[ROOT / "docs" / "recipes.md"]
+    assert '```toml\n--8<-- "recipes/shared_radius.toml"\n```' in page
+    assert "pymdownx.snippets" in (ROOT / "mkdocs.yml").read_text()
+    recipe, _ = load_recipe(ROOT / "recipes" / "shared_radius.toml")  # and the file is a valid recipe
+    assert recipe.encoder.name == "xlstm_shared"
+
+
+def plugin_sources() -> list[tuple[str, str]]:
+    """``(where, source)`` of every plugin example: the pages' Python blocks with a ``register_plugins`` hook,
+    and the tests' plugin modules (files, and modules written from strings)."""
+    sources = []
+    for page, text in TEXT.items():
+        for block in re.findall(r"```python\n(.*?)```", text, re.S):
+            if "register_plugins" in block:
+                sources.append((page.name, block))
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        source = path.read_text()
+        tree = ast.parse(source)
+        if any(is_hook(node) for node in tree.body):
+            sources.append((path.name, source))
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and re.search("^@hookimpl", node.value, re.M)
+            ):
+                sources.append((f"{path.name}, line {node.lineno}", node.value))
+    return sources
+
+
+def is_hook(node: ast.stmt) -> bool:
+    """A module-level function decorated with ``@hookimpl``."""
+    return isinstance(node, ast.FunctionDef) and any(getattr(d, "id", "") == "hookimpl" for d in node.decorator_list)
+
+
+def test_every_plugin_example_imports_only_social_xlstm():
+    wrong = []
+    for where, source in plugin_sources():
+        for node in ast.walk(ast.parse(re.sub(r"^\s*\.\.\.\s*$", "pass", source, flags=re.M))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            wrong += [f"{where}: {name}" for name in names if name.split(".")[0] in ("core", "plugins", "tests")]
+    assert len(plugin_sources()) >= 6 and not wrong
