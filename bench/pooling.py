@@ -2,6 +2,7 @@
 
     python bench/pooling.py                      # N = 207, 1,000, 10,000 on CPU
     python bench/pooling.py --device cuda
+    python bench/pooling.py --vds 10000 --strategies radius road_graph   # some strategies only
 
 VDs on a jittered 250 m grid, radius 600 m, at most 16 neighbours each (about 16 for inner VDs); B = 8,
 E = 64; ``learned_graph``: k = 8 from the whole network (+ 2 explored in training), and with the distance
@@ -46,7 +47,7 @@ STRATEGIES = {
         LearnedGraphConfig(**NEIGHBOURHOOD, with_distance=True), spec, 64
     ),
     "road_graph": lambda spec: RoadGraphPooling(RoadGraphConfig(), spec, 64),
-    "road_graph, 2 hops, learned links": lambda spec: RoadGraphPooling(
+    "road_graph+hops2+learned_links": lambda spec: RoadGraphPooling(
         RoadGraphConfig(hops=2, learn_link_weights=True), spec, 64
     ),
 }
@@ -105,6 +106,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--vds", type=int, nargs="+", default=[207, 1000, 10000])
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES), metavar="NAME")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
@@ -114,8 +116,9 @@ def main() -> None:
         print(json.dumps(measure(args.child[0], int(args.child[1]), args)))
         return
 
-    forwarded = [a for a in sys.argv[1:] if a != "--vds" and a not in map(str, args.vds)]
-    rows = run_cases(__file__, [[name, str(n)] for n in args.vds for name in STRATEGIES], forwarded)
+    listed = {"--vds", "--strategies", *map(str, args.vds), *args.strategies}
+    forwarded = [a for a in sys.argv[1:] if a not in listed]
+    rows = run_cases(__file__, [[name, str(n)] for n in args.vds for name in args.strategies], forwarded)
     memory = memory_label(args.device)
     print(
         f"\npooling: B={args.batch} E=64, radius 600 m, <= 16 neighbours, on {args.device}; median of {args.repeats} "

@@ -3,6 +3,7 @@ index or by id, stored in the HDF5 schema; flow zeros kept; poolings that need w
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -196,3 +197,24 @@ def test_road_pooling_without_a_graph_is_refused_and_with_one_trains(tmp_path):
     linked = import_npz(tmp_path, "--edges", str(edges))
     recipe = write(tmp_path, "ok.toml", short_run("ok", tmp_path, linked, pooling={"name": "road_graph"}))
     load_recipe(recipe)  # accepted
+
+
+def test_a_flow_recipe_trains_end_to_end_on_a_file_without_positions(tmp_path):
+    """Flow from flow, occupancy and speed, pooled along the road links: its zeros are targets (MAE counts them,
+    MAPE does not), the baselines are scored beside the model."""
+    from core.run import main as run_cli
+
+    edges = write(tmp_path, "distance.csv", "0,1,300\n1,2,250\n2,3,400\n")
+    data = import_npz(tmp_path, "--edges", str(edges))
+    tables = {
+        "data": {"source": str(data), "target": "flow"},
+        "pooling": {"name": "road_graph", "hops": 2},
+        "trainer": {"epochs": 1, "batch_size": 16, "max_batches_per_epoch": 3, "figure_vds": 1},
+    }
+    recipe = write(tmp_path, "flow.toml", short_run("flow", tmp_path / "runs", data, **tables))
+    assert run_cli([str(recipe)]) == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert 0 < metrics["test"]["mae@12"] < 300 and metrics["test"]["mape@12"] > 0
+    assert set(metrics["baselines"]) == {"last_value", "historical_average"}
+    assert metrics["positions_xy"] is None
