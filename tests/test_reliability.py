@@ -104,6 +104,19 @@ def reference(tmp_path_factory, make_recipe) -> Path:
     return only_run(root / "runs")
 
 
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, make_recipe) -> Path:
+    """The same run, trained in this process (for the tests that only need a finished run: no subprocess)."""
+    root = tmp_path_factory.mktemp("finished")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main([str(make_recipe(root))]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return only_run(root / "runs")
+
+
 def assert_same_run(run_dir: Path, reference: Path) -> None:
     """Weights, metrics and history equal to the reference run's (wall-clock figures aside)."""
     for name in ("best_model.pt", "last.pt"):
@@ -195,8 +208,8 @@ def test_corrupt_last_falls_back_to_previous_checkpoint(reference, tmp_path):
     assert_same_run(run_dir, reference)
 
 
-def test_unusable_checkpoints_are_named(reference, tmp_path, capsys):
-    run_dir = Path(shutil.copytree(reference, tmp_path / "run"))
+def test_unusable_checkpoints_are_named(finished, tmp_path, capsys):
+    run_dir = Path(shutil.copytree(finished, tmp_path / "run"))
     (run_dir / "best_model.pt").write_bytes(b"garbage")
     assert main(["--resume", str(run_dir)]) == 2  # nothing left to train: straight to the test, which loads best
     assert capsys.readouterr().err.startswith(f"error: {run_dir / 'best_model.pt'}: unreadable checkpoint (")
@@ -362,8 +375,8 @@ def test_concurrent_runs_never_share_a_run_directory(make_recipe, tmp_path, monk
     assert all((p / "recipe.toml").is_file() for p in made)
 
 
-def test_resume_refuses_a_recipe_that_changes_what_the_checkpoint_means(reference, tmp_path, capsys):
-    run_dir = Path(shutil.copytree(reference, tmp_path / "run"))
+def test_resume_refuses_a_recipe_that_changes_what_the_checkpoint_means(finished, tmp_path, capsys):
+    run_dir = Path(shutil.copytree(finished, tmp_path / "run"))
     before = (run_dir / "last.pt").read_bytes()
     assert main(["--resume", str(run_dir), "--set", "trainer.batch_size=4"]) == 2
     err = capsys.readouterr().err
