@@ -22,7 +22,7 @@ from core.api import Collator, DatasetSpec
 from core.data import load_source
 from core.data.windows import Prepared, prepare
 from core.errors import RecipeError, TrainingError, run_cli
-from core.experiments.suite import is_suite, run_suite
+from core.experiments.suite import Workers, is_suite, run_suite
 from core.io import save_text
 from core.model import Forecaster, build_forecaster
 from core.recipe import Recipe, Registry, load_recipe
@@ -31,7 +31,7 @@ from core.training.checkpoints import resumable
 from core.training.distributed import Distributed, Silent, setup
 from core.training.metrics import HORIZONS, METRICS
 from core.training.tensorboard import RunLogger
-from core.training.trainer import Trainer
+from core.training.trainer import EpochEnd, Trainer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,11 +48,25 @@ def main(argv: list[str] | None = None) -> int:
         "--set", action="append", default=[], metavar="TABLE.KEY=VALUE", help="override a recipe value (repeatable)"
     )
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt")
+    study = parser.add_argument_group("suites and searches (a study: rerunning the command continues it)")
+    study.add_argument(
+        "--workers", type=int, metavar="N", help="worker processes on this machine (default: the suite's parallel)"
+    )
+    study.add_argument(
+        "--storage",
+        metavar="URL",
+        help="the study's database, e.g. postgresql://user:pass@host/db (default: SQLite in the suite's folder)",
+    )
+    study.add_argument("--study", metavar="NAME", help="the study's name and folder (default: the suite's name)")
+    study.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)  # k: the k-th process --workers starts
     parser.add_argument("--list-plugins", action="store_true", help="list the registered plugins and exit")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     args = parser.parse_args(argv)
     if not (args.recipe or args.resume or args.list_plugins):
         parser.error("a recipe is required (or --resume RUN_DIR, or --list-plugins)")
+    if args.workers is not None and args.workers < 1:
+        parser.error(f"--workers must be at least 1, got {args.workers}")
+    workers = Workers(args.workers, args.storage, args.study, args.worker)
 
     def command() -> int:
         if args.list_plugins:
@@ -66,13 +80,18 @@ def main(argv: list[str] | None = None) -> int:
                 raise TrainingError(f"--resume {run_dir}: not a run directory (no recipe.toml)")
             return run(run_dir / "recipe.toml", args.set, resume_dir=run_dir)
         if is_suite(Path(args.recipe)):
-            return run_suite(Path(args.recipe), args.set, run)
+            return run_suite(Path(args.recipe), args.set, run, workers)
+        if workers != Workers():
+            raise RecipeError(f"{args.recipe}: --workers, --storage and --study are for suites ([suite] files)")
         return run(Path(args.recipe), args.set)
 
     return run_cli(command, args.debug)
 
 
-def run(recipe_path: Path, overrides: list[str], resume_dir: Path | None = None) -> int:
+def run(
+    recipe_path: Path, overrides: list[str], resume_dir: Path | None = None, on_epoch_end: EpochEnd | None = None
+) -> int:
+    """Train, test and report one run (``resume_dir``: continue that run); ``on_epoch_end``: ``trainer.EpochEnd``."""
     recipe, registry = load_recipe(recipe_path, overrides)
     dist = setup(recipe)  # several processes under torchrun
     torch.manual_seed(recipe.run.seed)
@@ -84,7 +103,9 @@ def run(recipe_path: Path, overrides: list[str], resume_dir: Path | None = None)
 
     run_dir = resume_dir or dist.from_main(lambda: create_run_dir(recipe))
     try:
-        code = train(recipe, model, collator, prepared, spec, run_dir, resume=resume_dir is not None, dist=dist)
+        code = train(
+            recipe, model, collator, prepared, spec, run_dir, resume_dir is not None, dist, on_epoch_end=on_epoch_end
+        )
         dist.finish()
         return code
     except BaseException:
@@ -107,13 +128,14 @@ def train(
     run_dir: Path,
     resume: bool,
     dist: Distributed = Distributed(),
+    on_epoch_end: EpochEnd | None = None,
 ) -> int:
     """Fit (or go on fitting), test and report; every output goes to ``run_dir``, written by rank 0 alone."""
     checkpoint, changes = resumable(run_dir, recipe, spec) if resume else (None, [])
     purge_step = checkpoint["state"]["global_step"] + 1 if checkpoint else None  # a crash's later events
     logger = RunLogger(run_dir, purge_step=purge_step) if dist.is_main else Silent()
     try:
-        trainer = Trainer(recipe, model, collator, prepared, spec, run_dir, logger, dist)
+        trainer = Trainer(recipe, model, collator, prepared, spec, run_dir, logger, dist, on_epoch_end)
         if checkpoint:
             try:  # on every rank
                 trainer.load_state_dict(checkpoint)

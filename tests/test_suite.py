@@ -1,4 +1,5 @@
-"""Suites: a grid trains one run per value with the right overrides, a failed run is reported, data.vds."""
+"""Suites: a grid trains one run per value with the right overrides, a failed run is reported, data.vds.
+(The study behind a suite, workers, retries and searches: test_search.py.)"""
 
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def test_grid_trains_one_run_per_value_and_writes_the_report(suite_files, tmp_pa
     """)
     assert main([str(suite), "--set", "trainer.batch_size=8"]) == 0
     folder = suite_folder(tmp_path)
-    assert folder.name.startswith("tiny-")
+    assert folder.name == "tiny" and (folder / "study.db").is_file()
     runs = sorted(p for p in folder.iterdir() if p.is_dir())
     assert [p.name.split("-")[0] for p in runs] == ["hidden_dim_16", "hidden_dim_8"]
     for run_dir, hidden in zip(runs, (16, 8)):
@@ -139,8 +140,8 @@ def test_parallel_runs_train_in_processes_of_their_own(suite_files, tmp_path, ca
     assert "'VD-NOPE'" in (folder / "unknown_vd.log").read_text().splitlines()[-1]
     report = (folder / "report.md").read_text()
     assert f"| {run_dir.name} | lstm | none |" in report
-    assert "`unknown_vd`: exit 2: error: " in report and "'VD-NOPE'" in report
-    assert "=== FAILED 'unknown_vd'" in capsys.readouterr().out
+    assert "`unknown_vd`: DataError: " in report and "'VD-NOPE'" in report
+    assert "=== FAILED 'unknown_vd': DataError: " in capsys.readouterr().out
 
 
 def test_bad_suites_stop_before_training(suite_files, tmp_path, capsys):

@@ -1,8 +1,10 @@
-"""Suites: several runs trained one after another, then compared in one report.
+"""Suites: several runs trained as the trials of one Optuna study, then compared in one report.
 
-``python -m core.run SUITE.toml [--set TABLE.KEY=VALUE ...]`` recognises a suite by its top-level ``[suite]``
-table. Paths are relative to the suite file; every run lands in ``<output_dir>/<name>-<date>-<time>/``, and so
-do the report and plots of ``core.experiments.compare``.
+``python -m core.run SUITE.toml [--set TABLE.KEY=VALUE ...] [--workers N] [--storage URL] [--study NAME]``
+recognises a suite by its top-level ``[suite]`` table. Paths are relative to the suite file; the study (SQLite,
+``study.db``, unless ``--storage`` names another database), every run (``<name>-<date>-<time>/``), the report and
+plots of ``core.experiments.compare`` land in ``<output_dir>/<study name>/``. Rerunning the command continues the
+study (``core.experiments.study``: workers, retries, the recipe check).
 
     [suite]
     name = "lstm_vs_xlstm"
@@ -10,6 +12,7 @@ do the report and plots of ``core.experiments.compare``.
     recipes = ["../recipes/lstm_radius.toml"]      # one run per recipe, named after its file
     base = "../recipes/shared_radius.toml"         # the base recipe x the grid (cartesian product)
     seeds = [0, 1, 2]                              # every run once per seed: <name>-s0, <name>-s1, ... (optional)
+    parallel = 2                                   # worker processes when --workers is not given
     [suite.grid]
     "trainer.lr" = [0.001, 0.002]                  # TABLE.KEY = values; TABLE = [inline tables] replaces a table
     [[suite.runs]]                                 # named runs with their own overrides
@@ -18,9 +21,8 @@ do the report and plots of ``core.experiments.compare``.
     set = {"data.vds" = ["VD-N1-05"]}
 
 Overrides apply in this order: the suite's ``set``, the run's ``set`` (or grid values), the command line's ``--set``,
-then the seed (``run.seed``) of ``seeds``.
-With ``parallel = K`` (> 1) up to K runs train at once, each in its own ``python -m core.run`` process whose
-output goes to ``<folder>/<run name>.log`` (for a GPU with room for several).
+then the seed (``run.seed``) of ``seeds``. A ``[suite.search]`` table makes the suite a search over ``base``
+instead (``core.experiments.search``).
 """
 
 from __future__ import annotations
@@ -29,19 +31,27 @@ import itertools
 import json
 import os
 import re
-import subprocess
-import sys
-import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import attrs
+import optuna
+from optuna.storages import RDBStorage
+from optuna.trial import Trial, TrialState
 
-from core.errors import DataError, Interrupted, RecipeError, SocialXLSTMError
-from core.experiments.compare import load_run, write_report
-from core.recipe import build_config, load_recipe, read_toml
+from core.errors import DataError, RecipeError, SocialXLSTMError
+from core.experiments.compare import RunRecord, load_run, write_report
+from core.experiments.study import (
+    Study,
+    Train,
+    default_storage,
+    launch_workers,
+    open_storage,
+    open_study,
+    train_trial,
+)
+from core.recipe import build_config, flatten, load_recipe, read_toml
 
 
 def _seeds_are_valid(instance, attribute, value) -> None:
@@ -53,7 +63,7 @@ def _seeds_are_valid(instance, attribute, value) -> None:
 class SuiteTable:
     name: str = "suite"
     output_dir: str = "runs"
-    parallel: int = attrs.field(default=1, validator=attrs.validators.gt(0))  # runs trained at once
+    parallel: int = attrs.field(default=1, validator=attrs.validators.gt(0))  # worker processes (--workers)
     set: Any = attrs.Factory(dict)
     recipes: tuple[str, ...] = ()
     base: str = ""
@@ -61,7 +71,8 @@ class SuiteTable:
     runs: Any = attrs.Factory(list)
     seeds: tuple[int, ...] | None = attrs.field(
         default=None, validator=_seeds_are_valid
-    )  # None: each run once, its recipe's seed
+    )  # None: each run once, its recipe's seed (a search: its finalists' seeds)
+    search: Any = None  # [suite.search]: a search over base (core.experiments.search) instead of listed runs
 
 
 @attrs.frozen
@@ -91,6 +102,10 @@ def load_suite(path: Path, cli_overrides: list[str]) -> tuple[SuiteTable, list[S
         )
     suite = build_config(SuiteTable, raw["suite"], f"{path}: [suite]")
     common = assignments(suite.set, f"{path}: [suite] set")
+    if suite.search is not None and (suite.recipes or suite.grid or suite.runs or not suite.base):
+        raise RecipeError(
+            f"{path}: [suite.search] searches over one base recipe: give base, and no recipes, grid or runs"
+        )
     entries = [(Path(recipe).stem, recipe, []) for recipe in suite.recipes] + grid_entries(suite, path)
     if not isinstance(suite.runs, list):
         raise RecipeError(f"{path}: [suite] runs must be an array of tables ([[suite.runs]])")
@@ -110,7 +125,7 @@ def load_suite(path: Path, cli_overrides: list[str]) -> tuple[SuiteTable, list[S
         SuiteRun(name, Path(os.path.normpath(path.parent / recipe)), (*common, *own, *cli_overrides))
         for name, recipe, own in entries
     ]
-    if suite.seeds is not None:
+    if suite.seeds is not None and suite.search is None:  # a search's seeds are its finalists'
         runs = [
             attrs.evolve(run, name=f"{run.name}-s{seed}", overrides=(*run.overrides, f"run.seed={seed}"))
             for run in runs
@@ -188,83 +203,109 @@ def slug(key: str, value: Any) -> str:
     return re.sub(r"[^\w.]+", "_", str(value)).strip("_") or "x"
 
 
-def run_suite(path: Path, cli_overrides: list[str], train: Callable[[Path, list[str]], int]) -> int:
-    """Train every run with ``train`` (core.run's ``run``), a failed one reported and skipped, then compare the
-    finished runs in the suite's folder. Exit code 1 when a run failed."""
+@attrs.frozen
+class Workers:
+    """How a suite's command works on its study (``python -m core.run SUITE`` options)."""
+
+    count: int | None = None  # --workers: processes on this machine (None: the suite's ``parallel``)
+    storage: str | None = None  # --storage: the study's database URL (None: SQLite in the suite's folder)
+    study: str | None = None  # --study: the study's name, and its folder's (None: the suite's name)
+    worker: int = 0  # k > 0: the k-th of the processes the command starts (no report, each run's output in its log)
+
+
+def run_suite(path: Path, cli_overrides: list[str], train: Train, options: Workers = Workers()) -> int:
+    """Work on the suite's study (train its runs, or a search's trials and finalists) in this process, or in
+    ``options.count`` worker processes; then report the finished runs in the suite's folder. Exit code 1 when a
+    run failed or some are left."""
+    from core.experiments import search  # search builds on this module
+
     suite, runs = load_suite(path, cli_overrides)
-    folder = Path(suite.output_dir) / f"{suite.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = options.study or suite.name
+    folder = Path(suite.output_dir) / name
     try:
-        folder.mkdir(parents=True)
+        folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise RecipeError(
             f"{path}: [suite] output_dir = '{suite.output_dir}': cannot create {folder}: {error.strerror}"
         ) from None
-    if suite.parallel > 1:
-        print(
-            f"=== suite {suite.name}: {len(runs)} runs, {suite.parallel} at a time; their output: "
-            f"{folder}/<run name>.log"
-        )
-        with ThreadPoolExecutor(suite.parallel) as pool:
-            errors = list(pool.map(lambda run: train_in_process(run, folder, suite.parallel), runs))
+    url = options.storage or default_storage(folder)
+    storage = open_storage(url)
+    if suite.search is not None:
+        return search.run(path, suite, runs[0], name, folder, storage, train, options, cli_overrides)
+    study = suite_study(path, storage, name, runs, folder)
+    count = options.count or suite.parallel
+    if count > 1 and not options.worker:
+        print(f"=== suite {name}: {len(runs)} runs, study '{name}' in {url}")
+        launch_workers(worker_command(path, cli_overrides, url, name), count, folder, lambda: [study])
     else:
-        errors = [train_here(suite.name, number, len(runs), run, folder, train) for number, run in enumerate(runs, 1)]
-    failed = {run.name: error for run, error in zip(runs, errors) if error is not None}
-    finished = [load_run(run_dir(folder, run.name)) for run in runs if run.name not in failed]
-    print(f"\n=== suite {suite.name}: {len(finished)} of {len(runs)} runs finished")
-    if finished:
-        print(write_report(finished, folder, failed))
-        print(f"report: {folder / 'report.md'}\nTensorBoard: tensorboard --logdir {folder}")
-    for name, error in failed.items():
-        print(f"failed: {name}: {error}")
-    return 1 if failed else 0
+        work_on_suite(study, runs, folder, train, f"suite {name}", options.worker > 0)
+        if options.worker:
+            return 0
+    return report_suite(study, runs, folder, f"suite {name}", url)
+
+
+def worker_command(path: Path, cli_overrides: list[str], url: str, name: str) -> Callable[[int], list[str]]:
+    """The arguments of worker k's process (after the Python executable): this suite, its overrides and study."""
+    sets = [*itertools.chain.from_iterable(("--set", o) for o in cli_overrides)]
+    return lambda k: ["-m", "core.run", str(path), *sets, "--storage", url, "--study", name, "--worker", str(k)]
 
 
 def suite_overrides(run: SuiteRun, folder: Path) -> list[str]:
     return [*run.overrides, f"run.name={toml_value(run.name)}", f"run.output_dir={toml_value(str(folder))}"]
 
 
-def train_here(
-    suite: str, number: int, total: int, run: SuiteRun, folder: Path, train: Callable[[Path, list[str]], int]
-) -> str | None:
-    """Train ``run`` in this process; None, or why it failed."""
-    print(
-        f"\n=== suite {suite}: run {number}/{total} '{run.name}' "
-        f"({run.recipe}{''.join(' --set ' + o for o in run.overrides)})"
-    )
-    try:
-        train(run.recipe, suite_overrides(run, folder))
-        return None
-    except Interrupted:
-        raise
-    except Exception as error:  # noqa: BLE001 - a failed run is reported and the suite goes on
-        reason = " ".join(f"{type(error).__name__}: {error}".split())
-        print(f"=== suite {suite}: run '{run.name}' failed: {reason}")
-        return reason
+def suite_study(path: Path, storage: RDBStorage, name: str, runs: list[SuiteRun], folder: Path) -> Study:
+    """The study whose trials are ``runs`` (queued in their order when it is created); refused when it exists and
+    was made from other recipes."""
+    made_from = {run.name: flatten(load_recipe(run.recipe, suite_overrides(run, folder))[0].to_dict()) for run in runs}
+
+    def queue(study: optuna.Study) -> None:
+        for run in runs:
+            study.enqueue_trial({}, user_attrs={"run": run.name})
+
+    return Study(open_study(storage, name, made_from, str(path), queue), storage)
 
 
-def train_in_process(run: SuiteRun, folder: Path, parallel: int) -> str | None:
-    """Train ``run`` in a ``python -m core.run`` process of its own (with its share of the CPU threads, unless
-    OMP_NUM_THREADS is set), output to ``<folder>/<name>.log``; None, or why it failed (the log's last line)."""
-    log = folder / f"{run.name}.log"
-    command = [
-        sys.executable,
-        "-m",
-        "core.run",
-        str(run.recipe),
-        *itertools.chain.from_iterable(("--set", o) for o in suite_overrides(run, folder)),
-    ]
-    env = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // parallel)), **os.environ}
-    print(f"=== start '{run.name}'")
-    with log.open("w") as out:
-        code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env, check=False).returncode
-    lines = log.read_text(errors="replace").strip().splitlines()
-    print(f"=== {'done' if code == 0 else 'FAILED'} '{run.name}'")
-    return None if code == 0 else f"exit {code}: {lines[-1] if lines else 'no output'} (see {log})"
+def work_on_suite(study: Study, runs: list[SuiteRun], folder: Path, train: Train, title: str, logs: bool) -> None:
+    """Claim and train the study's queued runs until none is left (``logs``: each run's output in
+    ``<folder>/<run name>.log``)."""
+    number = {run.name: (k, run) for k, run in enumerate(runs, 1)}
+
+    def run_one(trial: Trial) -> None:
+        k, run = number[trial.user_attrs["run"]]
+        sets = "".join(" --set " + o for o in run.overrides)
+        print(f"\n=== {title}: run {k}/{len(runs)} '{run.name}' ({run.recipe}{sets})")
+        log = folder / f"{run.name}.log" if logs else None
+        train_trial(trial, run.name, run.recipe, suite_overrides(run, folder), folder, train, log)
+
+    study.work(Study.claim_waiting, run_one)
 
 
-def run_dir(folder: Path, name: str) -> Path:
-    """The run directory that run ``name`` created in the suite's ``folder``."""
-    (path,) = [
-        p for p in folder.iterdir() if p.is_dir() and re.fullmatch(re.escape(name) + r"-\d{8}-\d{6}(-\d+)?", p.name)
-    ]
-    return path
+def outcome(study: Study, runs: list[SuiteRun]) -> tuple[list[RunRecord], dict[str, str], list[str]]:
+    """The suite's finished runs (in its order), the failed ones (name → error) and the names of those left (to
+    train, or running elsewhere), from each run's latest trial."""
+    latest = {trial.user_attrs.get("run"): trial for trial in study.trials()}  # in trial order: the last one wins
+    finished, failed, left = [], {}, []
+    for run in runs:
+        trial = latest.get(run.name)
+        if trial is not None and trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            finished.append(load_run(Path(trial.user_attrs["run_dir"])))
+        elif trial is not None and "error" in trial.user_attrs:
+            failed[run.name] = trial.user_attrs["error"]
+        else:
+            left.append(run.name)
+    return finished, failed, left
+
+
+def report_suite(study: Study, runs: list[SuiteRun], folder: Path, title: str, url: str) -> int:
+    """Compare the finished runs in ``folder`` (report.md, plots), say which failed and which are left."""
+    finished, failed, left = outcome(study, runs)
+    print(f"\n=== {title}: {len(finished)} of {len(runs)} runs finished (study '{study.study.study_name}' in {url})")
+    if finished:
+        print(write_report(finished, folder, failed))
+        print(f"report: {folder / 'report.md'}\nTensorBoard: tensorboard --logdir {folder}")
+    for name, error in failed.items():
+        print(f"failed: {name}: {error}")
+    if left:
+        print(f"not finished: {', '.join(left)}; rerun the same command to continue them")
+    return 1 if failed or left else 0

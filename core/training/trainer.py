@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,10 @@ from core.training.loaders import Loaders
 from core.training.metrics import HorizonMetrics, masked_mae
 from core.training.tensorboard import RunLogger
 
+# Called after every epoch with (epoch, val MAE@avg) once the epoch is logged and saved; True ends the training
+# there (the run is then tested as usual), e.g. a study's pruner stopping a hopeless trial.
+EpochEnd = Callable[[int, float], bool]
+
 
 class Trainer:
     def __init__(
@@ -49,8 +54,10 @@ class Trainer:
         run_dir: Path,
         logger: RunLogger,
         dist: Distributed = Distributed(),
+        on_epoch_end: EpochEnd | None = None,
     ):
-        """``logger``: where this process logs (``distributed.Silent`` on ranks other than 0)."""
+        """``logger``: where this process logs (``distributed.Silent`` on ranks other than 0); ``on_epoch_end``: see
+        ``EpochEnd``."""
         self.recipe, self.cfg, self.dist = recipe, recipe.trainer, dist
         self.prepared, self.spec, self.collator = prepared, spec, collator
         self.run_dir, self.logger = run_dir, logger
@@ -71,6 +78,7 @@ class Trainer:
         self.stop_signal = 0  # set by SIGINT/SIGTERM during fit
         self.saved = ""  # the position last.pt holds
         self.epoch_started = 0.0
+        self.on_epoch_end = on_epoch_end
 
     # ----------------------------------------------------------------------------------------------- loop
     def fit(self) -> None:
@@ -90,6 +98,8 @@ class Trainer:
                 self.end_epoch(epoch, train, val, seconds)
                 if stop := self.stopping():
                     raise signals.interrupted(stop, f"after epoch {epoch}", self.run_dir)
+                if self.on_epoch_end and self.on_epoch_end(epoch, val["model"]["mae@avg"]):
+                    break
 
     def train_epoch(self, epoch: int, total: int, bar: tqdm) -> dict[str, float]:
         """Batches ``state.batch + 1 .. total`` of an epoch; checkpoints mid-epoch every ``checkpoint_every``
