@@ -30,6 +30,10 @@ def test_every_registered_plugin_passes_the_kit(kind, name):
         ("encoder", "lstm", {"vd_embedding": True}, "vd_weights"),
         ("encoder", "spin_lite", {"n_layers": 2, "eta": 1, "temporal_self_attention": True}, "vd_weights"),
         ("collator", "dynamic_padding", {"max_sequence_length": 4}, "forecast"),
+        ("pooling", "road_graph", {"hops": 2, "learn_link_weights": True}, "absent.gradient"),
+        ("pooling", "road_graph", {"directed": False, "weights": "uniform"}, "social.interleaved"),
+        ("pooling", "radius", {"metric": "road", "radius_m": 2000.0}, "absent.junk"),
+        ("pooling", "learned_graph", {"with_road": True, "k": 2}, "padding.gradient"),
     ],
 )
 def test_options_that_change_what_is_checked_pass_too(kind, name, config, checked):
