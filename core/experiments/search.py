@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -236,7 +237,9 @@ def claim(search: Search):
         trial = study.claim_waiting()
         if trial is not None or sum(map(proposed, study.trials())) >= search.table.trials:
             return trial
-        trial = study.study.ask()  # (a retry queued since is taken here: fine)
+        with warnings.catch_warnings():  # "heartbeat ... with Study.optimize": Study.heartbeat records it
+            warnings.simplefilter("ignore", UserWarning)
+            trial = study.study.ask()  # (a retry queued since is taken here: fine)
         frozen = study.storage.get_trial(study.trial_id(trial))
         earlier = [t for t in study.trials() if t.number < trial.number and proposed(t)]
         if proposed(frozen) and len(earlier) >= search.table.trials:  # another worker took the last one meanwhile
@@ -291,19 +294,9 @@ def finalist_runs(search: Search, study: Study) -> list[SuiteRun]:
     ]
 
 
-def run(
-    path: Path,
-    suite: SuiteTable,
-    base: SuiteRun,
-    name: str,
-    folder: Path,
-    storage: RDBStorage,
-    train: Train,
-    options: Workers,
-    cli: list[str],
-) -> int:
+def run(search: Search, suite: SuiteTable, storage: RDBStorage, train: Train, options: Workers) -> int:
     """The search's trials, then its finalists, in this process or in ``options.count`` workers; then the report."""
-    search = load(path, suite, base, name, folder, cli)
+    path, name, folder, cli = search.path, search.name, search.folder, list(search.cli)
     study = trials_study(search, storage, options.worker)
     count = options.count or suite.parallel
     if count > 1 and not options.worker:
@@ -350,6 +343,9 @@ def report(search: Search, study: Study, storage: RDBStorage) -> int:
         recipe = write_best(search, best, why)
         lines += [f"Best configuration ({why}): `{recipe}`", ""]
         print(f"best configuration ({why}): {recipe}")
+    else:
+        lines += ["No trial completed: no finalists, no best configuration.", ""]
+        print("no trial completed: no finalists, no best configuration")
     save_text("\n".join(lines), folder / "search.md")
     print(f"search summary: {folder / 'search.md'}\nTensorBoard (HParams): tensorboard --logdir {folder}")
     return code

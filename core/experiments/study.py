@@ -30,6 +30,7 @@ import sys
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -62,14 +63,14 @@ def quiet() -> Iterator[None]:
 
 
 # --------------------------------------------------------------------------------------------- storage
-_IMMEDIATE: set[str] = set()  # SQLite files whose transactions take the write lock at once
+_IMMEDIATE: weakref.WeakSet[sqlalchemy.engine.Engine] = weakref.WeakSet()  # SQLite engines that lock at once
 
 
 @sqlalchemy.event.listens_for(sqlalchemy.engine.Engine, "begin")
 def _begin_immediate(connection) -> None:
     """SQLite's default transactions read first and lock on the first write, so two workers could both read a trial
     as WAITING and both claim it; ``BEGIN IMMEDIATE`` serialises the read and the write."""
-    if connection.engine.url.get_backend_name() == "sqlite" and connection.engine.url.database in _IMMEDIATE:
+    if connection.engine in _IMMEDIATE:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
@@ -97,8 +98,8 @@ def open_storage(url: str) -> RDBStorage:
             )
     except Exception as error:  # noqa: BLE001 - a wrong URL, a missing driver, a server that does not answer
         raise RecipeError(f"--storage {url}: cannot open the study database: {type(error).__name__}: {error}") from None
-    if sqlite:
-        _IMMEDIATE.add(parsed.database)
+    if sqlite:  # (optuna's own first transactions, creating the tables, would wait on each other)
+        _IMMEDIATE.add(storage.engine)
     return storage
 
 
@@ -307,6 +308,7 @@ def train_trial(
             epoch_end = pruning(trial, name, load_recipe(recipe, overrides)[0].trainer.epochs, stopped)
             if resumable:
                 print(f"=== resuming {resumable[0]}")
+                report_history(trial, resumable[0])
                 train(resumable[0] / "recipe.toml", [], resume_dir=resumable[0], on_epoch_end=epoch_end)
             elif not finished():  # else its worker died after the run ended, before telling the study
                 train(recipe, overrides, on_epoch_end=epoch_end)
@@ -332,6 +334,15 @@ def train_trial(
     else:
         trial.study.tell(trial, record.metrics["best_val_mae"])
     return record
+
+
+def report_history(trial: Trial, run_dir: Path) -> None:
+    """Report the epochs a run trained before it was stopped (those already reported are skipped)."""
+    history = run_dir / "training_history.json"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "the step is already reported": the retry inherited it
+        for epoch in json.loads(history.read_text()) if history.is_file() else []:
+            trial.report(epoch["val_mae"], epoch["epoch"])
 
 
 def pruning(trial: Trial, name: str, epochs: int, stopped: list[int]) -> EpochEnd:

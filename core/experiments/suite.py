@@ -222,6 +222,7 @@ def run_suite(path: Path, cli_overrides: list[str], train: Train, options: Worke
     suite, runs = load_suite(path, cli_overrides)
     name = options.study or suite.name
     folder = Path(suite.output_dir) / name
+    found = None if suite.search is None else search.load(path, suite, runs[0], name, folder, cli_overrides)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -230,8 +231,8 @@ def run_suite(path: Path, cli_overrides: list[str], train: Train, options: Worke
         ) from None
     url = options.storage or default_storage(folder)
     storage = open_storage(url)
-    if suite.search is not None:
-        return search.run(path, suite, runs[0], name, folder, storage, train, options, cli_overrides)
+    if found is not None:
+        return search.run(found, suite, storage, train, options)
     study = suite_study(path, storage, name, runs, folder)
     count = options.count or suite.parallel
     if count > 1 and not options.worker:

@@ -1,0 +1,336 @@
+"""Suites and searches as Optuna studies: a suite's runs through the study are the runs a plain command trains,
+rerunning continues, a changed recipe is refused, an interrupted or orphaned trial resumes its run, a search ends
+with its finalists and best.toml, pruning stops hopeless trials, and two workers survive one of them killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import tomllib
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from core.errors import Interrupted
+from core.experiments import study as study_module
+from core.experiments.suite import load_suite
+from core.recipe import load_recipe
+from core.run import main, run
+from tests.helpers import short_run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def files(small_h5, tmp_path):
+    """base.toml (a short lstm run on the small file) and a suite file written from dedented TOML text."""
+    torch.set_num_threads(1)
+    (tmp_path / "base.toml").write_text(
+        short_run("base", tmp_path / "unused", small_h5, data={"train_stride": 4}, trainer={"batch_size": 8})
+    )
+
+    def write(text: str, name: str = "suite.toml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text).replace("OUT", str(tmp_path / "out")))
+        return path
+
+    return write
+
+
+def trials(folder: Path, name: str) -> list[optuna.trial.FrozenTrial]:
+    storage = study_module.open_storage(study_module.default_storage(folder))
+    return optuna.load_study(study_name=name, storage=storage).get_trials()
+
+
+def finished_dirs(folder: Path) -> dict[str, Path]:
+    """Run name → its run directory (exactly one per name, finished)."""
+    dirs: dict[str, Path] = {}
+    for path in folder.iterdir():
+        if path.is_dir() and (path / "recipe.toml").is_file():
+            name = tomllib.loads((path / "recipe.toml").read_text())["run"]["name"]
+            assert name not in dirs and (path / "metrics.json").is_file(), path
+            dirs[name] = path
+    return dirs
+
+
+SEEDED = """
+    [suite]
+    name = "seeded"
+    output_dir = "OUT"
+    base = "base.toml"
+    seeds = [3, 1]
+    [suite.grid]
+    "encoder.embedding_dim" = [8, 12]
+"""
+
+
+def test_a_suite_through_its_study_trains_the_runs_a_plain_command_trains(files, tmp_path, capsys):
+    suite = files(SEEDED)
+    assert main([str(suite)]) == 0
+    folder = tmp_path / "out" / "seeded"
+    _, runs = load_suite(suite, [])
+    assert (
+        [t.user_attrs["run"] for t in trials(folder, "seeded")]
+        == [r.name for r in runs]
+        == [
+            "embedding_dim_8-s3",
+            "embedding_dim_8-s1",
+            "embedding_dim_12-s3",
+            "embedding_dim_12-s1",
+        ]
+    )
+    assert all(t.state == TrialState.COMPLETE for t in trials(folder, "seeded"))
+    dirs = finished_dirs(folder)
+    assert sorted(dirs) == sorted(r.name for r in runs)
+    for name, path in dirs.items():
+        recipe = tomllib.loads((path / "recipe.toml").read_text())
+        assert recipe["run"]["seed"] == int(name[-1]) and recipe["encoder"]["embedding_dim"] == int(name[14:-3])
+    # the same numbers as the run trained alone with the suite's overrides
+    (one,) = [r for r in runs if r.name == "embedding_dim_12-s1"]
+    assert run(one.recipe, [*one.overrides, f'run.output_dir="{tmp_path / "alone"}"']) == 0
+    (alone,) = (tmp_path / "alone").iterdir()
+    metrics = lambda path: json.loads((path / "metrics.json").read_text())["test"]  # noqa: E731
+    assert metrics(alone) == metrics(dirs["embedding_dim_12-s1"])
+    capsys.readouterr()
+
+    # rerunning continues the study: nothing is left, nothing is trained again, the report is written again
+    (folder / "report.md").unlink()
+    assert main([str(suite)]) == 0
+    assert finished_dirs(folder) == dirs and (folder / "report.md").is_file()
+    assert "=== suite seeded: 4 of 4 runs finished" in capsys.readouterr().out
+
+    # the same study from another recipe is refused in one line; another study name starts afresh
+    assert main([str(suite), "--set", "trainer.lr=0.01"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {suite}: the study 'seeded' in sqlite:///{folder}")
+    assert "was made from other recipes (embedding_dim_12-s1: trainer.lr 0.001 -> 0.01;" in err
+    assert "start another with --study NAME" in err
+    assert finished_dirs(folder) == dirs
+
+
+def test_an_interrupted_trial_resumes_its_run_when_the_command_is_rerun(files, tmp_path, capsys):
+    suite = files("""
+        [suite]
+        name = "stopped"
+        output_dir = "OUT"
+        recipes = ["base.toml"]
+        set = {"trainer.epochs" = 3}
+    """)
+
+    def interrupted_after_epoch_2(recipe, overrides, resume_dir=None, on_epoch_end=None):
+        def stop(epoch: int, val_mae: float) -> bool:
+            if epoch == 2:  # last.pt of epoch 2 is saved: what SIGTERM at this point leaves
+                raise Interrupted(signal.SIGTERM, "after epoch 2")
+            return on_epoch_end(epoch, val_mae)
+
+        return run(recipe, overrides, resume_dir, stop)
+
+    from core.experiments.suite import run_suite
+
+    with pytest.raises(Interrupted):
+        run_suite(suite, [], interrupted_after_epoch_2)
+    folder = tmp_path / "out" / "stopped"
+    (first, retry) = trials(folder, "stopped")
+    assert first.state == TrialState.FAIL and retry.state == TrialState.WAITING
+    assert retry.user_attrs["run"] == "base" and retry.intermediate_values.keys() == {1}
+    (run_dir,) = [p for p in folder.iterdir() if p.is_dir()]
+    assert (run_dir / "last.pt").is_file() and not (run_dir / "metrics.json").is_file()
+    capsys.readouterr()
+
+    assert main([str(suite)]) == 0
+    assert f"=== resuming {run_dir}" in capsys.readouterr().out
+    assert finished_dirs(folder) == {"base": run_dir}
+    history = json.loads((run_dir / "training_history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3]  # epochs 1 and 2 were not trained again
+    assert [t.state for t in trials(folder, "stopped")] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert trials(folder, "stopped")[1].intermediate_values.keys() == {1, 2, 3}  # epoch 2 from the history
+
+
+def test_the_trial_of_a_worker_that_is_gone_is_retried_once(files, tmp_path, capsys):
+    suite = files(SEEDED)
+    folder = tmp_path / "out" / "seeded"
+    folder.mkdir(parents=True)
+    _, runs = load_suite(suite, [])
+    storage = study_module.open_storage(study_module.default_storage(folder))
+    from core.experiments.suite import suite_study
+
+    study = suite_study(suite, storage, "seeded", runs, folder)
+    orphan = study.claim_waiting()  # claimed by a process that then died before saving anything
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan.set_user_attr("worker", study_module.worker_id().rpartition(":")[0] + f":{dead.pid}")
+    (folder / "embedding_dim_8-s3-20250101-000000").mkdir()  # what it left: a folder without a checkpoint
+
+    assert main([str(suite)]) == 0
+    states = [(t.user_attrs["run"], t.state) for t in trials(folder, "seeded")]
+    assert states == [
+        ("embedding_dim_8-s3", TrialState.FAIL),
+        ("embedding_dim_8-s1", TrialState.COMPLETE),
+        ("embedding_dim_12-s3", TrialState.COMPLETE),
+        ("embedding_dim_12-s1", TrialState.COMPLETE),
+        ("embedding_dim_8-s3", TrialState.COMPLETE),  # the retry, queued behind the others
+    ]
+    assert sorted(finished_dirs(folder)) == sorted(r.name for r in runs)  # the leftover folder is gone
+
+
+SEARCH = """
+    [suite]
+    name = "tiny_search"
+    output_dir = "OUT"
+    base = "base.toml"
+    seeds = [0, 1]
+    set = {"trainer.epochs" = 2}
+    [suite.search]
+    trials = TRIALS
+    finalists = 1
+    sampler = "random"
+    pruner = "none"
+    [suite.search.space]
+    "trainer.lr" = { log_uniform = [1e-4, 1e-2] }
+    "encoder.embedding_dim" = { int = [8, 16], step = 4 }
+    pooling = { choice = [{ name = "none" }, { name = "radius", radius_m = 1500.0 }] }
+"""
+
+
+def test_a_search_runs_its_trials_then_its_finalists_on_the_seeds_and_writes_the_best_recipe(files, tmp_path, capsys):
+    suite = files(SEARCH.replace("TRIALS", "3"))
+    assert main([str(suite)]) == 0
+    folder = tmp_path / "out" / "tiny_search"
+    out = capsys.readouterr().out
+    searched = trials(folder, "tiny_search")
+    assert [t.user_attrs["run"] for t in searched] == ["trial_000", "trial_001", "trial_002"]
+    assert all(t.state == TrialState.COMPLETE and t.intermediate_values.keys() == {1, 2} for t in searched)
+    best = min(searched, key=lambda t: t.value)
+    for trial in searched:  # every trial is an ordinary run with the values it was given
+        recipe = tomllib.loads((Path(trial.user_attrs["run_dir"]) / "recipe.toml").read_text())
+        assert recipe["trainer"]["lr"] == trial.params["trainer.lr"] and recipe["trainer"]["epochs"] == 2
+        assert recipe["encoder"]["embedding_dim"] == trial.params["encoder.embedding_dim"] in (8, 12, 16)
+        assert recipe["pooling"]["name"] in ("none", "radius")
+        metrics = json.loads((Path(trial.user_attrs["run_dir"]) / "metrics.json").read_text())
+        assert trial.value == metrics["best_val_mae"]
+    # in TensorBoard's HParams view with their values
+    events = EventAccumulator(trial.user_attrs["run_dir"]).Reload()
+    hparams = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    assert b"trainer.lr" in hparams and b"encoder.embedding_dim" in hparams
+
+    finalists = trials(folder, "tiny_search-finalists")
+    name = best.user_attrs["run"]
+    assert [t.user_attrs["run"] for t in finalists] == [f"{name}-s0", f"{name}-s1"]
+    assert sorted(finished_dirs(folder / "finalists")) == [f"{name}-s0", f"{name}-s1"]
+    report = (folder / "finalists" / "report.md").read_text()
+    assert "## Mean ± sd over seeds" in report and f"| {name} | lstm |" in report
+    recipe, _ = load_recipe(folder / "best.toml")
+    assert recipe.trainer.lr == best.params["trainer.lr"] and recipe.run.name == "tiny_search_best"
+    assert recipe.encoder.config.embedding_dim == best.params["encoder.embedding_dim"]
+    assert recipe.run.output_dir == str(tmp_path / "out") and recipe.trainer.epochs == 2
+    summary = (folder / "search.md").read_text()
+    assert "| trial | state | best val MAE | epochs | trainer.lr | encoder.embedding_dim | pooling |" in summary
+    assert f"Best configuration ({name}, val MAE " in summary and "over 2 seed(s)" in summary
+    assert "Mean ± sd over seeds" in out and f"best configuration ({name}" in out
+
+    # more trials: the same study goes on with one more, then the finalists again
+    suite = files(SEARCH.replace("TRIALS", "4"))
+    assert main([str(suite)]) == 0
+    assert len(trials(folder, "tiny_search")) == 4
+    assert len(finished_dirs(folder)) == 4
+
+
+def test_pruning_stops_hopeless_trials_and_the_report_counts_the_epochs_saved(files, tmp_path, capsys):
+    suite = files(
+        SEARCH.replace("TRIALS", "2")
+        .replace('pruner = "none"', 'pruner = "threshold"\nthreshold = 0.001\nmin_epochs = 2')
+        .replace('"trainer.epochs" = 2', '"trainer.epochs" = 4')
+    )
+    assert main([str(suite)]) == 0
+    folder = tmp_path / "out" / "tiny_search"
+    searched = trials(folder, "tiny_search")
+    assert [t.state for t in searched] == [TrialState.PRUNED, TrialState.PRUNED]  # val MAE is never below 0.001
+    for trial in searched:
+        assert trial.intermediate_values.keys() == {1, 2}
+        assert json.loads((Path(trial.user_attrs["run_dir"]) / "metrics.json").read_text())["epochs"] == 2
+    out = capsys.readouterr().out
+    assert "Pruning stopped 2 of 2 trials: 4 epochs trained, 4 saved (50% of the 8" in out
+    assert "no trial completed: no finalists, no best configuration" in out
+    assert not (folder / "best.toml").exists()
+
+
+def test_bad_searches_stop_before_training(files, tmp_path, capsys):
+    search = SEARCH.replace("TRIALS", "2")
+    cases = {
+        search.replace("{ log_uniform = [1e-4, 1e-2] }", "{ log_uniform = [0, 1e-2] }"): (
+            "[suite.search].space 'trainer.lr' log_uniform = [0, 0.01] must be [LOW, HIGH] with LOW < HIGH (both > 0)"
+        ),
+        search.replace("{ log_uniform = [1e-4, 1e-2] }", "{ normal = [0, 1] }"): "'trainer.lr' must be one of",
+        search.replace("[8, 16], step = 4", "[8, 16], step = 0"): "step = 0 must be a positive number",
+        search.replace('"trainer.lr"', '"trainer.lrr"'): "[suite.search].space 'trainer.lrr' = 0.0001: ",
+        search.replace('name = "none" }', 'name = "nope" }'): "[suite.search].space 'pooling' = {'name': 'nope'}",
+        search.replace('sampler = "random"', 'sampler = "grid"'): "sampler = 'grid' is not allowed",
+        search.replace('pruner = "none"', 'pruner = "threshold"'): 'pruner = "threshold" needs threshold',
+        search.replace("seeds = [0, 1]\n", ""): "finalists = 1 are re-run on the suite's seeds",
+        search.replace('base = "base.toml"', 'recipes = ["base.toml"]'): "[suite.search] searches over one base",
+    }
+    for text, message in cases.items():
+        assert main([str(files(text))]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.startswith(f"error: {tmp_path / 'suite.toml'}: ") and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_search_example_loads_and_its_space_is_valid():
+    suite, runs = load_suite(ROOT / "suites" / "search_example.toml", [])
+    assert suite.search["trials"] <= 8 and runs[0].recipe == ROOT / "recipes" / "lstm_radius.toml"
+    assert ("trainer.epochs=1" in runs[0].overrides) and load_recipe(runs[0].recipe)[0].data.source == "default"
+
+
+@pytest.mark.slow
+def test_two_workers_finish_a_suite_with_nothing_lost_or_repeated_when_one_is_killed(files, tmp_path):
+    suite = files("""
+        [suite]
+        name = "two"
+        output_dir = "OUT"
+        base = "base.toml"
+        set = {"trainer.epochs" = 4, "trainer.max_batches_per_epoch" = 12}
+        [suite.grid]
+        "encoder.embedding_dim" = [8, 10, 12, 14]
+    """)
+    folder = tmp_path / "out" / "two"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "core.run", str(suite), "--workers", "2"]
+    launcher = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    killed = None
+    deadline = time.monotonic() + 240
+    while killed is None and time.monotonic() < deadline and launcher.poll() is None:
+        time.sleep(0.2)
+        try:
+            running = trials(folder, "two") if (folder / "study.db").is_file() else []
+        except KeyError:  # the study is being created
+            continue
+        for trial in running:  # a trial mid-run: its last.pt of epoch 1 written, not finished
+            dirs = [p for p in folder.glob(f"{trial.user_attrs['run']}-*") if p.is_dir()]
+            if trial.state == TrialState.RUNNING and dirs and (dirs[0] / "training_history.json").is_file():
+                killed = trial
+                os.kill(int(trial.user_attrs["worker"].rpartition(":")[2]), signal.SIGKILL)
+                break
+    output = launcher.communicate(timeout=300)[0].decode()
+    assert killed is not None, output
+    assert launcher.returncode == 0, output
+    assert "=== worker" in output and "ended with exit code -9" in output
+    states = [(t.user_attrs["run"], t.state) for t in trials(folder, "two")]
+    name = killed.user_attrs["run"]
+    assert states.count((name, TrialState.FAIL)) == 1 and states.count((name, TrialState.COMPLETE)) == 1
+    assert sorted(n for n, s in states if s == TrialState.COMPLETE) == sorted(
+        f"embedding_dim_{d}" for d in (8, 10, 12, 14)
+    )  # every run finished once
+    dirs = finished_dirs(folder)  # one directory per run: the killed one was resumed, not started again
+    history = json.loads((dirs[name] / "training_history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    assert f"=== resuming {dirs[name]}" in (folder / f"{name}.log").read_text()
