@@ -43,6 +43,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from core.errors import Interrupted, RecipeError
 from core.experiments.compare import RunRecord, load_run
 from core.recipe import load_recipe
+from core.training import signals
 from core.training.trainer import EpochEnd
 
 HEARTBEAT_S = 20  # a running trial's heartbeat
@@ -376,42 +377,53 @@ def launch_workers(
     OMP_NUM_THREADS is set; output in ``<folder>/worker-<k>.log``); wait for them, reaping a dead one at once (so
     that the others see it gone and retry its trial) and printing the ``studies``' trials as they start and end;
     returns their exit codes."""
+    seen: dict[tuple[str, int], TrialState] = {}
+    show_progress(studies(), seen, quiet=True)  # a continued study: only what happens from now on
     threads = max(1, (os.cpu_count() or 1) // workers)
     env = {"OMP_NUM_THREADS": str(threads), **os.environ}
     processes = []
     for k in range(1, workers + 1):
-        with (folder / f"worker-{k}.log").open("a") as log:
+        with (folder / f"worker-{k}.log").open("a") as log:  # a session of their own: signals come from here
             processes.append(
-                subprocess.Popen([sys.executable, *command(k)], stdout=log, stderr=subprocess.STDOUT, env=env)
+                subprocess.Popen(
+                    [sys.executable, *command(k)], stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                )
             )
     print(
         f"=== {workers} workers ({env['OMP_NUM_THREADS']} threads each), pids "
         f"{', '.join(str(p.pid) for p in processes)}; their output: {folder}/worker-<k>.log, each run's "
         f"{folder}/<run name>.log"
     )
-    seen: dict[tuple[str, int], TrialState] = {}
-    try:
+    stop: list[int] = []
+
+    def forward(signum: int, frame) -> None:  # a second signal, forwarded too, stops the runs at once
+        stop.append(signum)
+        for p in processes:
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signum)
+
+    with signals.handling_signals(forward):
         while any(p.poll() is None for p in processes):
             show_progress(studies(), seen)
             time.sleep(POLL_S)
-    except KeyboardInterrupt:  # the workers got the signal too: they save their runs and queue the retries
-        for p in processes:
-            p.wait()
-        raise
     show_progress(studies(), seen)
     for k, p in enumerate(processes, 1):
-        if p.returncode:
+        if p.returncode and not stop:
             print(f"=== worker {k} (pid {p.pid}) ended with exit code {p.returncode}; see {folder}/worker-{k}.log")
+    if stop:
+        raise Interrupted(stop[0], "while the workers trained; they saved their runs: rerun the command to continue")
     return [p.returncode for p in processes]
 
 
-def show_progress(studies: list[Study], seen: dict[tuple[str, int], TrialState]) -> None:
-    """A line for every trial that started or ended since the last call."""
+def show_progress(studies: list[Study], seen: dict[tuple[str, int], TrialState], quiet: bool = False) -> None:
+    """A line for every trial that started or ended since the last call (``quiet``: only note them)."""
     for name, frozen in ((study.study.study_name, frozen) for study in studies for frozen in study.trials()):
         key = (name, frozen.number)
         if seen.get(key) == frozen.state or frozen.state == TrialState.WAITING or "surplus" in frozen.user_attrs:
             continue
         seen[key] = frozen.state
+        if quiet:
+            continue
         name = frozen.user_attrs.get("run", f"trial {frozen.number}")
         if frozen.state == TrialState.RUNNING:
             print(f"=== start '{name}'")

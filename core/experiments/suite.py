@@ -282,26 +282,33 @@ def work_on_suite(study: Study, runs: list[SuiteRun], folder: Path, train: Train
     study.work(Study.claim_waiting, run_one)
 
 
-def outcome(study: Study, runs: list[SuiteRun]) -> tuple[list[RunRecord], dict[str, str], list[str]]:
-    """The suite's finished runs (in its order), the failed ones (name → error) and the names of those left (to
-    train, or running elsewhere), from each run's latest trial."""
+def outcome(study: Study, runs: list[SuiteRun]) -> tuple[list[RunRecord], list[str], dict[str, str], list[str]]:
+    """The suite's finished runs here (in its order), those finished on other machines ('name (host:run dir)'),
+    the failed ones (name → error) and the names of those left, from each run's latest trial."""
     latest = {trial.user_attrs.get("run"): trial for trial in study.trials()}  # in trial order: the last one wins
-    finished, failed, left = [], {}, []
+    finished, elsewhere, failed, left = [], [], {}, []
     for run in runs:
         trial = latest.get(run.name)
         if trial is not None and trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
-            finished.append(load_run(Path(trial.user_attrs["run_dir"])))
+            path = Path(trial.user_attrs["run_dir"])
+            if path.is_dir():
+                finished.append(load_run(path))
+            else:  # trained by a worker on another machine (--storage): its run directory is there
+                elsewhere.append(f"{run.name} ({trial.user_attrs['worker'].partition('/')[0]}:{path})")
         elif trial is not None and "error" in trial.user_attrs:
             failed[run.name] = trial.user_attrs["error"]
         else:
             left.append(run.name)
-    return finished, failed, left
+    return finished, elsewhere, failed, left
 
 
 def report_suite(study: Study, runs: list[SuiteRun], folder: Path, title: str, url: str) -> int:
     """Compare the finished runs in ``folder`` (report.md, plots), say which failed and which are left."""
-    finished, failed, left = outcome(study, runs)
-    print(f"\n=== {title}: {len(finished)} of {len(runs)} runs finished (study '{study.study.study_name}' in {url})")
+    finished, elsewhere, failed, left = outcome(study, runs)
+    done = len(finished) + len(elsewhere)
+    print(f"\n=== {title}: {done} of {len(runs)} runs finished (study '{study.study.study_name}' in {url})")
+    if elsewhere:
+        print(f"finished on other machines, left out of this report: {', '.join(elsewhere)}")
     if finished:
         print(write_report(finished, folder, failed))
         print(f"report: {folder / 'report.md'}\nTensorBoard: tensorboard --logdir {folder}")
