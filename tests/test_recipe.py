@@ -184,7 +184,7 @@ def test_an_encoder_lacking_a_capability_is_refused_naming_it(write_recipe, over
         load_recipe(path, overrides, registry=registry)
     assert str(error.value) == (
         f"{path} (with --set {overrides[0]}): encoder 'plain' does not declare {missing}; honour it in the encoder "
-        "(README, 'Writing a plugin'), declare it, and check it with `python -m core.plugins check plain`, "
+        "(docs/writing-a-plugin.md), declare it, and check it with `python -m core.plugins check plain`, "
         "or use collator 'centralized' with [data] min_history = 0"
     )
 

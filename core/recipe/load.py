@@ -312,6 +312,6 @@ def check_compatible(recipe: Recipe, registry: Registry, where: str | None = Non
     if missing:
         raise RecipeError(
             f"{where}: encoder '{encoder.name}' does not declare {' nor '.join(missing)}; honour it in the encoder "
-            "(README, 'Writing a plugin'), declare it, and check it with `python -m core.plugins check "
+            "(docs/writing-a-plugin.md), declare it, and check it with `python -m core.plugins check "
             f"{encoder.name}`, or use collator 'centralized' with [data] min_history = 0"
         )
