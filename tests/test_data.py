@@ -245,3 +245,11 @@ def test_vd_attributes_csv(tmp_path):
     path.write_text("sensor_id,direction\nzz,N\n")
     with pytest.raises(DataError, match=r"attrs.csv: 1 sensor id\(s\) are not in the data: zz"):
         read_vd_attributes(path, ["a"])
+
+
+def test_a_stray_time_stamp_is_refused_before_a_grid_of_millions_of_steps(tmp_path):
+    rows = "".join(f"2012-03-01T00:{5 * k:02d}:00,{50 + k}\n" for k in range(10))
+    (tmp_path / "speed-1.csv").write_text("Stamp,Speed\n" + rows)
+    (tmp_path / "speed-2.csv").write_text("Stamp,Speed\n1970-01-01T00:00:00,40\n" + rows)
+    with pytest.raises(DataError, match=r"detector 2: time stamps from 1970-01-01T00:00:00 to 2012-03-01T00:45:00"):
+        import_per_detector(sorted(tmp_path.glob("speed-*.csv")), None)

@@ -191,6 +191,14 @@ def import_per_detector(
             f"{len(files)} detector files: cannot tell the time step, no file has two different time stamps"
         )
     interval = int(np.median(steps))
+    longest = max(len(stamps) for stamps, _ in series)
+    if (end - start) // interval + 1 > max(100 * longest, 100_000):  # a stray stamp: a grid of millions of steps
+        column = max(range(len(ids)), key=lambda c: series[c][0].max() - series[c][0].min())
+        first, last = (np.datetime64(int(t), "s") for t in (series[column][0].min(), series[column][0].max()))
+        raise DataError(
+            f"detector {ids[column]}: time stamps from {first} to {last}, over 100 times the {longest} readings of "
+            f"the longest file at one every {interval} s; a stamp far off?"
+        )
     timestamps = np.arange(start, end + 1, interval)
     grid = np.full((len(timestamps), len(ids)), np.nan, dtype=np.float32)
     for column, (stamps, readings) in enumerate(series):
