@@ -165,6 +165,7 @@ def test_the_trial_of_a_worker_that_is_gone_is_retried_once(files, tmp_path, cap
     from core.experiments.suite import suite_study
 
     study = suite_study(suite, storage, "seeded", runs, folder)
+    assert isinstance(study.study.pruner, optuna.pruners.NopPruner)  # a suite's runs are never pruned
     orphan = study.claim_waiting()  # claimed by a process that then died before saving anything
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

@@ -36,7 +36,7 @@ from typing import Any, Literal
 import attrs
 import optuna
 from optuna.storages import RDBStorage
-from optuna.trial import Trial, TrialState
+from optuna.trial import FrozenTrial, Trial, TrialState
 
 from core.errors import RecipeError, SocialXLSTMError
 from core.experiments.compare import markdown
@@ -225,7 +225,7 @@ def trials_study(search: Search, storage: RDBStorage, worker: int) -> Study:
     return Study(study, storage)
 
 
-def proposed(trial) -> bool:
+def proposed(trial: FrozenTrial) -> bool:
     """A trial the sampler proposed (not a retry of a dead worker's trial, nor one past the budget)."""
     return "failed_trial" not in trial.system_attrs and "surplus" not in trial.user_attrs
 

@@ -115,9 +115,11 @@ def open_study(
     pruner: optuna.pruners.BasePruner | None = None,
 ) -> optuna.Study:
     """Create the study ``name`` (then ``prepare`` it, e.g. queue a suite's runs) or load it; a study made from
-    something else than ``made_from`` (JSON values) is refused in one line naming what changed."""
+    something else than ``made_from`` (JSON values) is refused in one line naming what changed. Without a
+    ``pruner`` no trial is pruned."""
     made_from = json.loads(json.dumps(made_from))
-    sampler = sampler or optuna.samplers.RandomSampler(seed=0)
+    sampler = sampler or optuna.samplers.RandomSampler(seed=0)  # a suite's trials are queued: nothing to sample
+    pruner = pruner or optuna.pruners.NopPruner()  # (optuna's default would prune a suite's runs)
     try:
         study = optuna.create_study(storage=storage, study_name=name, sampler=sampler, pruner=pruner)
         prepare(study)
@@ -263,6 +265,7 @@ class Study:
                     run(trial)
             except Interrupted:
                 self.give_back(trial)
+                print(f"=== the study '{self.study.study_name}' keeps the run: rerun the same command to continue it")
                 raise
 
 
