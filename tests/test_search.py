@@ -301,46 +301,82 @@ def test_the_shipped_searches_load_and_their_spaces_are_valid(name, tmp_path):
         assert load_recipe(runs[0].recipe)[0].data.source == "default"
 
 
-@pytest.mark.slow
-def test_two_workers_finish_a_suite_with_nothing_lost_or_repeated_when_one_is_killed(files, tmp_path):
-    suite = files("""
-        [suite]
-        name = "two"
-        output_dir = "OUT"
-        base = "base.toml"
-        set = {"trainer.epochs" = 4, "trainer.max_batches_per_epoch" = 12}
-        [suite.grid]
-        "encoder.embedding_dim" = [8, 10, 12, 14]
-    """)
-    folder = tmp_path / "out" / "two"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+TWO_WORKERS = """
+    [suite]
+    name = "two"
+    output_dir = "OUT"
+    base = "base.toml"
+    set = {"trainer.epochs" = 4, "trainer.max_batches_per_epoch" = 12}
+    [suite.grid]
+    "encoder.embedding_dim" = [8, 10, 12, 14]
+"""
+RUNS = sorted(f"embedding_dim_{d}" for d in (8, 10, 12, 14))
+
+
+def start_workers(suite: Path, tmp_path: Path) -> subprocess.Popen:
     command = [sys.executable, "-m", "core.run", str(suite), "--workers", "2"]
-    launcher = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    killed = None
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def mid_run(folder: Path, launcher: subprocess.Popen, count: int) -> list[optuna.trial.FrozenTrial]:
+    """Wait until ``count`` trials of study 'two' are in the middle of their runs (the last.pt of epoch 1 saved)."""
     deadline = time.monotonic() + 240
-    while killed is None and time.monotonic() < deadline and launcher.poll() is None:
+    while time.monotonic() < deadline and launcher.poll() is None:
         time.sleep(0.2)
         try:
             running = trials(folder, "two") if (folder / "study.db").is_file() else []
         except KeyError:  # the study is being created
             continue
-        for trial in running:  # a trial mid-run: its last.pt of epoch 1 written, not finished
-            dirs = [p for p in folder.glob(f"{trial.user_attrs['run']}-*") if p.is_dir()]
+        found = []
+        for trial in running:
+            dirs = [p for p in folder.glob(f"{trial.user_attrs.get('run')}-*") if p.is_dir()]
             if trial.state == TrialState.RUNNING and dirs and (dirs[0] / "training_history.json").is_file():
-                killed = trial
-                os.kill(int(trial.user_attrs["worker"].rpartition(":")[2]), signal.SIGKILL)
-                break
-    output = launcher.communicate(timeout=300)[0].decode()
-    assert killed is not None, output
-    assert launcher.returncode == 0, output
-    assert "=== worker" in output and "ended with exit code -9" in output
+                found.append(trial)
+        if len(found) >= count:
+            return found
+    return []
+
+
+def nothing_lost_or_repeated(folder: Path, stopped: list[str]) -> None:
+    """Every run finished once, in one run directory; the ``stopped`` ones resumed, each epoch trained once."""
     states = [(t.user_attrs["run"], t.state) for t in trials(folder, "two")]
-    name = killed.user_attrs["run"]
-    assert states.count((name, TrialState.FAIL)) == 1 and states.count((name, TrialState.COMPLETE)) == 1
-    assert sorted(n for n, s in states if s == TrialState.COMPLETE) == sorted(
-        f"embedding_dim_{d}" for d in (8, 10, 12, 14)
-    )  # every run finished once
-    dirs = finished_dirs(folder)  # one directory per run: the killed one was resumed, not started again
-    history = json.loads((dirs[name] / "training_history.json").read_text())
-    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
-    assert f"=== resuming {dirs[name]}" in (folder / f"{name}.log").read_text()
+    assert sorted(n for n, s in states if s == TrialState.COMPLETE) == RUNS
+    assert [n for n, s in states if s == TrialState.FAIL] == stopped
+    dirs = finished_dirs(folder)
+    assert sorted(dirs) == RUNS
+    for name in stopped:
+        assert [h["epoch"] for h in json.loads((dirs[name] / "training_history.json").read_text())] == [1, 2, 3, 4]
+        assert f"=== resuming {dirs[name]}" in (folder / f"{name}.log").read_text()
+
+
+@pytest.mark.slow
+def test_two_workers_finish_a_suite_with_nothing_lost_or_repeated_when_one_is_killed(files, tmp_path):
+    folder = tmp_path / "out" / "two"
+    launcher = start_workers(files(TWO_WORKERS), tmp_path)
+    running = mid_run(folder, launcher, 1)
+    if running:
+        os.kill(int(running[0].user_attrs["worker"].rpartition(":")[2]), signal.SIGKILL)
+    output = launcher.communicate(timeout=300)[0].decode()
+    assert running and launcher.returncode == 0, output
+    assert "=== worker" in output and "ended with exit code -9" in output
+    nothing_lost_or_repeated(folder, [running[0].user_attrs["run"]])
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_the_workers_runs_and_rerunning_the_command_finishes_the_suite(files, tmp_path):
+    folder = tmp_path / "out" / "two"
+    suite = files(TWO_WORKERS)
+    launcher = start_workers(suite, tmp_path)
+    running = mid_run(folder, launcher, 2)
+    if running:
+        launcher.send_signal(signal.SIGINT)
+    output = launcher.communicate(timeout=300)[0].decode()
+    assert running and launcher.returncode == 130, output
+    assert "interrupted by SIGINT while the workers trained; they saved their runs: rerun the command" in output
+    stopped = [t.user_attrs["run"] for t in trials(folder, "two") if "failed_trial" in t.system_attrs]
+    assert stopped and set(stopped) <= {t.user_attrs["run"] for t in running}  # queued again (one may have ended)
+    rerun = start_workers(suite, tmp_path)
+    output = rerun.communicate(timeout=300)[0].decode()
+    assert rerun.returncode == 0, output
+    nothing_lost_or_repeated(folder, stopped)

@@ -40,7 +40,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from core.errors import RecipeError, SocialXLSTMError
 from core.experiments.compare import markdown
-from core.experiments.study import Study, Train, existing, launch_workers, open_study, train_trial
+from core.experiments.study import Study, Train, existing, launch_workers, open_study, shown, train_trial
 from core.experiments.suite import (
     SuiteRun,
     SuiteTable,
@@ -300,7 +300,7 @@ def run(search: Search, suite: SuiteTable, storage: RDBStorage, train: Train, op
     study = trials_study(search, storage, options.worker)
     count = options.count or suite.parallel
     if count > 1 and not options.worker:
-        print(f"=== search {name}: {search.table.trials} trials, study '{name}' in {storage.url}")
+        print(f"=== search {name}: {search.table.trials} trials, study '{name}' in {shown(storage.url)}")
 
         def studies() -> list[Study]:
             finalists = existing(storage, f"{name}-finalists")

@@ -75,6 +75,14 @@ def _begin_immediate(connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def shown(url: str) -> str:
+    """A database URL as printed: without its password."""
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return url
+
+
 def default_storage(folder: Path) -> str:
     return f"sqlite:///{folder / 'study.db'}"
 
@@ -98,7 +106,9 @@ def open_storage(url: str) -> RDBStorage:
                 ),
             )
     except Exception as error:  # noqa: BLE001 - a wrong URL, a missing driver, a server that does not answer
-        raise RecipeError(f"--storage {url}: cannot open the study database: {type(error).__name__}: {error}") from None
+        raise RecipeError(
+            f"--storage {shown(url)}: cannot open the study database: {type(error).__name__}: {error}"
+        ) from None
     if sqlite:  # (optuna's own first transactions, creating the tables, would wait on each other)
         _IMMEDIATE.add(storage.engine)
     return storage
@@ -133,11 +143,11 @@ def open_study(
             break
         time.sleep(0.1)
     else:
-        raise RecipeError(f"{where}: the study '{name}' in {storage.url} was never finished being created")
+        raise RecipeError(f"{where}: the study '{name}' in {shown(storage.url)} was never finished being created")
     if saved != made_from:
         raise RecipeError(
-            f"{where}: the study '{name}' in {storage.url} was made from other recipes ({changes(saved, made_from)}); "
-            "rerun it unchanged, or start another with --study NAME"
+            f"{where}: the study '{name}' in {shown(storage.url)} was made from other recipes "
+            f"({changes(saved, made_from)}); rerun it unchanged, or start another with --study NAME"
         )
     return study
 

@@ -49,6 +49,7 @@ from core.experiments.study import (
     launch_workers,
     open_storage,
     open_study,
+    shown,
     train_trial,
 )
 from core.recipe import build_config, flatten, load_recipe, read_toml
@@ -236,7 +237,7 @@ def run_suite(path: Path, cli_overrides: list[str], train: Train, options: Worke
     study = suite_study(path, storage, name, runs, folder)
     count = options.count or suite.parallel
     if count > 1 and not options.worker:
-        print(f"=== suite {name}: {len(runs)} runs, study '{name}' in {url}")
+        print(f"=== suite {name}: {len(runs)} runs, study '{name}' in {shown(url)}")
         launch_workers(worker_command(path, cli_overrides, url, name), count, folder, lambda: [study])
     else:
         work_on_suite(study, runs, folder, train, f"suite {name}", options.worker > 0)
@@ -306,7 +307,7 @@ def report_suite(study: Study, runs: list[SuiteRun], folder: Path, title: str, u
     """Compare the finished runs in ``folder`` (report.md, plots), say which failed and which are left."""
     finished, elsewhere, failed, left = outcome(study, runs)
     done = len(finished) + len(elsewhere)
-    print(f"\n=== {title}: {done} of {len(runs)} runs finished (study '{study.study.study_name}' in {url})")
+    print(f"\n=== {title}: {done} of {len(runs)} runs finished (study '{study.study.study_name}' in {shown(url)})")
     if elsewhere:
         print(f"finished on other machines, left out of this report: {', '.join(elsewhere)}")
     if finished:
