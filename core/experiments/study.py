@@ -49,7 +49,6 @@ from core.training.trainer import EpochEnd
 HEARTBEAT_S = 20  # a running trial's heartbeat
 GRACE_S = 120  # a trial whose heartbeat is older is failed and retried (its worker is gone)
 POLL_S = 1.0  # how often an idle worker looks for work while other workers' trials run
-MAX_RETRIES = 5  # a run whose worker died this often is left failed
 MADE_FROM = "made_from"  # the study's user attribute recording what it was made from (set last: the study is ready)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happens, not optuna's per-trial INFO
@@ -101,9 +100,9 @@ def open_storage(url: str) -> RDBStorage:
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=HEARTBEAT_S,
                 grace_period=GRACE_S,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                    max_retry=MAX_RETRIES, inherit_intermediate_values=True
-                ),
+                # no limit: a worker that dies is not replaced, so a run that kills its worker every time (memory)
+                # costs one worker per try, and the command ends when none is left
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(inherit_intermediate_values=True),
             )
     except Exception as error:  # noqa: BLE001 - a wrong URL, a missing driver, a server that does not answer
         raise RecipeError(
@@ -156,8 +155,8 @@ def changes(before: dict[str, Any], after: dict[str, Any]) -> str:
     """The first few differences between two ``made_from`` records, as 'KEY OLD -> NEW'."""
     old, new = flatten_all(before), flatten_all(after)
     keys = [key for key in sorted(old.keys() | new.keys()) if old.get(key) != new.get(key)]
-    shown = [f"{key} {old.get(key, '(unset)')!r} -> {new.get(key, '(unset)')!r}" for key in keys[:3]]
-    return "; ".join(shown) + (f"; and {len(keys) - 3} more" if len(keys) > 3 else "")
+    listed = [f"{key} {old.get(key, '(unset)')!r} -> {new.get(key, '(unset)')!r}" for key in keys[:3]]
+    return "; ".join(listed) + (f"; and {len(keys) - 3} more" if len(keys) > 3 else "")
 
 
 def flatten_all(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -188,8 +187,8 @@ def gone(worker: str) -> bool:
         os.kill(int(pid), 0)
     except ProcessLookupError:
         return True
-    except PermissionError:
-        return False
+    except PermissionError:  # alive, someone else's
+        pass
     return False
 
 
@@ -224,22 +223,20 @@ class Study:
         and (optuna) those whose heartbeat is older than ``GRACE_S``."""
         with quiet():
             optuna.storages.fail_stale_trials(self.study)
-        retry = self.storage.get_heartbeat_stale_trial_callback()
         for frozen in self.trials(TrialState.RUNNING):
-            if not gone(frozen.user_attrs.get("worker", "")):
-                continue
-            trial_id = self.trial_id(frozen)
-            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # another worker did it first
-                if self.storage.set_trial_state_values(trial_id, TrialState.FAIL) and retry is not None:
-                    retry(self.study, self.storage.get_trial(trial_id))
+            if gone(frozen.user_attrs.get("worker", "")):
+                self.fail_and_retry(self.trial_id(frozen))
 
     def give_back(self, trial: Trial) -> None:
         """An interrupted trial: failed, and a retry queued that resumes its run."""
-        trial_id = self.trial_id(trial)
-        if self.storage.set_trial_state_values(trial_id, TrialState.FAIL):
-            retry = self.storage.get_heartbeat_stale_trial_callback()
-            if retry is not None:
-                retry(self.study, self.storage.get_trial(trial_id))
+        self.fail_and_retry(self.trial_id(trial))
+
+    def fail_and_retry(self, trial_id: int) -> None:
+        """Fail a running trial and queue its retry (``RetryHeartbeatStaleTrialCallback``: same run, same values),
+        unless another worker did it first."""
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            if self.storage.set_trial_state_values(trial_id, TrialState.FAIL):
+                self.storage.get_heartbeat_stale_trial_callback()(self.study, self.storage.get_trial(trial_id))
 
     @contextlib.contextmanager
     def heartbeat(self, trial: Trial) -> Iterator[None]:
