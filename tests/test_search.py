@@ -360,6 +360,9 @@ def test_two_workers_finish_a_suite_with_nothing_lost_or_repeated_when_one_is_ki
     output = launcher.communicate(timeout=300)[0].decode()
     assert running and launcher.returncode == 0, output
     assert "=== worker" in output and "ended with exit code -9" in output
+    threads = max(1, (os.cpu_count() or 1) // 2)  # each worker its share of the cores
+    assert f"=== 2 workers ({threads} threads each)" in output
+    assert f" {threads} threads) on sqlite:///{folder}/study.db" in (folder / "worker-1.log").read_text()
     nothing_lost_or_repeated(folder, [running[0].user_attrs["run"]])
 
 

@@ -37,6 +37,7 @@ from typing import Any
 
 import attrs
 import optuna
+import torch
 from optuna.storages import RDBStorage
 from optuna.trial import Trial, TrialState
 
@@ -232,6 +233,8 @@ def run_suite(path: Path, cli_overrides: list[str], train: Train, options: Worke
         ) from None
     url = options.storage or default_storage(folder)
     storage = open_storage(url)
+    if options.worker:
+        print(f"=== worker {options.worker} (pid {os.getpid()}, {torch.get_num_threads()} threads) on {shown(url)}")
     if found is not None:
         return search.run(found, suite, storage, train, options)
     study = suite_study(path, storage, name, runs, folder)
