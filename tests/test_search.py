@@ -5,6 +5,7 @@ with its finalists and best.toml, pruning stops hopeless trials, and two workers
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -383,3 +384,26 @@ def test_ctrl_c_saves_the_workers_runs_and_rerunning_the_command_finishes_the_su
     output = rerun.communicate(timeout=300)[0].decode()
     assert rerun.returncode == 0, output
     nothing_lost_or_repeated(folder, stopped)
+
+
+def claim_all(url: str, start: float) -> list[int]:
+    """(In a process of its own) claim queued trials of study 'queue' until none is left; their numbers."""
+    storage = study_module.open_storage(url)
+    study = study_module.Study(optuna.load_study(study_name="queue", storage=storage), storage)
+    time.sleep(max(0.0, start - time.time()))  # all processes start claiming at once
+    claimed = []
+    while (trial := study.claim_waiting()) is not None:
+        claimed.append(trial.number)
+    return claimed
+
+
+@pytest.mark.slow
+def test_workers_claiming_at_once_never_get_the_same_trial(tmp_path):
+    url = study_module.default_storage(tmp_path)
+    storage = study_module.open_storage(url)
+    queue = lambda study: [study.enqueue_trial({}, user_attrs={"run": str(k)}) for k in range(60)]  # noqa: E731
+    study_module.open_study(storage, "queue", {}, "test", queue)
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        claimed = pool.starmap(claim_all, [(url, time.time() + 5)] * 4)
+    numbers = [n for each in claimed for n in each]
+    assert sorted(numbers) == list(range(60)) and sum(map(bool, claimed)) > 1  # each once, by several processes
