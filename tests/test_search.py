@@ -225,8 +225,8 @@ def test_a_search_runs_its_trials_then_its_finalists_on_the_seeds_and_writes_the
     hparams = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
     assert b"trainer.lr" in hparams and b"encoder.embedding_dim" in hparams
 
-    finalists = trials(folder, "tiny_search-finalists")
     name = best.user_attrs["run"]
+    finalists = trials(folder, f"tiny_search-finalists-{name}-s0-1")
     assert [t.user_attrs["run"] for t in finalists] == [f"{name}-s0", f"{name}-s1"]
     assert sorted(finished_dirs(folder / "finalists")) == [f"{name}-s0", f"{name}-s1"]
     report = (folder / "finalists" / "report.md").read_text()
@@ -240,11 +240,17 @@ def test_a_search_runs_its_trials_then_its_finalists_on_the_seeds_and_writes_the
     assert f"Best configuration ({name}, val MAE " in summary and "over 2 seed(s)" in summary
     assert "Mean ± sd over seeds" in out and f"best configuration ({name}" in out
 
-    # more trials: the same study goes on with one more, then the finalists again
-    suite = files(SEARCH.replace("TRIALS", "4"))
+    # more trials and finalists: the same study goes on with one more trial, then the finalists chosen from all
+    suite = files(SEARCH.replace("TRIALS", "4").replace("finalists = 1", "finalists = 2"))
     assert main([str(suite)]) == 0
-    assert len(trials(folder, "tiny_search")) == 4
-    assert len(finished_dirs(folder)) == 4
+    searched = trials(folder, "tiny_search")
+    assert len(searched) == len(finished_dirs(folder)) == 4
+    best_two = [t.user_attrs["run"] for t in sorted(searched, key=lambda t: t.value)[:2]]
+    finalists = trials(folder, f"tiny_search-finalists-{'-'.join(best_two)}-s0-1")
+    assert [t.user_attrs["run"] for t in finalists] == [f"{n}-s{seed}" for n in best_two for seed in (0, 1)]
+    assert all(t.state == TrialState.COMPLETE for t in finalists)
+    assert {t.user_attrs["run"] for t in finalists} <= set(finished_dirs(folder / "finalists"))  # each run once
+    assert any(f"({n}, val MAE" in (folder / "best.toml").read_text() for n in best_two)
 
 
 def test_pruning_stops_hopeless_trials_and_the_report_counts_the_epochs_saved(files, tmp_path, capsys):

@@ -167,6 +167,13 @@ class Search:
         """A trial's overrides: the suite's ``set``, the trial's values, the command line's ``--set``."""
         return [*self.common, *sets, *self.cli]
 
+    def finalists_study(self, runs: list[SuiteRun]) -> str:
+        """The study of finalist ``runs``, named after their trials and seeds: a search given more trials, other
+        ``finalists`` or ``seeds`` gets a study of its own (in ``finalists/`` with the others: a run chosen again
+        is trained once)."""
+        configs = dict.fromkeys(run.name.rsplit("-s", 1)[0] for run in runs)
+        return f"{self.name}-finalists-{'-'.join(configs)}-s{'-'.join(map(str, self.seeds))}"
+
     def made_from(self) -> dict[str, Any]:
         """What the search study was made from: the base recipe, the space, the sampler and pruner (not the
         number of trials or finalists: a search may be extended)."""
@@ -303,7 +310,8 @@ def run(search: Search, suite: SuiteTable, storage: RDBStorage, train: Train, op
         print(f"=== search {name}: {search.table.trials} trials, study '{name}' in {shown(storage.url)}")
 
         def studies() -> list[Study]:
-            finalists = existing(storage, f"{name}-finalists")
+            runs = finalist_runs(search, study) if searched(search, study) else []
+            finalists = existing(storage, search.finalists_study(runs)) if runs else None
             return [study] + ([finalists] if finalists else [])
 
         launch_workers(worker_command(path, cli, storage.url, name), count, folder, studies)
@@ -313,7 +321,7 @@ def run(search: Search, suite: SuiteTable, storage: RDBStorage, train: Train, op
         if searched(search, study) and runs:
             finals = folder / "finalists"
             finals.mkdir(exist_ok=True)
-            finalists = suite_study(path, storage, f"{name}-finalists", runs, finals)
+            finalists = suite_study(path, storage, search.finalists_study(runs), runs, finals)
             work_on_suite(finalists, runs, finals, train, f"search {name}: finalists", options.worker > 0)
         if options.worker:
             return 0
@@ -334,7 +342,7 @@ def report(search: Search, study: Study, storage: RDBStorage) -> int:
     runs = finalist_runs(search, study)
     code = 0
     if runs:
-        finalists = suite_study(search.path, storage, f"{search.name}-finalists", runs, folder / "finalists")
+        finalists = suite_study(search.path, storage, search.finalists_study(runs), runs, folder / "finalists")
         code = report_suite(finalists, runs, folder / "finalists", f"search {search.name}: finalists", storage.url)
         best, why = best_of_finalists(study, finalists, runs)
     else:
