@@ -69,16 +69,21 @@ class RoadGraph:
         data = np.ones(self.num_links) if values is None else values
         return sparse.csr_array((data, (self.source, self.target)), shape=(self.num_vds, self.num_vds))
 
-    def road_distances(self, limit_m: float) -> sparse.csr_array:
+    def road_distances(self, limit_m: float, chunk: int = 1024) -> sparse.csr_array:
         """Shortest road distance (m) between every two VDs at most ``limit_m`` apart, either way along the links
-        (a sparse [N, N], self excluded); needs ``cost``."""
+        (a sparse [N, N], self excluded); needs ``cost``. Searched ``chunk`` source VDs at a time, so memory stays
+        ``chunk`` × N."""
         if self.cost is None:
             raise DataError("the road graph has no road distances (its links carry weights only)")
         both = self.matrix(np.maximum(self.cost, 1e-3))  # a zero-cost link still links
-        found = csgraph.dijkstra(both, directed=False, limit=limit_m)  # dense rows, fine up to ~10^4 VDs
-        found[~np.isfinite(found)] = 0.0
-        np.fill_diagonal(found, 0.0)
-        return sparse.csr_array(found)
+        rows = []
+        for lo in range(0, self.num_vds, chunk):
+            sources = np.arange(lo, min(lo + chunk, self.num_vds))
+            found = csgraph.dijkstra(both, directed=False, indices=sources, limit=limit_m)
+            found[~np.isfinite(found)] = 0.0
+            found[np.arange(len(sources)), sources] = 0.0
+            rows.append(sparse.csr_array(found))
+        return sparse.vstack(rows, format="csr")
 
     def summary(self, vd_ids: Sequence[str]) -> str:
         """One line: links, direction, connected components, degree range, VDs with no link."""

@@ -127,8 +127,11 @@ class LearnedGraphPooling(EdgeRecordingPooling):
         return torch.cat([index, extra], 1), torch.cat([listed, ~(listed_already | drawn_before)], 1)
 
     def _choose(self) -> tuple[torch.Tensor, torch.Tensor]:
-        fixed = [(lists.index, lists.valid) for lists in (self.distance,) if lists is not None]
-        fixed += [(self.road_index, self.road_valid)] if self.road_index is not None else []
+        fixed = []
+        if self.distance is not None:
+            fixed.append((self.distance.index, self.distance.valid))
+        if self.road_index is not None:
+            fixed.append((self.road_index, self.road_valid))
         if not fixed:
             return top_k_scores(self.source, self.target, self.k, chunk_elements=self.chunk_elements)
         index, valid = (torch.cat(part, 1) for part in zip(*fixed))
