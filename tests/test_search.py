@@ -313,21 +313,22 @@ TWO_WORKERS = """
     name = "two"
     output_dir = "OUT"
     base = "base.toml"
-    set = {"trainer.epochs" = 4, "trainer.max_batches_per_epoch" = 12}
+    set = {"trainer.epochs" = 4, "trainer.max_batches_per_epoch" = 12, "encoder" = {name = "held_gru"}, "plugins.modules" = ["tests.held_plugins"]}
     [suite.grid]
-    "encoder.embedding_dim" = [8, 10, 12, 14]
+    "trainer.lr" = [0.001, 0.002, 0.003, 0.004]
 """
-RUNS = sorted(f"embedding_dim_{d}" for d in (8, 10, 12, 14))
+RUNS = sorted(f"lr_0.00{d}" for d in (1, 2, 3, 4))
 
 
 def start_workers(suite: Path, tmp_path: Path) -> subprocess.Popen:
+    """The suite's two workers; their runs wait after their first epoch while ``tmp_path/hold`` exists."""
     command = [sys.executable, "-m", "core.run", str(suite), "--workers", "2"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HOLD_FILE": str(tmp_path / "hold")}
     return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 def mid_run(folder: Path, launcher: subprocess.Popen, count: int) -> list[optuna.trial.FrozenTrial]:
-    """Wait until ``count`` trials of study 'two' are in the middle of their runs (the last.pt of epoch 1 saved)."""
+    """Wait until ``count`` trials of study 'two' are in the middle of their runs (epoch 1 over, held there)."""
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and launcher.poll() is None:
         time.sleep(0.2)
@@ -360,10 +361,12 @@ def nothing_lost_or_repeated(folder: Path, stopped: list[str]) -> None:
 @pytest.mark.slow
 def test_two_workers_finish_a_suite_with_nothing_lost_or_repeated_when_one_is_killed(files, tmp_path):
     folder = tmp_path / "out" / "two"
+    (tmp_path / "hold").touch()
     launcher = start_workers(files(TWO_WORKERS), tmp_path)
     running = mid_run(folder, launcher, 1)
     if running:
         os.kill(int(running[0].user_attrs["worker"].rpartition(":")[2]), signal.SIGKILL)
+    (tmp_path / "hold").unlink()
     output = launcher.communicate(timeout=300)[0].decode()
     assert running and launcher.returncode == 0, output
     assert "=== worker" in output and "ended with exit code -9" in output
@@ -377,10 +380,12 @@ def test_two_workers_finish_a_suite_with_nothing_lost_or_repeated_when_one_is_ki
 def test_ctrl_c_saves_the_workers_runs_and_rerunning_the_command_finishes_the_suite(files, tmp_path):
     folder = tmp_path / "out" / "two"
     suite = files(TWO_WORKERS)
+    (tmp_path / "hold").touch()
     launcher = start_workers(suite, tmp_path)
     running = mid_run(folder, launcher, 2)
     if running:
         launcher.send_signal(signal.SIGINT)
+    (tmp_path / "hold").unlink()
     output = launcher.communicate(timeout=300)[0].decode()
     assert running and launcher.returncode == 130, output
     assert "interrupted by SIGINT while the workers trained; they saved their runs: rerun the command" in output

@@ -82,6 +82,19 @@ def shown(url: str) -> str:
         return url
 
 
+def rdb_storage(url: str, engine_kwargs: dict[str, Any]) -> RDBStorage:
+    with quiet():
+        return RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=HEARTBEAT_S,
+            grace_period=GRACE_S,
+            # no limit: a worker that dies is not replaced, so a run that kills its worker every time (memory)
+            # costs one worker per try, and the command ends when none is left
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(inherit_intermediate_values=True),
+        )
+
+
 def default_storage(folder: Path) -> str:
     return f"sqlite:///{folder / 'study.db'}"
 
@@ -94,16 +107,9 @@ def open_storage(url: str) -> RDBStorage:
     if sqlite:  # autocommit in the driver: the "begin" event above starts the transactions once the tables exist
         engine_kwargs = {"connect_args": {"timeout": 120, "isolation_level": None}}
     try:
-        with quiet():
-            storage = RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=HEARTBEAT_S,
-                grace_period=GRACE_S,
-                # no limit: a worker that dies is not replaced, so a run that kills its worker every time (memory)
-                # costs one worker per try, and the command ends when none is left
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(inherit_intermediate_values=True),
-            )
+        storage = rdb_storage(url, engine_kwargs)
+    except sqlalchemy.exc.IntegrityError:  # another process created the tables at the same moment: they exist now
+        storage = rdb_storage(url, engine_kwargs)
     except Exception as error:  # noqa: BLE001 - a wrong URL, a missing driver, a server that does not answer
         raise RecipeError(
             f"--storage {shown(url)}: cannot open the study database: {type(error).__name__}: {error}"
@@ -413,7 +419,7 @@ def launch_workers(
                 p.send_signal(signum)
 
     with signals.handling_signals(forward):
-        while any(p.poll() is None for p in processes):
+        while [p.poll() for p in processes].count(None):  # every one polled: a dead one reaped, not a zombie
             show_progress(studies(), seen)
             time.sleep(POLL_S)
     show_progress(studies(), seen)
