@@ -33,7 +33,7 @@ from core.data.config import DataConfig  # noqa: E402
 from core.data.importers import import_wide_csv  # noqa: E402
 from core.data.windows import Prepared, prepare  # noqa: E402
 from core.model import Forecaster  # noqa: E402
-from core.recipe import HeadConfig  # noqa: E402
+from core.recipe import ModelConfig  # noqa: E402
 from core.training.metrics import masked_mae  # noqa: E402
 from plugins.collators.centralized import CentralizedCollator  # noqa: E402
 from plugins.collators.distributed import DistributedCollator  # noqa: E402
@@ -99,7 +99,7 @@ def training_rate(prepared: Prepared, collator, encoder: str, picks: list[list[i
     spec = prepared.spec()
     enc = ENCODERS[encoder](spec)
     model = Forecaster(
-        enc, RadiusPooling(RadiusConfig(radius_m=1500.0), spec, enc.out_dim), HeadConfig(hidden_dim=64), HORIZON
+        enc, RadiusPooling(RadiusConfig(radius_m=1500.0), spec, enc.out_dim), ModelConfig(hidden_dim=64)
     ).to(device)
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
     ready = [collator(prepared.splits["train"].__getitems__(pick)).to(device).canonical() for pick in picks]

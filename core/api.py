@@ -1,4 +1,4 @@
-"""The contracts every plugin implements: encoders, pooling strategies and collators.
+"""The contracts every plugin implements: encoders, pooling strategies, collators and output heads.
 
 Each plugin class has a unique ``name`` within its kind and an attrs ``Config`` class (default: no options);
 the recipe table for the plugin is validated against ``Config`` and the instance is built as
@@ -427,7 +427,43 @@ def scatter_vds(slots: torch.Tensor, vd_index: torch.Tensor, num_vds: int) -> to
     return slots.new_zeros((slots.shape[0], num_vds, *slots.shape[2:])).scatter(1, index, slots)
 
 
-PLUGIN_KINDS: dict[str, type] = {"encoder": Encoder, "pooling": Pooling, "collator": Collator}
+class Head(nn.Module):
+    """What the model forecasts for every VD and horizon step, from the fused features ``[B, N, D]`` (each VD's
+    last state beside its social context, through ``[model]``'s hidden layer).
+
+    Built as ``cls(config, spec, dim)`` (``dim = D``). ``forward(features)`` gives the head's output in the
+    z-scored target's units: ``[B, H, N]`` for a point forecast, or ``[B, H, N, P]`` (P values per forecast, e.g.
+    quantiles or a distribution's parameters). The trainer averages ``loss(output, target)`` (elementwise,
+    ``[B, H, N]``) over the observed targets, and scores ``point(output)`` (``[B, H, N]``) by MAE. A head that
+    forecasts a distribution (``distribution``; ``social_xlstm.DistributionHead``) also gives
+    ``quantiles(output)`` at its ``levels`` (``[B, H, N, L]``, ascending in the level, never crossing), scored by
+    coverage, width and CRPS.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type] = NoOptions
+    distribution: ClassVar[bool] = False
+    levels: tuple[float, ...] = ()  # the quantile levels it forecasts, ascending (a distribution head)
+
+    def __init__(self, config, spec: DatasetSpec, dim: int):
+        super().__init__()
+        self.config = config
+        self.horizon = spec.horizon
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def point(self, output: torch.Tensor) -> torch.Tensor:
+        return output
+
+    def quantiles(self, output: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"head '{self.name}' forecasts a point, not quantiles")
+
+
+PLUGIN_KINDS: dict[str, type] = {"encoder": Encoder, "pooling": Pooling, "collator": Collator, "head": Head}
 
 
 def capabilities(cls: type) -> dict[str, bool]:
@@ -441,6 +477,8 @@ def capabilities(cls: type) -> dict[str, bool]:
         }
     if issubclass(cls, Collator):
         return {"pads_time": cls.pads_time, "uses_vd_slots": cls.uses_vd_slots}
+    if issubclass(cls, Head):
+        return {"distribution": cls.distribution}
     return {"uses_positions": cls.uses_positions, "uses_road_graph": cls.uses_road_graph}
 
 

@@ -26,6 +26,6 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def register_plugins(register) -> None:
     """Call ``register(cls)`` once for each plugin class the module provides.
 
-    ``cls`` subclasses one of ``social_xlstm.Encoder``, ``Pooling`` or ``Collator``, has a unique ``name``
+    ``cls`` subclasses one of ``social_xlstm.Encoder``, ``Pooling``, ``Collator`` or ``Head``, has a unique ``name``
     within its kind and, if it has options, an attrs ``Config`` class that validates its recipe table.
     """

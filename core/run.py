@@ -208,17 +208,34 @@ def create_run_dir(recipe: Recipe) -> Path:
 
 
 def format_table(metrics: dict, target: str) -> str:
-    """Test MAE/RMSE/MAPE per horizon for the model beside the baselines."""
+    """Test MAE/RMSE/MAPE per horizon for the model beside the baselines; for a distribution head, then the
+    coverage (%) and width of its two widest central intervals and the CRPS."""
     methods = {"model": metrics["test"], **metrics["baselines"]}
     labels = [f"@{h}" for h in HORIZONS if f"mae@{h}" in metrics["test"]] + ["@avg"]
-    header = f"{'test (' + target + ')':<22}" + "".join(f"{name:>26}" for name in methods)
-    sub = f"{'horizon':<22}" + "".join(f"{'MAE':>10}{'RMSE':>8}{'MAPE%':>8}" for _ in methods)
-    rows = [
-        f"{label:<22}"
-        + "".join("".join(f"{m[f'{k}{label}']:>{w}.2f}" for k, w in zip(METRICS, (10, 8, 8))) for m in methods.values())
-        for label in labels
-    ]
-    return "\n".join([header, sub, *rows])
+    tables = [(f"test ({target})", [(k.upper().replace("MAPE", "MAPE%"), k, 8) for k in METRICS])]
+    percents = sorted(
+        (int(k[8:-4]) for k in metrics["test"] if k.startswith("coverage") and k.endswith("@avg")), reverse=True
+    )[:2]  # the two widest intervals
+    if percents:
+        columns = [
+            (f"{label}{p}", f"{key}{p}", 7) for p in percents for label, key in (("cov", "coverage"), ("w", "width"))
+        ]
+        tables.append((f"intervals ({target})", [*columns, ("CRPS", "crps", 7)]))
+    lines = []
+    for title, columns in tables:
+        width = sum(w for _, _, w in columns) + 2
+        lines.append(f"{title:<22}" + "".join(f"{name:>{width}}" for name in methods))
+        lines.append(
+            f"{'horizon':<22}" + "".join(f"{'':2}" + "".join(f"{c:>{w}}" for c, _, w in columns) for _ in methods)
+        )
+        lines += [
+            f"{label:<22}"
+            + "".join(
+                f"{'':2}" + "".join(f"{m[f'{k}{label}']:>{w}.2f}" for _, k, w in columns) for m in methods.values()
+            )
+            for label in labels
+        ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ A plugin is a module with a ``register_plugins`` hook that registers its classes
     def register_plugins(register):
         register(GruEncoder)
 
-The contracts are the docstrings of ``Encoder``, ``LayerwiseEncoder``, ``Pooling`` and ``Collator``;
+The contracts are the docstrings of ``Encoder``, ``LayerwiseEncoder``, ``Pooling``, ``Collator``, ``Head`` and
+``DistributionHead``;
 ``social_xlstm.testing`` checks a plugin against them (``python -m core.plugins check NAME``).
 """
 
@@ -24,6 +25,7 @@ from core.api import (
     DistributedBatch,
     Encoder,
     EncoderInput,
+    Head,
     LayerwiseEncoder,
     NoOptions,
     Pooling,
@@ -32,6 +34,7 @@ from core.api import (
     scatter_vds,
 )
 from core.errors import DataError, RecipeError
+from core.heads import DEFAULT_LEVELS, DistributionConfig, DistributionHead, PointHead, central_intervals
 from core.hookspecs import hookimpl
 from core.model.neighbours import (
     EdgeRecordingPooling,
@@ -46,23 +49,29 @@ from core.model.neighbours import (
 from core.sequence import causal_over_padding, real_steps, roll_time
 
 __all__ = [
+    "DEFAULT_LEVELS",
     "Batch",
     "Collator",
     "DataError",
     "DatasetSpec",
     "DistributedBatch",
+    "DistributionConfig",
+    "DistributionHead",
     "Encoder",
     "EdgeRecordingPooling",
     "EncoderInput",
+    "Head",
     "LayerwiseEncoder",
     "NeighbourLists",
     "NeighbourPooling",
     "NeighbourhoodConfig",
     "NoOptions",
+    "PointHead",
     "Pooling",
     "RecipeError",
     "Windows",
     "causal_over_padding",
+    "central_intervals",
     "hookimpl",
     "link_lists",
     "real_steps",

@@ -10,7 +10,7 @@ import torch
 
 from core.api import Batch, EncoderInput
 from core.model import Forecaster
-from core.recipe import HeadConfig
+from core.recipe import ModelConfig
 from core.training.metrics import masked_mae
 from plugins.encoders.lstm import LSTMConfig, LSTMEncoder
 from plugins.encoders.xlstm_per_vd import PerVDXLSTMEncoder
@@ -99,7 +99,7 @@ def train_and_score(pooling_name: str) -> float:
     pooling = (
         NoPooling(NoPooling.Config(), spec, 16) if pooling_name == "none" else ALL_STRATEGIES[pooling_name](spec, 16)
     )
-    return fit_and_score(Forecaster(encoder, pooling, HeadConfig(hidden_dim=32, dropout=0.0), LAG), series, spec)
+    return fit_and_score(Forecaster(encoder, pooling, ModelConfig(hidden_dim=32, dropout=0.0)), series, spec)
 
 
 def fit_and_score(model: Forecaster, series: torch.Tensor, spec, steps: int = 250) -> float:

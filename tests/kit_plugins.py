@@ -1,6 +1,11 @@
-"""Plugins for the kit's own tests: a correct GRU, and plugins that each break their contract in one way."""
+"""Plugins for the kit's own tests: a correct GRU, and plugins that each break their contract in one way; and
+``held_gru``, with which a test catches runs in their middle."""
 
 from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
 
 import attrs
 import torch
@@ -50,6 +55,25 @@ class SlotBlindEncoder(GruEncoder):
 
     def forward(self, inputs):
         return super().forward(inputs) * self.scale[: inputs.values.shape[1], None]
+
+
+class HeldGruEncoder(GruEncoder):
+    """The GRU, which after its first epoch waits before each training batch while the file named by
+    ``$HOLD_FILE`` exists (signals are still recorded meanwhile)."""
+
+    name = "held_gru"
+
+    def __init__(self, config, spec):
+        super().__init__(config, spec)
+        self.validated = False  # a validation has run in this process: the first epoch is over
+
+    def forward(self, inputs):
+        if not self.training:
+            self.validated = True
+        elif self.validated:
+            while Path(os.environ.get("HOLD_FILE", "")).is_file():
+                time.sleep(0.05)
+        return super().forward(inputs)
 
 
 class NoOutDimEncoder(Encoder):
@@ -104,6 +128,7 @@ def register_plugins(register):
         GruEncoder,
         NaiveGruEncoder,
         SlotBlindEncoder,
+        HeldGruEncoder,
         NoOutDimEncoder,
         LeakyMeanPooling,
         SlotHidingCollator,

@@ -11,7 +11,7 @@ from core.data.config import DataConfig
 from core.data.windows import prepare
 from core.errors import DataError, RecipeError
 from core.model import Forecaster
-from core.recipe import HeadConfig, load_recipe
+from core.recipe import ModelConfig, load_recipe
 from plugins.collators.centralized import CentralizedCollator
 from plugins.collators.distributed import DistributedCollator
 from plugins.collators.dynamic_padding import DynamicPaddingCollator
@@ -210,7 +210,7 @@ def test_distributed_and_centralized_layouts_give_the_same_forecast(small_data, 
         ),
         "xlstm_per_vd": lambda: PerVDXLSTMEncoder(XLSTMConfig(embedding_dim=16, num_blocks=2, num_heads=2), spec),
     }[encoder]()
-    model = Forecaster(build, RadiusPooling(RadiusConfig(), spec, 16), HeadConfig(hidden_dim=8), 3).eval()
+    model = Forecaster(build, RadiusPooling(RadiusConfig(), spec, 16), ModelConfig(hidden_dim=8)).eval()
     torch.testing.assert_close(model(distributed.canonical()), model(central), rtol=0, atol=0)
 
 
@@ -239,5 +239,5 @@ def test_torch_compile_traces_the_whole_forecaster(small_data, collator):
     batch = collator(collator.Config(), spec)(prepared.splits["val"].__getitems__([0, 5, 9])).canonical()
     torch.manual_seed(0)
     encoder = SharedXLSTMEncoder(SharedXLSTMConfig(embedding_dim=16, num_blocks=2, num_heads=2), spec)
-    model = Forecaster(encoder, RadiusPooling(RadiusConfig(), spec, 16), HeadConfig(hidden_dim=8), 3).eval()
+    model = Forecaster(encoder, RadiusPooling(RadiusConfig(), spec, 16), ModelConfig(hidden_dim=8)).eval()
     torch.testing.assert_close(torch.compile(model, backend="eager")(batch), model(batch))

@@ -12,14 +12,14 @@ import torch
 
 from core.data.road_graph import RoadGraph
 from core.model import Forecaster
-from core.recipe import HeadConfig
+from core.recipe import ModelConfig
 from plugins.encoders.lstm import LSTMConfig, LSTMEncoder
 from plugins.pooling.learned_graph import LearnedGraphConfig, LearnedGraphPooling
 from plugins.pooling.none import NoPooling
 from plugins.pooling.radius import RadiusConfig, RadiusPooling
 from plugins.pooling.road_graph import RoadGraphConfig, RoadGraphPooling
 from tests.conftest import make_spec
-from tests.helpers import LAG, PAIRS, fit_and_score, network
+from tests.helpers import PAIRS, fit_and_score, network
 
 # 0 -> 1 -> 2 (100 m, 200 m), 3 -> 1 (300 m), VD 4 unlinked
 GRAPH = RoadGraph(5, np.array([0, 1, 3]), np.array([1, 2, 1]), cost=np.array([100.0, 200.0, 300.0]))
@@ -136,7 +136,7 @@ def test_road_graph_learns_a_signal_carried_along_the_links_by_its_upstream_map(
     def model(pool_cls, config):
         torch.manual_seed(0)
         encoder = LSTMEncoder(LSTMConfig(embedding_dim=16, num_layers=1), spec)
-        return Forecaster(encoder, pool_cls(config, spec, 16), HeadConfig(hidden_dim=32, dropout=0.0), LAG)
+        return Forecaster(encoder, pool_cls(config, spec, 16), ModelConfig(hidden_dim=32, dropout=0.0))
 
     alone = fit_and_score(model(NoPooling, NoPooling.Config()), series, spec)
     road = model(RoadGraphPooling, RoadGraphConfig())

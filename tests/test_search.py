@@ -313,7 +313,11 @@ TWO_WORKERS = """
     name = "two"
     output_dir = "OUT"
     base = "base.toml"
-    set = {"trainer.epochs" = 4, "trainer.max_batches_per_epoch" = 12, "encoder" = {name = "held_gru"}, "plugins.modules" = ["tests.held_plugins"]}
+    [suite.set]
+    "trainer.epochs" = 4
+    "trainer.max_batches_per_epoch" = 12
+    encoder = {name = "held_gru"}
+    "plugins.modules" = ["tests.kit_plugins"]
     [suite.grid]
     "trainer.lr" = [0.001, 0.002, 0.003, 0.004]
 """

@@ -10,11 +10,11 @@ import torch
 from core.api import EncoderInput
 from core.errors import RecipeError
 from core.model import Forecaster, inner_layers
-from core.recipe import HeadConfig, load_recipe
+from core.recipe import ModelConfig, load_recipe
 from plugins.encoders.lstm import LSTMConfig, LSTMEncoder
 from plugins.pooling.none import NoPooling
 from tests.conftest import make_spec
-from tests.helpers import ENCODERS, LAG, POSITIONS, STRATEGIES, fit_and_score, network, random_input
+from tests.helpers import ENCODERS, POSITIONS, STRATEGIES, fit_and_score, network, random_input
 
 LAYERWISE = ("lstm", "xlstm_shared", "xlstm_per_vd")  # (stid: tests/test_stid.py)
 
@@ -25,7 +25,7 @@ def social_model(encoder: str, social: str, spec, head_pooling: bool = False) ->
     enc = ENCODERS[encoder](spec)
     inner = {layer: STRATEGIES["radius"](spec, enc.out_dim) for layer in inner_layers(social, enc)}
     head = STRATEGIES["radius"](spec, enc.out_dim) if head_pooling else NoPooling(NoPooling.Config(), spec, enc.out_dim)
-    model = Forecaster(enc, head, HeadConfig(hidden_dim=8), 3, inner)
+    model = Forecaster(enc, head, ModelConfig(hidden_dim=8), inner)
     for inject in model.inject.values():
         torch.nn.init.normal_(inject.weight, std=0.5)
     return model.eval()
@@ -82,11 +82,9 @@ def test_a_model_that_pools_only_inside_the_encoder_learns_what_only_neighbours_
     encoder = LSTMEncoder(LSTMConfig(embedding_dim=16, num_layers=2), spec)
     head = NoPooling(NoPooling.Config(), spec, 16)
     inner = {layer: STRATEGIES["radius"](spec, 16) for layer in inner_layers(social, encoder)}
-    social_error = fit_and_score(Forecaster(encoder, head, HeadConfig(hidden_dim=32), LAG, inner), series, spec)
+    social_error = fit_and_score(Forecaster(encoder, head, ModelConfig(hidden_dim=32), inner=inner), series, spec)
     torch.manual_seed(0)
-    alone = Forecaster(
-        LSTMEncoder(LSTMConfig(embedding_dim=16, num_layers=2), spec), head, HeadConfig(hidden_dim=32), LAG
-    )
+    alone = Forecaster(LSTMEncoder(LSTMConfig(embedding_dim=16, num_layers=2), spec), head, ModelConfig(hidden_dim=32))
     alone_error = fit_and_score(alone, series, spec)
     assert alone_error > 0.7 and social_error < 0.7 * alone_error, (
         f"{social}: MAE {social_error:.3f} vs {alone_error:.3f} without"

@@ -14,11 +14,11 @@ from core.api import EncoderInput
 from core.errors import DataError
 from core.model import Forecaster
 from core.plugins import main, parameter_count, synthetic_spec
-from core.recipe import HeadConfig, Registry, load_recipe
+from core.recipe import ModelConfig, Registry, load_recipe
 from plugins.encoders.spin_lite import SpinLiteConfig, SpinLiteEncoder
 from plugins.pooling.none import NoPooling
 from tests.conftest import make_spec
-from tests.helpers import LAG, fit_and_score, network, random_input, train_and_score
+from tests.helpers import fit_and_score, network, random_input, train_and_score
 
 # VDs 0-2 300 m apart on one road, VDs 3-4 10 km away: within 1000 m, 0-1-2 and 3-4 are neighbours
 POSITIONS = torch.tensor([[0.0, 0.0], [300.0, 0.0], [600.0, 0.0], [10_000.0, 0.0], [10_300.0, 0.0]])
@@ -174,9 +174,7 @@ def test_learns_a_signal_only_a_neighbour_carries():
     series, spec = network()
     torch.manual_seed(0)
     spin = SpinLiteEncoder(SpinLiteConfig(radius_m=1000.0), spec)
-    model = Forecaster(
-        spin, NoPooling(NoPooling.Config(), spec, spin.out_dim), HeadConfig(hidden_dim=32, dropout=0.0), LAG
-    )
+    model = Forecaster(spin, NoPooling(NoPooling.Config(), spec, spin.out_dim), ModelConfig(hidden_dim=32, dropout=0.0))
     error = fit_and_score(model, series, spec)
     lstm_error = train_and_score("none")
     assert lstm_error > 0.7  # own history is useless: about E|N(0, 1)| = 0.8

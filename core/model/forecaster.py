@@ -1,4 +1,5 @@
-"""The forecaster: encoder → last step → social pooling → fusion head → ``[B, H, N]``.
+"""The forecaster: encoder → last step → social pooling → fusion layer → head → ``[B, H, N]`` (a point forecast)
+or ``[B, H, N, P]`` (a distribution head's values, e.g. quantiles).
 
 ``[model] social`` says where pooling acts: on the encoder's last states only (``last``), or also inside a
 layer-wise encoder: on every time step's input states, fed into its first layer (``every_step``), or between
@@ -9,6 +10,9 @@ context enters the states through a zero-initialised linear map (a residual): tr
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -18,12 +22,15 @@ from core.api import (
     DatasetSpec,
     Encoder,
     EncoderInput,
+    Head,
     LayerwiseEncoder,
+    NoOptions,
     Pooling,
     scatter_vds,
 )
 from core.errors import DataError, PluginError, RecipeError, SocialXLSTMError
-from core.recipe import HeadConfig, PluginChoice, Recipe, Registry
+from core.heads import PointHead
+from core.recipe import ModelConfig, PluginChoice, Recipe, Registry
 
 
 class Forecaster(nn.Module):
@@ -31,11 +38,13 @@ class Forecaster(nn.Module):
         self,
         encoder: Encoder,
         pooling: Pooling,
-        head: HeadConfig,
-        horizon: int,
+        model: ModelConfig,
         inner: dict[int, Pooling] | None = None,
+        head: Callable[[int], Head] | None = None,
     ):
-        """``inner`` maps an encoder layer to the pooling acting on the states entering it (the social modes)."""
+        """``inner`` maps an encoder layer to the pooling acting on the states entering it (the social modes);
+        ``head(dim)`` builds the head on the fused features (default: ``PointHead``), here after the fusion layer,
+        so that the weights of a seeded run start the same whichever head it has."""
         super().__init__()
         self.num_vds = encoder.spec.num_vds
         self.encoder = encoder
@@ -43,9 +52,8 @@ class Forecaster(nn.Module):
         e = encoder.out_dim
         self.inner = nn.ModuleDict({str(layer): p for layer, p in (inner or {}).items()})
         self.inject = nn.ModuleDict({key: _zero_linear(e) for key in self.inner})
-        self.head = nn.Sequential(
-            nn.Linear(2 * e, head.hidden_dim), nn.GELU(), nn.Dropout(head.dropout), nn.Linear(head.hidden_dim, horizon)
-        )
+        self.fuse = nn.Sequential(nn.Linear(2 * e, model.hidden_dim), nn.GELU(), nn.Dropout(model.dropout))
+        self.head = (head or functools.partial(PointHead, NoOptions(), encoder.spec))(model.hidden_dim)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         inputs = EncoderInput.from_batch(batch)
@@ -60,7 +68,7 @@ class Forecaster(nn.Module):
             last = scatter_vds(last, batch.vd_index, self.num_vds)
             node_mask = scatter_vds(node_mask, batch.vd_index, self.num_vds)
         context = self.pooling(last, node_mask)  # [B, N, E]
-        return self.head(torch.cat([last, context], -1)).transpose(1, 2)  # [B, H, N]
+        return self.head(self.fuse(torch.cat([last, context], -1)))
 
     def social_step(self, layer: int, x: torch.Tensor, inputs: EncoderInput) -> torch.Tensor:
         """``x [B, M, T, E]`` plus the social context of every time step, if a pooling acts before ``layer``."""
@@ -106,15 +114,16 @@ def build_forecaster(recipe: Recipe, registry: Registry, spec: DatasetSpec, sour
 
 
 def build_model(recipe: Recipe, registry: Registry, spec: DatasetSpec) -> Forecaster:
-    """Instantiate the recipe's encoder and pooling (and, in the social modes, the poolings inside the encoder)
-    for the dataset described by ``spec``."""
+    """Instantiate the recipe's encoder, pooling (and, in the social modes, the poolings inside the encoder) and
+    head for the dataset described by ``spec``."""
     encoder = construct(registry, "encoder", recipe.encoder, spec, where=recipe.path)
     pooling = construct(registry, "pooling", recipe.pooling, spec, encoder.out_dim, where=recipe.path)
     inner = {
         layer: construct(registry, "pooling", recipe.pooling, spec, encoder.out_dim, where=recipe.path)
         for layer in inner_layers(recipe.model.social, encoder)
     }
-    return Forecaster(encoder, pooling, recipe.model, spec.horizon, inner)
+    head = lambda dim: construct(registry, "head", recipe.head, spec, dim, where=recipe.path)  # noqa: E731
+    return Forecaster(encoder, pooling, recipe.model, inner, head)
 
 
 def inner_layers(social: str, encoder: Encoder) -> list[int]:

@@ -1,7 +1,7 @@
 """Recipes, the start of the flow: TOML read, overridden and validated into options; the registry of plugins."""
 
 from core.recipe.load import (
-    HeadConfig,
+    ModelConfig,
     PluginChoice,
     Recipe,
     TrainerConfig,
@@ -15,7 +15,7 @@ from core.recipe.registry import PluginInfo, Registry
 from core.recipe.scaffold import write_package
 
 __all__ = [
-    "HeadConfig",
+    "ModelConfig",
     "PluginChoice",
     "PluginInfo",
     "Recipe",

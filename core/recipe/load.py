@@ -11,7 +11,7 @@ import attrs
 import tomli_w
 from attrs.validators import ge, gt, lt
 
-from core.api import LayerwiseEncoder
+from core.api import LayerwiseEncoder, NoOptions
 from core.data import describe_source
 from core.data.config import DataConfig
 from core.errors import PluginError, RecipeError, closest
@@ -32,8 +32,9 @@ class RunConfig:
 
 
 @attrs.frozen
-class HeadConfig:
-    """``[model]``: where social pooling acts, and the fusion head over cat(own state, social context)."""
+class ModelConfig:
+    """``[model]``: where social pooling acts, and the hidden layer fusing each VD's own state and social context
+    (whose output the ``[head]`` plugin turns into the forecast)."""
 
     hidden_dim: int = attrs.field(default=64, validator=gt(0))
     dropout: float = attrs.field(default=0.0, validator=[ge(0.0), lt(1.0)])
@@ -78,11 +79,12 @@ class Recipe:
     path: str
     run: RunConfig
     data: DataConfig
-    model: HeadConfig
+    model: ModelConfig
     trainer: TrainerConfig
     encoder: PluginChoice
     pooling: PluginChoice
     collator: PluginChoice
+    head: PluginChoice = PluginChoice("point", NoOptions())
     plugin_modules: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,8 +112,8 @@ def flatten(tables: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {f"{table}.{key}": value for table, values in tables.items() for key, value in values.items()}
 
 
-FIXED_TABLES = {"run": RunConfig, "data": DataConfig, "model": HeadConfig, "trainer": TrainerConfig}
-PLUGIN_TABLES = {"encoder": None, "pooling": "none", "collator": "centralized"}  # default plugin names
+FIXED_TABLES = {"run": RunConfig, "data": DataConfig, "model": ModelConfig, "trainer": TrainerConfig}
+PLUGIN_TABLES = {"encoder": None, "pooling": "none", "collator": "centralized", "head": "point"}  # default names
 ALL_TABLES = [*FIXED_TABLES, *PLUGIN_TABLES, "plugins"]
 
 

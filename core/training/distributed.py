@@ -3,7 +3,7 @@
 ``setup`` reads torchrun's RANK / WORLD_SIZE / LOCAL_RANK and joins the process group (NCCL on CUDA, one GPU
 per process; gloo on CPU); without torchrun, or with one process, it returns a ``Distributed`` that changes
 nothing. ``trainer.batch_size`` is the global batch: rank r takes slice r of each one (``shard``) and the loss
-is the masked mean over the whole global batch (``masked_mae``), so DDP's gradient average is exactly the
+is the masked mean over the whole global batch (``masked_mean``), so DDP's gradient average is exactly the
 single-process gradient. Rank 0 alone prints, logs, writes files, validates and tests; the other ranks get
 its results (``from_main``).
 """
@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from core.errors import RecipeError, TrainingError
 from core.recipe import Recipe
-from core.training.metrics import masked_mae
+from core.training.metrics import masked_mean
 
 T = TypeVar("T")
 
@@ -51,15 +51,16 @@ class Distributed:
 
     def shard(self, order: torch.Tensor, batch_size: int) -> list[list[int]]:
         """This rank's part of each global batch of ``order``: slice ``rank`` of ``world_size`` equal slices.
-        A short last batch goes whole to every rank (``masked_mae`` then counts it once)."""
+        A short last batch goes whole to every rank (``masked_mean`` then counts it once)."""
         part = batch_size // self.world_size
         mine = slice(self.rank * part, (self.rank + 1) * part)
         return [(batch[mine] if len(batch) == batch_size else batch).tolist() for batch in order.split(batch_size)]
 
-    def masked_mae(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``core.training.metrics.masked_mae`` of the global batch: the same value on every rank (so a non-finite loss
-        is seen by all), and a gradient whose average over the ranks is the single-process gradient."""
-        local = masked_mae(pred, target, mask)
+    def masked_mean(self, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``core.training.metrics.masked_mean`` of the global batch (e.g. the head's loss): the same value on every
+        rank (so a non-finite loss is seen by all), and a gradient whose average over the ranks is the
+        single-process gradient."""
+        local = masked_mean(values, mask)
         if not self.enabled:
             return local
         count = mask.sum().to(local.dtype)

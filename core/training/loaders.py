@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from core.api import Collator
 from core.data.windows import Prepared
@@ -52,13 +52,14 @@ class Loaders:
             "train", batch_sampler=self.dist.shard(permutation[skip * self.cfg.batch_size :], self.cfg.batch_size)
         )
 
-    def evaluate(self, split: str) -> DataLoader:
-        """A split's batches in order, of ``eval_batch_size``."""
-        return self.loader(split, batch_size=self.cfg.eval_batch_size)
+    def evaluate(self, split: str, stride: int = 1) -> DataLoader:
+        """A split's batches in order, of ``eval_batch_size``; with ``stride`` k, every k-th window only."""
+        return self.loader(split, stride, batch_size=self.cfg.eval_batch_size)
 
-    def loader(self, split: str, **batching) -> DataLoader:
+    def loader(self, split: str, stride: int = 1, **batching) -> DataLoader:
+        dataset = self.prepared.splits[split]
         return DataLoader(
-            self.prepared.splits[split],
+            dataset if stride == 1 else Subset(dataset, range(0, len(dataset), stride)),
             **batching,
             collate_fn=self.collator,
             num_workers=self.cfg.num_workers,

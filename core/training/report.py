@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from core.io import save_json
-from core.training import checkpoints, signals
+from core.training import calibration, checkpoints, signals
 from core.training.baselines import Baselines
 
 if TYPE_CHECKING:
@@ -16,11 +16,28 @@ if TYPE_CHECKING:
 
 
 def test(trainer: Trainer) -> dict[str, Any]:
-    """Test metrics of the best checkpoint beside the baselines; writes metrics.json."""
-    trainer.model.load_state_dict(checkpoints.load_best(trainer.run_dir)["model"])
+    """Test metrics of the best checkpoint beside the baselines; writes metrics.json. A distribution head with
+    ``calibrate`` is first calibrated on the validation split (the offsets saved into ``best_model.pt``), and its
+    uncalibrated test metrics are kept beside the calibrated ones."""
+    best = checkpoints.load_best(trainer.run_dir)
+    trainer.model.load_state_dict(best["model"])
+    head, state, spec = trainer.model.head, trainer.state, trainer.spec
+    baselines = Baselines(trainer.prepared, head.levels)
+    extra: dict[str, Any] = {}
     with signals.at_once(trainer.run_dir):
-        result, accumulated = trainer.evaluate("test", Baselines(trainer.prepared))
-    state, spec = trainer.state, trainer.spec
+        if head.distribution and getattr(head.config, "calibrate", False):
+            extra["test_uncalibrated"] = trainer.evaluate("test")[0]["model"]
+            calibration.calibrate(trainer)
+            card = {key: value for key, value in best.items() if key not in ("model", "epoch", "val_mae")}
+            checkpoints.save_best(trainer.run_dir, trainer.model.state_dict(), best["epoch"], best["val_mae"], card)
+        result, accumulated = trainer.evaluate("test", baselines)
+    if head.distribution:
+        extra["head"] = {
+            "name": head.name,
+            "levels": list(head.levels),
+            "offsets": (head.offsets * trainer.target_std).tolist(),  # [H][L] in the data's units
+        }
+        extra["test_reliability"] = {name: m.reliability() for name, m in accumulated.items()}
     metrics = {
         "test": result["model"],
         "baselines": {name: result[name] for name in Baselines.names},
@@ -34,6 +51,7 @@ def test(trainer: Trainer) -> dict[str, Any]:
         "test_mae_by_vd": accumulated["model"].mae_by_vd(),
         "vd_ids": list(spec.vd_ids),
         "positions_xy": None if spec.positions_xy is None else spec.positions_xy.tolist(),
+        **extra,
     }
     save_json(metrics, trainer.run_dir / "metrics.json")
     step = state.global_step
@@ -53,7 +71,7 @@ def log_forecast(trainer: Trainer, split: str, step: int) -> None:
     batch = trainer.collator(dataset[0]).to(trainer.device).canonical()
     trainer.model.eval()
     with trainer.autocast():
-        forecast = trainer.denormalise(trainer.model(batch).float())[0].cpu().numpy()
+        forecast = trainer.denormalise(trainer.model.head.point(trainer.model(batch).float()))[0].cpu().numpy()
     trainer.logger.forecast(
         f"forecast/{split}",
         trainer.prepared.series,

@@ -1,6 +1,8 @@
 """The training loop, readable top to bottom: fit, an epoch, one update, evaluation, early stopping.
 
-Loss: masked MAE on the z-scored target. Metrics: MAE/RMSE/MAPE in the data's units, missing values masked.
+Loss: the head's (MAE for a point forecast, e.g. the pinball loss for quantiles) on the z-scored target, missing
+values masked. Metrics: MAE/RMSE/MAPE of the head's point forecast in the data's units, and for a distribution
+head the coverage, width and CRPS of its quantiles.
 Beside this module: the batches (``loaders``), the learning-rate schedule (``schedule``), what is saved and how a
 run resumes (``checkpoints``), signals (``signals``), the progress bar (``progress``), TensorBoard
 (``tensorboard``), the forecast figures and the final test (``report``). A resumed run repeats exactly what the
@@ -35,7 +37,7 @@ from core.training.checkpoints import TrainState
 from core.training.device import AUTOCAST, resolve_device
 from core.training.distributed import Distributed
 from core.training.loaders import Loaders
-from core.training.metrics import HorizonMetrics, masked_mae
+from core.training.metrics import HorizonMetrics, masked_mean
 from core.training.tensorboard import RunLogger
 
 # Called after every epoch with (epoch, val MAE@avg) once the epoch is logged and saved; True ends the training
@@ -153,8 +155,8 @@ class Trainer:
 
     def step_loss(self, batch: Batch) -> torch.Tensor:
         with self.autocast():
-            pred = self.train_forward(batch)
-        return self.dist.masked_mae(pred.float(), batch.target, batch.target_mask)
+            output = self.train_forward(batch)
+        return self.dist.masked_mean(self.model.head.loss(output.float(), batch.target), batch.target_mask)
 
     def optimizer_step(self, epoch: int, batch: int) -> float | None:
         """Unscale, clip and step; returns the gradient norm, or None when there is no step to take (every loss
@@ -259,21 +261,25 @@ class Trainer:
         """Metrics of the model (and of the baselines, if given) on a split, in the data's units, and the
         accumulators they were computed from (for per-step and per-VD errors)."""
         self.model.eval()
-        horizon = self.spec.horizon
-        metrics = {"model": HorizonMetrics(horizon)}
-        metrics.update({name: HorizonMetrics(horizon) for name in (baselines.names if baselines else ())})
+        head, horizon = self.model.head, self.spec.horizon
+        names = ("model", *(baselines.names if baselines else ()))
+        metrics = {name: HorizonMetrics(horizon, levels=head.levels) for name in names}
         loss_sum, count = 0.0, 0
         for batch in self.loaders.evaluate(split):
             batch = batch.to(self.device).canonical()
             with self.autocast():
-                pred = self.forward(batch).float()
-            loss_sum += masked_mae(pred, batch.target, batch.target_mask).item() * batch.size
+                output = self.forward(batch).float()
+            loss_sum += masked_mean(head.loss(output, batch.target), batch.target_mask).item() * batch.size
             count += batch.size
             truth = self.denormalise(batch.target)
-            metrics["model"].update(self.denormalise(pred), truth, batch.target_mask)
+            quantiles = self.denormalise(head.quantiles(output)) if head.distribution else None
+            metrics["model"].update(self.denormalise(head.point(output)), truth, batch.target_mask, quantiles)
             if baselines:
-                for name, forecast in baselines.predict(batch.start.cpu()).items():
-                    metrics[name].update(forecast.to(self.device), truth, batch.target_mask)
+                start = batch.start.cpu()
+                spreads = baselines.quantiles(start) if head.distribution else {}
+                for name, forecast in baselines.predict(start).items():
+                    spread = spreads[name].to(self.device) if spreads else None
+                    metrics[name].update(forecast.to(self.device), truth, batch.target_mask, spread)
         return {"loss": loss_sum / max(count, 1), **{name: m.compute() for name, m in metrics.items()}}, metrics
 
     def autocast(self):

@@ -13,7 +13,7 @@ from torch import nn
 
 from core.api import Batch, DatasetSpec, Encoder, LayerwiseEncoder, Pooling
 from core.model import Forecaster, inner_layers
-from core.recipe import HeadConfig, Registry
+from core.recipe import ModelConfig, Registry
 from core.training.metrics import masked_mae
 from social_xlstm.testing.data import BuiltinCollators, histories, make_windows, select
 from social_xlstm.testing.result import BF16_LIMIT, TOLERANCE, CheckResult, at_most, gap, skipped
@@ -25,7 +25,7 @@ def forecaster(encoder: Encoder, pooling: Callable[[], Pooling], social: str, ho
     """``encoder`` + ``pooling()`` (and one more per inner layer in the social modes, whose injections are
     randomised: they start at zero, which would hide them), in eval mode."""
     inner = {layer: pooling() for layer in inner_layers(social, encoder)}
-    model = Forecaster(encoder, pooling(), HeadConfig(hidden_dim=8), horizon, inner)
+    model = Forecaster(encoder, pooling(), ModelConfig(hidden_dim=8), inner)
     for inject in model.inject.values():
         nn.init.normal_(inject.weight, std=0.5)
     return model.eval()
