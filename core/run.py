@@ -29,7 +29,7 @@ from core.recipe import Recipe, Registry, load_recipe
 from core.training import report
 from core.training.checkpoints import resumable
 from core.training.distributed import Distributed, Silent, setup
-from core.training.metrics import HORIZONS, METRICS
+from core.training.metrics import HORIZONS, METRICS, widest_intervals
 from core.training.tensorboard import RunLogger
 from core.training.trainer import EpochEnd, Trainer
 
@@ -213,9 +213,7 @@ def format_table(metrics: dict, target: str) -> str:
     methods = {"model": metrics["test"], **metrics["baselines"]}
     labels = [f"@{h}" for h in HORIZONS if f"mae@{h}" in metrics["test"]] + ["@avg"]
     tables = [(f"test ({target})", [(k.upper().replace("MAPE", "MAPE%"), k, 8) for k in METRICS])]
-    percents = sorted(
-        (int(k[8:-4]) for k in metrics["test"] if k.startswith("coverage") and k.endswith("@avg")), reverse=True
-    )[:2]  # the two widest intervals
+    percents = widest_intervals(metrics["test"])
     if percents:
         columns = [
             (f"{label}{p}", f"{key}{p}", 7) for p in percents for label, key in (("cov", "coverage"), ("w", "width"))

@@ -12,7 +12,7 @@ import tomli_w
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from core.experiments.compare import main
+from core.experiments.compare import LABELS, main
 from core.run import main as run_main
 from tests.helpers import short_run
 
@@ -196,3 +196,80 @@ def test_mean_and_sd_over_seeds_per_configuration(runs, tmp_path, capsys):
     assert rows["*last value*"] == ["", "", "", *(f"{baselines[f'mae@{h}']:.2f}" for h in (3, 6, 12, "avg")), ""]
     assert all(f"| {run.name} |" in report.split("## Test metrics")[1] for run in seeded)  # the per-run table as before
     assert "| alone | lstm | none | 3 | 3.30 ± 0.36 |" in printed and "| run.seed |" in report
+
+
+@pytest.fixture(scope="module")
+def quantile_run(runs, small_h5, tmp_path_factory):
+    """A finished tiny run of a calibrated quantile head on the same data as ``runs``."""
+    root = tmp_path_factory.mktemp("compare_quantile")
+    recipe = root / "quantile.toml"
+    head = {"name": "quantile", "calibrate": True}
+    recipe.write_text(short_run("quantile", root / "runs", small_h5, data={"train_stride": 4}, head=head))
+    assert run_main([str(recipe)]) == 0
+    (run_dir,) = (root / "runs").iterdir()
+    return run_dir
+
+
+def section_rows(report: str, start: str, end: str) -> dict[str, list[str]]:
+    """The rows, by their first cell, of the tables between the headings ``start`` and ``end``."""
+    section = report.split(start)[1].split(end)[0]
+    rows = [line.strip("|").split("|") for line in section.splitlines() if line.startswith("| ")]
+    return {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in rows}
+
+
+DISTRIBUTION_KEYS = [
+    f"{m}{label}" for m in ("coverage90", "width90", "coverage80", "width80", "crps") for label in LABELS
+]
+
+
+def test_distribution_heads_get_coverage_width_and_crps_beside_the_baselines_quantiles(
+    runs, quantile_run, tmp_path, capsys
+):
+    out = tmp_path / "report"
+    assert main([str(runs[0]), str(quantile_run), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = (out / "report.md").read_text()
+    metrics = metrics_of(quantile_run)
+    test_rows = section_rows(report, "## Test metrics", "## Forecast distributions")
+    assert test_rows[quantile_run.name][2] == f"{metrics['test']['mae@3']:.2f}"  # in the test table too
+    rows = section_rows(report, "## Forecast distributions", "## What differs")
+    header = rows["run"]
+    assert header[:5] == ["head", "cov90@3", "cov90@6", "cov90@12", "cov90@avg"] and header[-1] == "CRPS@avg"
+    assert header[5] == "w90@3" and header[9] == "cov80@3"
+    assert rows[quantile_run.name] == ["quantile", *(f"{metrics['test'][k]:.2f}" for k in DISTRIBUTION_KEYS)]
+    for name, label in (("last_value", "*last value*"), ("historical_average", "*historical average*")):
+        assert rows[label] == ["", *(f"{metrics['baselines'][name][k]:.2f}" for k in DISTRIBUTION_KEYS)]
+    assert runs[0].name not in rows  # a point head's run: only in the test table
+    assert f"| {quantile_run.name} | quantile | {metrics['test']['coverage90@3']:.2f} |" in printed
+    image = matplotlib.image.imread(out / "reliability.png")
+    assert image.shape[0] > 100 and image.std() > 0 and "](reliability.png)" in report
+
+    point_only = tmp_path / "point"
+    assert main([*map(str, runs), "--out", str(point_only)]) == 0
+    assert "Forecast distributions" not in (point_only / "report.md").read_text()
+    assert not (point_only / "reliability.png").exists()
+
+
+def test_distribution_scores_as_mean_and_sd_over_seeds(runs, quantile_run, tmp_path, capsys):
+    crps = (2.0, 2.5, 3.0)
+    seeded = [
+        fabricate(
+            quantile_run,
+            tmp_path / f"quantile-s{seed}-20250101-12000{seed}",
+            seed,
+            f"quantile-s{seed}",
+            {"coverage90@12": 88.0 + 2 * seed, "crps@12": value},
+            100.0,
+        )
+        for seed, value in enumerate(crps)
+    ]
+    assert main([str(runs[0]), *map(str, seeded), "--out", str(tmp_path / "report")]) == 0
+    report = (tmp_path / "report" / "report.md").read_text()
+    rows = section_rows(report, "as mean ± sd over the seeds:", "## What differs")  # after the MAE table
+    assert set(rows) - {"---"} == {"configuration", "quantile", "*last value*", "*historical average*"}  # no radius
+    assert rows["quantile"][:2] == ["quantile", "3"]
+    columns = dict(zip(rows["configuration"][2:], rows["quantile"][2:]))
+    assert columns["cov90@12"] == "90.00 ± 2.00" and columns["CRPS@12"] == "2.50 ± 0.50"  # 88, 90, 92; 2, 2.5, 3
+    baseline = metrics_of(quantile_run)["baselines"]["last_value"]
+    assert rows["*last value*"][-1] == f"{baseline['crps@avg']:.2f}"
+    assert "Forecast distributions, mean ± sd over seeds" in capsys.readouterr().out

@@ -1,9 +1,11 @@
 """``python -m core.predict``: forecasts of a tiny trained run equal the model's own on the same windows, with the
-right times; ``--latest``; the normaliser is the run's; mismatching files are refused; the output is atomic."""
+right times; a distribution head's calibrated quantiles beside them; ``--latest``; the normaliser is the run's;
+mismatching files are refused; the output is atomic."""
 
 from __future__ import annotations
 
 import shutil
+import tomllib
 
 import attrs
 import h5py
@@ -26,6 +28,12 @@ RADIUS = {"name": "radius", "radius_m": 1500.0}
 RUNS = {
     "centralized": {"collator": {"name": "centralized"}},
     "dynamic_padding": {"collator": {"name": "dynamic_padding"}, "data": {"min_history": 6, "gap_steps": 3}},
+    "quantile": {
+        "collator": {"name": "dynamic_padding"},
+        "data": {"min_history": 6, "gap_steps": 3},
+        "head": {"name": "quantile", "calibrate": True},
+    },
+    "gaussian": {"head": {"name": "gaussian", "calibrate": True, "levels": [0.1, 0.25, 0.5, 0.75, 0.9]}},
 }
 
 
@@ -46,16 +54,20 @@ def read(path):
 
 
 def reference(run_dir, split="test"):
-    """The trained model's de-normalised forecasts of a split's windows, straight from the training data path."""
+    """The trained model's de-normalised point forecasts of a split's windows, straight from the training data path,
+    its head's quantiles (None for a point head) and the windows."""
     recipe, registry = load_recipe(run_dir / "recipe.toml")
     prepared = prepare_data(recipe)
     windows = prepared.splits[split].__getitems__(list(range(len(prepared.splits[split]))))
     model, collator = build_forecaster(recipe, registry, prepared.spec(), "test")
     model.load_state_dict(load_checkpoint(run_dir / "best_model.pt")["model"])
     with torch.no_grad():
-        z = model.eval()(collator(windows).canonical())
+        output = model.eval()(collator(windows).canonical())
     index = prepared.target_index
-    return (z * float(prepared.normaliser.std[index]) + float(prepared.normaliser.mean[index])).numpy(), windows
+    mean, std = float(prepared.normaliser.mean[index]), float(prepared.normaliser.std[index])
+    head = model.head
+    quantiles = (head.quantiles(output) * std + mean).numpy() if head.distribution else None
+    return (head.point(output) * std + mean).numpy(), quantiles, windows
 
 
 def test_round_trip_matches_the_model_on_the_test_windows(run_dir, small_h5, small_data, capsys):
@@ -78,7 +90,7 @@ def test_round_trip_matches_the_model_on_the_test_windows(run_dir, small_h5, sma
         out["target_time"][inside], small_data.timestamps[starts[inside, None] + history + np.arange(horizon)]
     )
 
-    expected, windows = reference(run_dir)
+    expected, _, windows = reference(run_dir)
     rows = np.searchsorted(starts, windows.start.numpy())
     np.testing.assert_array_equal(starts[rows], windows.start.numpy())
     active = np.broadcast_to(windows.active.numpy()[:, None, :], expected.shape)
@@ -87,6 +99,33 @@ def test_round_trip_matches_the_model_on_the_test_windows(run_dir, small_h5, sma
     assert np.isnan(forecast[~active]).all()
     if windows.lengths is not None:
         assert not active.all()  # the variable-length run really has VDs sitting windows out
+
+
+def test_a_distribution_head_writes_its_calibrated_quantiles(run_dir, small_h5, small_data):
+    """``forecast_quantiles`` [W, H, N, L] at ``quantile_levels``: the model's calibrated quantiles (the offsets saved
+    in best_model.pt), ascending, their 0.5 level the forecast; a point head writes none."""
+    assert main([str(run_dir), "--data", str(small_h5)]) == 0
+    out = read(run_dir / "predictions.h5")
+    expected_forecast, expected, windows = reference(run_dir)
+    head = tomllib.loads((run_dir / "recipe.toml").read_text())["head"]
+    assert out["attrs"]["head"] == head["name"]
+    if expected is None:
+        assert "forecast_quantiles" not in out and "quantile_levels" not in out
+        return
+    levels = out["quantile_levels"]
+    np.testing.assert_array_equal(levels, head["levels"])
+    quantiles = out["forecast_quantiles"]
+    assert quantiles.shape == (*out["forecast"].shape, len(levels)) and quantiles.dtype == np.float32
+    observed = np.isfinite(out["forecast"])
+    np.testing.assert_array_equal(np.isfinite(quantiles).all(-1), observed)  # NaN where the forecast is
+    np.testing.assert_array_equal(quantiles[..., list(levels).index(0.5)], out["forecast"])
+    assert (np.diff(quantiles[observed], axis=-1) >= 0).all()
+
+    rows = np.searchsorted(out["issued_at"], small_data.timestamps[windows.start.numpy() + 11])
+    active = np.broadcast_to(windows.active.numpy()[:, None, :], expected_forecast.shape)
+    np.testing.assert_allclose(quantiles[rows][active], expected[active], atol=1e-4, rtol=1e-5)
+    offsets = load_checkpoint(run_dir / "best_model.pt")["model"]["head.offsets"]
+    assert offsets.abs().max() > 0  # calibrated: the quantiles matched are the shifted ones
 
 
 def test_latest_is_one_window_ending_at_the_last_step(run_dir, small_h5, small_data, tmp_path):
@@ -156,7 +195,7 @@ def test_a_run_on_chosen_vds_forecasts_them_from_the_whole_file(small_h5, small_
     assert main([str(run_dir), "--data", str(small_h5)]) == 0
     out = read(run_dir / "predictions.h5")
     assert [v.decode() for v in out["vd_ids"]] == list(chosen) and out["forecast"].shape[2] == 3
-    expected, windows = reference(run_dir)
+    expected, _, windows = reference(run_dir)
     rows = np.searchsorted(out["issued_at"], small_data.timestamps[windows.start.numpy() + 11])
     np.testing.assert_allclose(out["forecast"][rows], expected, atol=1e-5, rtol=1e-5)
 

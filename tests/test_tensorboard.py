@@ -1,11 +1,14 @@
-"""What TensorBoard shows: per-step and per-epoch scalars, every tag documented in docs/tensorboard.md, and one HParams
-table whose columns are the union of every run's recipe keys (read through TensorBoard's own hparams backend)."""
+"""What TensorBoard shows: per-step and per-epoch scalars, every tag documented in docs/tensorboard.md, one HParams
+table whose columns are the union of every run's recipe keys (read through TensorBoard's own hparams backend), and
+for a distribution head its scores, the reliability of its quantiles and its intervals on the forecast figure."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from tensorboard import context
@@ -15,27 +18,32 @@ from tensorboard.plugins import base_plugin
 from tensorboard.plugins.hparams import backend_context
 
 from core.run import main as run_main
+from core.training.tensorboard import forecast_figure
 from tests.helpers import short_run
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "tensorboard.md"
 BATCHES = 3
-ENCODERS = {  # over the short run's lstm of E 8
+RUNS = {  # over the short run's lstm of E 8 and point head
     "lstm": {},
-    "xlstm": {"name": "xlstm_shared", "num_blocks": 2, "slstm_at": [1], "num_heads": 2},
+    "xlstm": {"encoder": {"name": "xlstm_shared", "num_blocks": 2, "slstm_at": [1], "num_heads": 2}},
+    "quantile": {"head": {"name": "quantile", "calibrate": True}},
 }
 
 
 @pytest.fixture(scope="module")
 def runs(small_h5, tmp_path_factory, one_thread_module):
     root = tmp_path_factory.mktemp("tensorboard")
-    for name, encoder in ENCODERS.items():
+    for name, tables in RUNS.items():
         recipe = root / f"{name}.toml"
         trainer = {"epochs": 2, "max_batches_per_epoch": BATCHES, "figure_vds": 1}
-        recipe.write_text(
-            short_run(name, root / "runs", small_h5, data={"train_stride": 4}, encoder=encoder, trainer=trainer)
-        )
+        recipe.write_text(short_run(name, root / "runs", small_h5, data={"train_stride": 4}, trainer=trainer, **tables))
         assert run_main([str(recipe)]) == 0
     return root / "runs"
+
+
+def run_named(runs: Path, name: str) -> Path:
+    (run_dir,) = runs.glob(f"{name}-*")
+    return run_dir
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +94,8 @@ def test_every_tag_written_is_listed_in_the_docs(runs):
         tags = events(run_dir).Tags()
         written = tags["scalars"] + tags["images"] + list(tags["tensors"])
         for tag in (t for t in written if not t.startswith("_hparams_/")):  # TensorBoard's own HParams records aside
-            documented = re.sub(r"(mae|rmse|mape)@(\d+|avg)", "<metric>@<h>", tag.removesuffix("/text_summary"))
+            metric = r"(mae|rmse|mape|coverage\d+|width\d+|crps)@(\d+|avg)"
+            documented = re.sub(metric, "<metric>@<h>", tag.removesuffix("/text_summary"))
             assert f"`{documented}`" in section, f"{tag} is written but not listed in {PAGE}"
 
 
@@ -112,3 +121,36 @@ def test_the_hparams_table_has_every_runs_encoder_keys(runs):
     assert sorted(v.string_value for v in names.domain_discrete.values) == ["lstm", "xlstm_shared"]
     metrics = {info.name.tag for info in experiment.metric_infos}
     assert {"hparam/test/mae@12", "hparam/best_val_mae"} <= metrics
+
+
+def test_a_distribution_head_logs_its_scores_reliability_and_intervals(runs):
+    """Coverage, width and CRPS per horizon step (validation, test, baselines), the reliability diagram after the
+    test; a point head's run has the forecast figures and no reliability diagram."""
+    quantile = events(run_named(runs, "quantile"))
+    metrics = json.loads((run_named(runs, "quantile") / "metrics.json").read_text())
+    scalars = quantile.Tags()["scalars"]
+    for split in ("val", "test", "test_last_value", "test_historical_average"):
+        for key in ("coverage90@12", "coverage80@3", "width90@avg", "crps@6"):
+            assert f"{split}/{key}" in scalars, f"{split}/{key}"
+    assert [e.step for e in quantile.Scalars("val/crps@12")] == [BATCHES, 2 * BATCHES]
+    (logged,) = quantile.Scalars("test/coverage90@12")
+    assert logged.value == pytest.approx(metrics["test"]["coverage90@12"])
+    assert {"reliability/test", "forecast/val", "forecast/test"} <= set(quantile.Tags()["images"])
+    (image,) = quantile.Images("reliability/test")
+    assert image.width > 300 and image.height > 100
+
+    point = events(run_named(runs, "lstm")).Tags()
+    assert {"forecast/val", "forecast/test"} <= set(point["images"]) and "reliability/test" not in point["images"]
+    assert not [tag for tag in point["scalars"] if "coverage" in tag or "crps" in tag]
+
+
+def test_the_forecast_figure_shades_the_intervals_it_is_given():
+    history, truth, forecast = np.zeros((12, 2)), np.ones((6, 2)), np.ones((6, 2))
+    bands = [(forecast - 2, forecast + 2, 90), (forecast - 1, forecast + 1, 80)]
+    shaded = forecast_figure(history, truth, forecast, ["a", "b"], "speed", bands)
+    plain = forecast_figure(history, truth, forecast, ["a", "b"], "speed")
+    assert [len(ax.collections) for ax in shaded.axes] == [2, 2]
+    assert [len(ax.collections) for ax in plain.axes] == [0, 0]
+    widest = shaded.axes[0].collections[0].get_paths()[0].vertices[:, 1]
+    assert widest.min() == -1.0 and widest.max() == 3.0  # the forecast ± 2
+    assert [t.get_text() for t in shaded.axes[0].get_legend().get_texts()][:2] == ["90%", "80%"]

@@ -2,8 +2,10 @@
 
 ``report.md`` holds the test table (MAE, RMSE, MAPE at @3/@6/@12/@avg per run, beside the last-value and
 historical-average baselines once per distinct data set and test split, with parameters, training time and
-best epoch), when runs differ only in their seed the test MAE as mean ± sd over the seeds, the recipe values
-that differ between the runs, and the plots of ``core.experiments.report_plots``.
+best epoch), for runs of a distribution head the coverage and width of their two widest central intervals and
+the CRPS at @3/@6/@12/@avg beside the baselines' quantiles, when runs differ only in their seed the test MAE (and
+those scores) as mean ± sd over the seeds, the recipe values that differ between the runs, and the plots of
+``core.experiments.report_plots``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from core.errors import CompareError, run_cli
 from core.experiments import report_plots
 from core.io import save_text
 from core.recipe import flatten
+from core.training.metrics import widest_intervals
 
 LABELS = ("@3", "@6", "@12", "@avg")
 COLUMNS = [(metric, label) for metric in ("mae", "rmse", "mape") for label in LABELS]
@@ -39,6 +42,15 @@ SEEDS_NOTE = (
     "Runs whose recipes differ only in `run.seed` (and their names and folders) are one configuration: its test MAE "
     "as mean ± sample standard deviation over its runs (one run: the value), and its mean training seconds."
 )
+DISTRIBUTIONS_NOTE = (
+    "Runs of a distribution head (`[head]` quantile, gaussian or laplace; its median is the forecast the test "
+    "table scores): the coverage (%) of its two widest central intervals on the test split (`cov90`: the share of "
+    "targets between the 0.05 and 0.95 quantiles, 90 for a calibrated forecast), their mean width (`w90`) and the "
+    "CRPS, both in the data's units (lower is better at the same coverage); the baselines' quantiles on the same "
+    "windows below them."
+)
+SEEDS_DISTRIBUTIONS_NOTE = "The scores of their forecast distributions, as mean ± sd over the seeds:"
+SHORT = {"coverage": "cov", "width": "w", "crps": "CRPS"}
 
 
 @attrs.frozen
@@ -136,7 +148,6 @@ def seed_table(runs: list[RunRecord]) -> str:
     for suffix, members in labelled_groups(runs):
         for configuration in configurations(members):
             first = configuration[0]
-            test = [[run.metrics["test"].get(f"mae{label}") for run in configuration] for label in LABELS]
             seconds = statistics.mean(run.metrics["train_seconds"] for run in configuration)
             rows.append(
                 [
@@ -144,12 +155,48 @@ def seed_table(runs: list[RunRecord]) -> str:
                     first.recipe["encoder"]["name"],
                     first.recipe["pooling"]["name"],
                     str(len(configuration)),
-                    *map(mean_sd, test),
+                    *mean_sd_cells(configuration, mae),
                     f"{seconds:.0f}",
                 ]
             )
         rows += baseline_rows(members[0], suffix, mae, blanks=(3, 1))
     return markdown(header, rows, text_columns=3)
+
+
+def distribution_runs(runs: list[RunRecord]) -> list[RunRecord]:
+    """The runs of a distribution head (metrics.json has its ``head`` section)."""
+    return [run for run in runs if "head" in run.metrics]
+
+
+def distribution_columns(runs: list[RunRecord]) -> list[tuple[str, str]]:
+    """(metric, label) of the distribution tables: coverage and width of the runs' two widest central intervals,
+    then the CRPS, at @3/@6/@12/@avg."""
+    percents = sorted({p for run in runs for p in widest_intervals(run.metrics["test"])}, reverse=True)
+    metrics = [f"{kind}{p}" for p in percents for kind in ("coverage", "width")] + ["crps"]
+    return [(metric, label) for metric in metrics for label in LABELS]
+
+
+def distribution_table(runs: list[RunRecord], seeds: bool = False) -> str:
+    """The Markdown table of the distribution-head runs' coverage, width and CRPS (``seeds``: per configuration,
+    ``mean ± sd`` over its seeds), then each data set's baselines; '' when no run has a distribution head."""
+    if not distribution_runs(runs):
+        return ""
+    columns = distribution_columns(distribution_runs(runs))
+    first = ["configuration", "head", "seeds"] if seeds else ["run", "head"]
+    header = first + [column_name(metric, label) for metric, label in columns]
+    rows = []
+    for suffix, members in labelled_groups(runs):
+        members = distribution_runs(members)
+        if not members:
+            continue
+        for group in configurations(members) if seeds else [[run] for run in members]:
+            head = group[0].metrics["head"]["name"]
+            if seeds:
+                rows.append([configuration_name(group[0]), head, str(len(group)), *mean_sd_cells(group, columns)])
+            else:
+                rows.append([group[0].name, head, *cells(group[0].metrics["test"], columns)])
+        rows += baseline_rows(members[0], suffix, columns, blanks=(len(first) - 1, 0))
+    return markdown(header, rows, text_columns=len(first))
 
 
 def configurations(runs: list[RunRecord]) -> list[list[RunRecord]]:
@@ -166,6 +213,17 @@ def configuration_name(run: RunRecord) -> str:
     """The run's name without its seed suffix (``lstm-s1`` → ``lstm``, as suites name them)."""
     name = run.recipe["run"].get("name", run.name)
     return re.sub(rf"-s{run.recipe['run'].get('seed', 0)}$", "", name)
+
+
+def column_name(metric: str, label: str) -> str:
+    """A distribution table's column as the printed test table names it: ``cov90@3``, ``w90@3``, ``CRPS@3``."""
+    kind = metric.rstrip("0123456789")
+    return f"{SHORT[kind]}{metric[len(kind) :]}{label}"
+
+
+def mean_sd_cells(configuration: list[RunRecord], columns: list[tuple[str, str]]) -> list[str]:
+    """The configuration's test ``columns`` as ``mean_sd`` over its runs."""
+    return [mean_sd([run.metrics["test"].get(f"{m}{label}") for run in configuration]) for m, label in columns]
 
 
 def mean_sd(values: list[float | None]) -> str:
@@ -229,7 +287,10 @@ def write_report(runs: list[RunRecord], out: Path, failed: dict[str, str] | None
     out.mkdir(parents=True, exist_ok=True)
     groups = split_groups(runs)
     test_table = table(runs)
-    seeds = seed_table(runs) if any(len(members) > 1 for members in configurations(runs)) else ""
+    several = any(len(members) > 1 for members in configurations(runs))
+    seeds = seed_table(runs) if several else ""
+    distributions = distribution_table(runs)
+    seeds_distributions = distribution_table(runs, seeds=True) if several else ""
     notes = report_plots.draw_all(runs, list(groups.values()), out)
     data_lines = [f"- data {i}: {describe_data(g[0].recipe['data'])}" for i, g in enumerate(groups.values(), 1)]
     lines = [
@@ -245,7 +306,9 @@ def write_report(runs: list[RunRecord], out: Path, failed: dict[str, str] | None
         "",
         *(data_lines if len(groups) > 1 else [f"Data: {describe_data(runs[0].recipe['data'])}."]),
         "",
+        *(["## Forecast distributions", "", DISTRIBUTIONS_NOTE, "", distributions, ""] if distributions else []),
         *(["## Mean ± sd over seeds", "", SEEDS_NOTE, "", seeds, ""] if seeds else []),
+        *([SEEDS_DISTRIBUTIONS_NOTE, "", seeds_distributions, ""] if seeds_distributions else []),
         "## What differs between the recipes",
         "",
         differences(runs),
@@ -257,7 +320,13 @@ def write_report(runs: list[RunRecord], out: Path, failed: dict[str, str] | None
         *(["", "## Failed runs", "", *(f"- `{name}`: {error}" for name, error in failed.items())] if failed else []),
     ]
     save_text("\n".join(lines) + "\n", out / "report.md")
-    return test_table + (f"\n\nMean ± sd over seeds\n{seeds}" if seeds else "")
+    printed = [
+        test_table,
+        *([f"Forecast distributions\n{distributions}"] if distributions else []),
+        *([f"Mean ± sd over seeds\n{seeds}"] if seeds else []),
+        *([f"Forecast distributions, mean ± sd over seeds\n{seeds_distributions}"] if seeds_distributions else []),
+    ]
+    return "\n\n".join(printed)
 
 
 def compare(run_dirs: list[Path], out: Path | None = None) -> Path:

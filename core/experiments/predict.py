@@ -4,11 +4,15 @@ The run's ``best_model.pt`` is applied, with its resolved ``recipe.toml`` and th
 training part (never re-fitted on the new data), to every window of FILE.h5 that has a full history, or only to
 the latest one. The output HDF5 file (written atomically) holds::
 
-    forecast     float32 [W, H, N]  the target in its own units; NaN for a VD that sits a window out (min_history)
-    issued_at    int64 [W]          the time of each window's last input step (the file's epoch seconds)
-    target_time  int64 [W, H]       the times forecast: issued_at + (1 .. H) x the file's step
-    vd_ids       str [N]            the model's VDs, in its order
-    attrs        target, run_dir, data, step_seconds, history, horizon, epoch (of best_model.pt)
+    forecast            float32 [W, H, N]     the target in its own units (the head's point forecast: a distribution
+                                              head's median); NaN for a VD that sits a window out (min_history)
+    forecast_quantiles  float32 [W, H, N, L]  a distribution head only: the forecast's quantiles at quantile_levels,
+                                              calibrated (the offsets saved in best_model.pt), ascending along L
+    quantile_levels     float64 [L]           a distribution head only: the levels, ascending (0.5 among them)
+    issued_at           int64 [W]             the time of each window's last input step (the file's epoch seconds)
+    target_time         int64 [W, H]          the times forecast: issued_at + (1 .. H) x the file's step
+    vd_ids              str [N]               the model's VDs, in its order
+    attrs               target, run_dir, data, step_seconds, history, horizon, epoch (of best_model.pt), head
 """
 
 from __future__ import annotations
@@ -80,12 +84,16 @@ def predict(run_dir: Path, data_path: Path, out: Path, latest: bool = False) -> 
     spec = dataset_spec(data, series, tuple(checkpoint["input_features"]))
     model, collator = build_forecaster(recipe, registry, spec, data.source)
     model.load_state_dict(checkpoint["model"])
-    z = forecast(model, collator, dataset, recipe.trainer)
+    z, z_quantiles = forecast(model, collator, dataset, recipe.trainer)
     (mean,), (std,) = normaliser.select((checkpoint["target"],))
     values = (z * float(std) + float(mean)).numpy()
+    quantiles = None if z_quantiles is None else (z_quantiles * float(std) + float(mean)).numpy()
     lengths = series.lengths(dataset.starts)
     if lengths is not None:  # a VD that sits a window out is not forecast
-        values[(lengths == 0)[:, None, :].expand_as(z).numpy()] = np.nan
+        absent = (lengths == 0)[:, None, :].expand_as(z).numpy()
+        values[absent] = np.nan
+        if quantiles is not None:
+            quantiles[absent] = np.nan
 
     issued_at = data.timestamps[dataset.starts.numpy() + recipe.data.history - 1]
     target_time = issued_at[:, None] + data.interval * np.arange(1, recipe.data.horizon + 1)
@@ -97,8 +105,10 @@ def predict(run_dir: Path, data_path: Path, out: Path, latest: bool = False) -> 
         "history": recipe.data.history,
         "horizon": recipe.data.horizon,
         "epoch": checkpoint.get("epoch", 0),
+        "head": model.head.name,
     }
-    write_forecast(out, values, issued_at, target_time, data.vd_ids, attributes)
+    levels = model.head.levels if quantiles is not None else ()
+    write_forecast(out, values, issued_at, target_time, data.vd_ids, attributes, quantiles, levels)
     issued = iso(issued_at[0]) + (f" .. {iso(issued_at[-1])}" if len(issued_at) > 1 else "")
     print(
         f"forecast {checkpoint['target']}: {len(values)} window(s) x {recipe.data.horizon} steps x {len(data.vd_ids)} "
@@ -162,9 +172,12 @@ def model_series(recipe: Recipe, checkpoint: dict, normaliser: Normaliser, data:
 
 
 @torch.no_grad()
-def forecast(model: Forecaster, collator: Collator, dataset: WindowDataset, cfg: TrainerConfig) -> torch.Tensor:
-    """[W, H, N] z-scored forecasts of every window, in batches of ``eval_batch_size`` on the run's device and
-    precision."""
+def forecast(
+    model: Forecaster, collator: Collator, dataset: WindowDataset, cfg: TrainerConfig
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The z-scored point forecasts ``[W, H, N]`` of every window (``head.point``) and, for a distribution head,
+    its calibrated quantiles ``[W, H, N, L]`` (else None), in batches of ``eval_batch_size`` on the run's device
+    and precision."""
     device = resolve_device(cfg.device)
     model.to(device).eval()
     dtype = AUTOCAST[cfg.precision]
@@ -175,11 +188,15 @@ def forecast(model: Forecaster, collator: Collator, dataset: WindowDataset, cfg:
         num_workers=cfg.num_workers,
         pin_memory=device.type == "cuda",
     )
-    parts = []
+    head = model.head
+    points, quantiles = [], []
     for batch in loader:
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            parts.append(model(batch.to(device).canonical()).float().cpu())
-    return torch.cat(parts)
+            output = model(batch.to(device).canonical()).float()
+        points.append(head.point(output).cpu())
+        if head.distribution:
+            quantiles.append(head.quantiles(output).cpu())
+    return torch.cat(points), torch.cat(quantiles) if quantiles else None
 
 
 def write_forecast(
@@ -189,12 +206,20 @@ def write_forecast(
     target_time: np.ndarray,
     vd_ids: tuple[str, ...],
     attributes: dict,
+    quantiles: np.ndarray | None = None,
+    levels: tuple[float, ...] = (),
 ) -> None:
-    """The output file, written atomically (a failure leaves no partial file and any previous one intact)."""
+    """The output file, written atomically (a failure leaves no partial file and any previous one intact); the
+    ``quantiles`` ``[W, H, N, L]`` at ``levels`` too, if given."""
 
     def write(tmp: Path) -> None:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("forecast", data=forecast.astype(np.float32), compression="gzip", compression_opts=4)
+            if quantiles is not None:
+                f.create_dataset(
+                    "forecast_quantiles", data=quantiles.astype(np.float32), compression="gzip", compression_opts=4
+                )
+                f.create_dataset("quantile_levels", data=np.asarray(levels, dtype=np.float64))
             f.create_dataset("issued_at", data=issued_at.astype(np.int64))
             f.create_dataset("target_time", data=target_time.astype(np.int64))
             f.create_dataset("vd_ids", data=np.array(vd_ids, dtype=object), dtype=h5py.string_dtype())

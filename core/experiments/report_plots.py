@@ -1,4 +1,5 @@
-"""The comparison report's PNGs: learning curves, test MAE by horizon step, test MAE per VD on the map.
+"""The comparison report's PNGs: learning curves, test MAE by horizon step, test MAE per VD on the map, and for
+runs of a distribution head the reliability of their quantiles.
 
 Drawn on ``matplotlib.figure.Figure`` objects, without pyplot: the process's backend is left alone."""
 
@@ -11,6 +12,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from matplotlib.figure import Figure
 
+from core.training.tensorboard import BASELINE_STYLES, ReliabilityCurve, reliability_figure
+
 if TYPE_CHECKING:
     from core.experiments.compare import RunRecord
 
@@ -18,6 +21,7 @@ TITLES = {
     "learning curves": "learning_curves.png",
     "test MAE by horizon step": "error_by_horizon.png",
     "test MAE per VD": "error_map.png",
+    "test reliability of the forecast distributions": "reliability.png",
 }
 
 
@@ -25,7 +29,32 @@ def draw_all(runs: list[RunRecord], groups: list[list[RunRecord]], out: Path) ->
     """Every plot into ``out``; returns notes on what could not be drawn."""
     learning_curves(runs, out / TITLES["learning curves"])
     error_by_horizon(groups, out / TITLES["test MAE by horizon step"])
+    reliability(groups, out / TITLES["test reliability of the forecast distributions"])
     return error_map(runs, out / TITLES["test MAE per VD"])
+
+
+def reliability(groups: list[list[RunRecord]], path: Path) -> None:
+    """The fraction of test targets at or below each quantile against its level, at horizon steps 3, 6, 12, for
+    every run of a distribution head, each data set's baselines dashed (``tensorboard.reliability_figure``); no
+    file when no run has one."""
+    curves = []
+    for number, members in enumerate(groups, 1):
+        members = [run for run in members if "test_reliability" in run.metrics]
+        if not members:
+            continue
+        curves += [
+            ReliabilityCurve(run.name, run.metrics["head"]["levels"], run.metrics["test_reliability"]["model"])
+            for run in members
+        ]
+        first, suffix = members[0].metrics, f" (data {number})" if len(groups) > 1 else ""
+        curves += [
+            ReliabilityCurve(
+                name.replace("_", " ") + suffix, first["head"]["levels"], first["test_reliability"][name], style
+            )
+            for name, style in BASELINE_STYLES.items()
+        ]
+    if curves:
+        save(reliability_figure(curves), path)
 
 
 def learning_curves(runs: list[RunRecord], path: Path) -> None:

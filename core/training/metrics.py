@@ -3,6 +3,8 @@ distribution's quantiles)."""
 
 from __future__ import annotations
 
+import re
+
 import scoringrules
 import torch
 
@@ -21,6 +23,13 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def masked_mae(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean absolute error over the entries where ``mask`` is True."""
     return masked_mean((pred - target).abs(), mask)
+
+
+def widest_intervals(values: dict[str, float], count: int = 2) -> list[int]:
+    """The percents of the ``count`` widest central intervals whose coverage ``values`` (a ``compute()`` result,
+    e.g. metrics.json's ``test``) holds, widest first: [90, 80] for the default levels, [] for a point forecast."""
+    percents = (int(key[len("coverage") : -len("@avg")]) for key in values if re.fullmatch(r"coverage\d+@avg", key))
+    return sorted(percents, reverse=True)[:count]
 
 
 class HorizonMetrics:

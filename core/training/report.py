@@ -58,20 +58,26 @@ def test(trainer: Trainer) -> dict[str, Any]:
     trainer.logger.scalars({f"test/{k}": v for k, v in result["model"].items()}, step)
     for name in Baselines.names:
         trainer.logger.scalars({f"test_{name}/{k}": v for k, v in result[name].items()}, step)
+    if head.distribution:
+        trainer.logger.reliability("reliability/test", head.levels, extra["test_reliability"], step)
     log_forecast(trainer, "test", step)
     return metrics
 
 
 @torch.no_grad()
 def log_forecast(trainer: Trainer, split: str, step: int) -> None:
-    """The forecast of the split's first window beside its truth (``RunLogger.forecast``)."""
+    """The forecast of the split's first window beside its truth, with a distribution head's quantiles
+    (``RunLogger.forecast``)."""
     if not trainer.cfg.figure_vds:
         return
     dataset = trainer.prepared.splits[split]
     batch = trainer.collator(dataset[0]).to(trainer.device).canonical()
+    head = trainer.model.head
     trainer.model.eval()
     with trainer.autocast():
-        forecast = trainer.denormalise(trainer.model.head.point(trainer.model(batch).float()))[0].cpu().numpy()
+        output = trainer.model(batch).float()
+    forecast = trainer.denormalise(head.point(output))[0].cpu().numpy()
+    quantiles = trainer.denormalise(head.quantiles(output))[0].cpu().numpy() if head.distribution else None
     trainer.logger.forecast(
         f"forecast/{split}",
         trainer.prepared.series,
@@ -81,5 +87,7 @@ def log_forecast(trainer: Trainer, split: str, step: int) -> None:
         trainer.cfg.figure_vds,
         step,
         trainer.recipe.data.target,
+        quantiles,
+        head.levels,
     )
     trainer.model.train()

@@ -1,5 +1,6 @@
-"""What a run shows in TensorBoard: scalars, the resolved recipe, HParams, forecast-vs-truth figures and the
-map of the VDs with their social-pooling neighbourhoods.
+"""What a run shows in TensorBoard: scalars, the resolved recipe, HParams, forecast-vs-truth figures (with a
+distribution head's central intervals), the reliability of a distribution head's quantiles and the map of the VDs
+with their social-pooling neighbourhoods.
 
 Figures are ``matplotlib.figure.Figure`` objects drawn without pyplot, so importing this module leaves the
 process's matplotlib backend (e.g. a notebook's) alone."""
@@ -7,8 +8,9 @@ process's matplotlib backend (e.g. a notebook's) alone."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
@@ -16,8 +18,23 @@ from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
+from core.heads import central_intervals
+
 if TYPE_CHECKING:
     from core.data.windows import Series
+
+BASELINE_STYLES = {"last_value": {"color": "0.3", "ls": "--"}, "historical_average": {"color": "0.6", "ls": "--"}}
+RELIABILITY_STEPS = (3, 6, 12)
+
+
+class ReliabilityCurve(NamedTuple):
+    """One forecast's reliability: the fraction of targets at or below its quantile at each of its ``levels``,
+    per horizon step (``observed [H][L]``, metrics.json's ``test_reliability``), drawn with ``style``."""
+
+    label: str
+    levels: Sequence[float]
+    observed: Sequence[Sequence[float]]
+    style: dict[str, Any] | None = None
 
 
 class RunLogger:
@@ -55,19 +72,37 @@ class RunLogger:
         count: int,
         step: int,
         unit: str,
+        quantiles: np.ndarray | None = None,
+        levels: tuple[float, ...] = (),
     ) -> None:
         """The ``forecast [H, N]`` of the window at ``start`` of ``series`` beside its history and truth, for the
-        ``count`` VDs whose target varies most in the window."""
+        ``count`` VDs whose target varies most in the window; with a distribution's ``quantiles [H, N, L]`` at
+        ``levels``, its two widest central intervals shaded around it."""
         window = series.target_raw[start : start + series.history + series.horizon]  # [T + H, N]
         observed = window.isfinite()
         spread = window.where(observed, -math.inf).amax(0) - window.where(observed, math.inf).amin(0)  # -inf if all NaN
         chosen = spread.argsort(descending=True)[:count].numpy()
         history, truth = window[: series.history].numpy(), window[series.history :].numpy()
+        bands = []
+        if quantiles is not None:
+            picked = quantiles[:, chosen]
+            bands = [(picked[..., low], picked[..., high], percent) for low, high, percent in central_intervals(levels)]
         figure = forecast_figure(
-            history[:, chosen], truth[:, chosen], forecast[:, chosen], [vd_ids[i] for i in chosen], unit
+            history[:, chosen], truth[:, chosen], forecast[:, chosen], [vd_ids[i] for i in chosen], unit, bands[:2]
         )
         if figure is not None:
             self.writer.add_figure(tag, figure, step, close=False)
+
+    def reliability(
+        self, tag: str, levels: tuple[float, ...], observed: dict[str, list[list[float]]], step: int
+    ) -> None:
+        """The reliability diagram of the model's quantiles beside the baselines' (``observed``: method →
+        ``[H][L]``, metrics.json's ``test_reliability``) at horizon steps 3, 6 and 12."""
+        curves = [
+            ReliabilityCurve(name.replace("_", " "), levels, values, BASELINE_STYLES.get(name))
+            for name, values in observed.items()
+        ]
+        self.writer.add_figure(tag, reliability_figure(curves), step, close=False)
 
     def pooling(
         self,
@@ -93,9 +128,15 @@ class RunLogger:
 
 
 def forecast_figure(
-    history: np.ndarray, truth: np.ndarray, forecast: np.ndarray, vd_ids: list[str], unit: str
+    history: np.ndarray,
+    truth: np.ndarray,
+    forecast: np.ndarray,
+    vd_ids: list[str],
+    unit: str,
+    bands: Sequence[tuple[np.ndarray, np.ndarray, int]] = (),
 ) -> Figure | None:
-    """``history [T, V]``, ``truth [H, V]``, ``forecast [H, V]`` for V VDs of one window (None for no VD)."""
+    """``history [T, V]``, ``truth [H, V]``, ``forecast [H, V]`` for V VDs of one window (None for no VD); each of
+    ``bands`` (``lower [H, V]``, ``upper [H, V]``, percent; widest first) shaded around the forecast."""
     count = len(vd_ids)
     if not count:
         return None
@@ -104,14 +145,34 @@ def forecast_figure(
     t_hist = np.arange(-history.shape[0] + 1, 1)
     t_future = np.arange(1, truth.shape[0] + 1)
     for i, ax in enumerate(axes[:, 0]):
+        for k, (lower, upper, percent) in enumerate(bands):
+            ax.fill_between(
+                t_future, lower[:, i], upper[:, i], color="C1", alpha=0.15 * (k + 1), lw=0, label=f"{percent}%"
+            )
         ax.plot(t_hist, history[:, i], color="0.5", label="history")
         ax.plot(t_future, truth[:, i], "k.-", label="truth")
         ax.plot(t_future, forecast[:, i], "C1.-", label="forecast")
         ax.set_ylabel(unit)
         ax.set_title(vd_ids[i], fontsize=9, loc="left")
-    axes[0, 0].legend(loc="lower left", fontsize=8, ncol=3)
+    axes[0, 0].legend(loc="lower left", fontsize=8, ncol=3 + len(bands))
     axes[-1, 0].set_xlabel("steps from the forecast origin")
     fig.tight_layout()
+    return fig
+
+
+def reliability_figure(curves: Sequence[ReliabilityCurve], steps: Sequence[int] = RELIABILITY_STEPS) -> Figure:
+    """One panel per horizon step of ``steps`` (those every curve has): each curve's observed fraction of targets at
+    or below its quantile (y) at each nominal level (x), beside the diagonal of a calibrated forecast."""
+    shown = [h for h in steps if all(h <= len(curve.observed) for curve in curves)]
+    fig = Figure(figsize=(3.4 * max(len(shown), 1), 3.6), layout="constrained")
+    axes = fig.subplots(1, max(len(shown), 1), squeeze=False)[0]
+    for ax, h in zip(axes, shown):
+        ax.plot([0, 1], [0, 1], ":", color="0.5", lw=1)
+        for curve in curves:
+            ax.plot(curve.levels, curve.observed[h - 1], marker=".", label=curve.label, **(curve.style or {}))
+        ax.set(xlim=(0, 1), ylim=(0, 1), aspect="equal", title=f"horizon step {h}", xlabel="nominal level")
+    axes[0].set_ylabel("fraction of targets at or below")
+    axes[0].legend(fontsize=8, loc="upper left")
     return fig
 
 
