@@ -437,6 +437,8 @@ def show_progress(studies: list[Study], seen: dict[tuple[str, int], TrialState],
         key = (name, frozen.number)
         if seen.get(key) == frozen.state or frozen.state == TrialState.WAITING or "surplus" in frozen.user_attrs:
             continue
+        if frozen.state == TrialState.RUNNING and "run" not in frozen.user_attrs:  # not named yet: the next call
+            continue
         seen[key] = frozen.state
         if quiet:
             continue
