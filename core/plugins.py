@@ -4,18 +4,20 @@
   count for N VDs and config fields;
 - ``python -m core.plugins check NAME [--kind K] [--recipe R] [--set KEY=VALUE ...]``: the conformance kit on one
   plugin, one line per check with its measured number; exit 0 only if every check passes;
-- ``python -m core.plugins new encoder|pooling|collator NAME --out DIR``: an installable plugin package.
+- ``python -m core.plugins new encoder|pooling|collator|head NAME --out DIR``: an installable plugin package.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
+import textwrap
 from pathlib import Path
 
 import attrs
 
-from core.api import PLUGIN_KINDS, DatasetSpec, Encoder, Pooling, capabilities
+from core.api import PLUGIN_KINDS, DatasetSpec, Encoder, Head, Pooling, capabilities
 from core.errors import PluginError, RecipeError, closest, run_cli
 from core.recipe import PluginInfo, Registry, apply_override, describe_fields, read_toml, write_package
 from social_xlstm.testing import run_checks
@@ -23,14 +25,14 @@ from social_xlstm.testing.data import CALENDAR, synthetic_spec
 
 
 def parameter_count(info: PluginInfo, config=None, spec: DatasetSpec | None = None, dim: int = 64) -> int:
-    """Trainable parameters of an encoder or pooling plugin built with ``config`` (default: its defaults) for
-    ``spec`` (default: ``synthetic_spec()``, 100 VDs); a pooling follows an encoder of state size ``dim``.
-    Collators hold no parameters (0)."""
+    """Trainable parameters of an encoder, pooling or head plugin built with ``config`` (default: its defaults) for
+    ``spec`` (default: ``synthetic_spec()``, 100 VDs); a pooling follows an encoder of state size ``dim``, a head
+    takes features of size ``dim``. Collators hold no parameters (0)."""
     spec = spec or synthetic_spec()
     config = info.cls.Config() if config is None else config
     if issubclass(info.cls, Encoder):
         module = info.cls(config, spec)
-    elif issubclass(info.cls, Pooling):
+    elif issubclass(info.cls, (Pooling, Head)):
         module = info.cls(config, spec, dim)
     else:
         return 0
@@ -42,15 +44,21 @@ def describe(registry: Registry, vds: int = 100) -> str:
     spec = synthetic_spec(vds)
     for info in registry:
         lines.append(f"{info.kind} '{info.name}'  [{info.source}]")
-        doc = (info.cls.__doc__ or sys.modules[info.cls.__module__].__doc__ or "").strip().splitlines()
-        if doc:
-            lines.append(f"    {doc[0]}")
+        lines += textwrap.wrap(
+            summary(info), 116, initial_indent="    ", subsequent_indent="    ", break_on_hyphens=False
+        )
         lines.append(f"    capabilities: {_flags(info)}")
-        if info.kind in ("encoder", "pooling"):
+        if info.kind in ("encoder", "pooling", "head"):
             lines.append(f"    {_parameters(info, spec)}")
         for name, type_, default in describe_fields(info.cls.Config):
             lines.append(f"    {name:<22} {type_:<34} default {default!r}")
     return "\n".join(lines)
+
+
+def summary(info: PluginInfo) -> str:
+    """The first paragraph of the plugin class's docstring (else its module's), on one line."""
+    doc = inspect.cleandoc(info.cls.__doc__ or sys.modules[info.cls.__module__].__doc__ or "")
+    return " ".join(doc.split("\n\n")[0].split())
 
 
 def _parameters(info: PluginInfo, spec: DatasetSpec) -> str:
@@ -64,6 +72,8 @@ def _parameters(info: PluginInfo, spec: DatasetSpec) -> str:
     except Exception as error:  # noqa: BLE001 - a third-party plugin may refuse the synthetic data
         return f"parameters: not counted ({type(error).__name__}: {error})"
     where = f"{spec.num_vds} VDs, {spec.num_features} feature, {spec.num_covariates} covariates"
+    if info.kind == "head":
+        where = f"horizon {spec.horizon}, features of size 64"
     return f"parameters: {count:,} (defaults, {where}{', state size 64' if info.kind == 'pooling' else ''})"
 
 

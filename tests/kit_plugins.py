@@ -1,5 +1,5 @@
-"""Plugins for the kit's own tests: a correct GRU, and plugins that each break their contract in one way; and
-``held_gru``, with which a test catches runs in their middle."""
+"""Plugins for the kit's own tests: a correct GRU and a correct quantile head, and plugins that each break their
+contract in one way; and ``held_gru``, with which a test catches runs in their middle."""
 
 from __future__ import annotations
 
@@ -11,7 +11,17 @@ import attrs
 import torch
 from torch import nn
 
-from social_xlstm import Collator, Encoder, EncoderInput, Pooling, Windows, causal_over_padding, hookimpl
+from social_xlstm import (
+    Collator,
+    DistributionHead,
+    Encoder,
+    EncoderInput,
+    Head,
+    Pooling,
+    Windows,
+    causal_over_padding,
+    hookimpl,
+)
 
 
 class GruEncoder(Encoder):
@@ -122,6 +132,63 @@ class ReversedCollator(Collator):
         return reversed_values.centralized(self.spec.positions_xy)
 
 
+class LinearQuantileHead(DistributionHead):
+    """Every level's quantile straight from a linear layer, trained by the pinball loss; they may cross, and
+    ``DistributionHead.quantiles`` sorts them."""
+
+    name = "linear_quantile"
+
+    def __init__(self, config, spec, dim):
+        super().__init__(config, spec, dim)
+        self.linear = nn.Linear(dim, spec.horizon * len(self.levels))
+
+    def forward(self, features):
+        b, n, _ = features.shape
+        return self.linear(features).reshape(b, n, self.horizon, len(self.levels)).transpose(1, 2)
+
+    def raw_quantiles(self, output):
+        return output
+
+    def loss(self, output, target):
+        error = target[..., None] - output
+        levels = self.level_values.to(output.dtype)
+        return torch.maximum(levels * error, (levels - 1) * error).mean(-1)
+
+
+class UnsortedQuantileHead(LinearQuantileHead):
+    """The same, its quantiles (calibration offsets added) sorted by nothing: they cross."""
+
+    name = "unsorted_quantile"
+
+    def quantiles(self, output):
+        return self.raw_quantiles(output) + self.offsets[:, None]
+
+
+class MeanPointHead(LinearQuantileHead):
+    """The same, its point forecast the mean of its quantiles instead of the median."""
+
+    name = "mean_point"
+
+    def point(self, output):
+        return self.quantiles(output).mean(-1)
+
+
+class BatchScaledHead(Head):
+    """A point forecast whose loss is scaled by the spread of the batch's targets, masked ones included."""
+
+    name = "batch_scaled"
+
+    def __init__(self, config, spec, dim):
+        super().__init__(config, spec, dim)
+        self.linear = nn.Linear(dim, spec.horizon)
+
+    def forward(self, features):
+        return self.linear(features).transpose(1, 2)
+
+    def loss(self, output, target):
+        return (output - target).abs() / target.std()
+
+
 @hookimpl
 def register_plugins(register):
     for cls in (
@@ -133,5 +200,9 @@ def register_plugins(register):
         LeakyMeanPooling,
         SlotHidingCollator,
         ReversedCollator,
+        LinearQuantileHead,
+        UnsortedQuantileHead,
+        MeanPointHead,
+        BatchScaledHead,
     ):
         register(cls)

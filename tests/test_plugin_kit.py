@@ -7,7 +7,7 @@ import pytest
 
 from core.plugins import main
 from core.recipe import Registry
-from social_xlstm.testing import check_plugin, run_checks
+from social_xlstm.testing import check_head, check_plugin, run_checks
 
 MODULES = ["tests.kit_plugins"]
 
@@ -34,6 +34,8 @@ def test_every_registered_plugin_passes_the_kit(kind, name):
         ("pooling", "road_graph", {"directed": False, "weights": "uniform"}, "social.interleaved"),
         ("pooling", "radius", {"metric": "road", "radius_m": 2000.0}, "absent.junk"),
         ("pooling", "learned_graph", {"with_road": True, "k": 2}, "padding.gradient"),
+        ("head", "quantile", {"levels": [0.25, 0.5, 0.75]}, "learns.coverage"),
+        ("head", "laplace", {"levels": [0.02, 0.5, 0.98], "calibrate": True}, "quantiles"),
     ],
 )
 def test_options_that_change_what_is_checked_pass_too(kind, name, config, checked):
@@ -72,6 +74,22 @@ def test_collators_that_hide_slots_or_move_inputs_fail():
     assert set(failed("collator", "slot_hiding")) == {"flags"}
     fails = failed("collator", "reversed")
     assert set(fails) == {"content", "forecast"} and fails["content"] > 0
+
+
+def test_heads_whose_quantiles_cross_whose_point_is_not_the_median_or_whose_loss_reads_masked_targets_fail():
+    fails = failed("head", "unsorted_quantile")
+    assert set(fails) == {"quantiles"} and fails["quantiles"] > 0
+    fails = failed("head", "mean_point")
+    assert set(fails) == {"point"} and fails["point"] > 1e-3
+    fails = failed("head", "batch_scaled")
+    assert set(fails) == {"mask"} and fails["mask"] > 1e-3
+    with pytest.raises(
+        AssertionError,
+        match=r"head 'unsorted_quantile' fails 1 of 19 conformance checks:\n"
+        r"FAIL  quantiles +max crossing \d+(\.\d+)? \(limit 0\) +cross with features; ",
+    ):
+        check_head("unsorted_quantile", modules=MODULES)
+    assert not failed("head", "linear_quantile")  # the same linear quantiles, sorted by DistributionHead
 
 
 def test_check_cli_prints_every_check_and_exits_1_on_a_failure(capsys, write_recipe):

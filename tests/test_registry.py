@@ -16,7 +16,9 @@ import social_xlstm
 from core.errors import PluginError, RecipeError
 from core.model import build_forecaster, build_model
 from core.recipe import Registry, load_recipe
+from core.run import main as run_main
 from tests.conftest import make_spec, registry_with
+from tests.helpers import short_run
 
 THIRD_PARTY = '''
 """A throw-away third-party pooling: the mean state of every other present VD."""
@@ -104,6 +106,62 @@ def test_entry_point_route(plugin_dir):
     assert info.cls.__module__ == "thirdparty_ep"
 
 
+THIRD_PARTY_HEAD = '''
+"""A throw-away third-party head: every level's quantile from a linear layer (sorted by DistributionHead), trained
+by the pinball loss."""
+import torch
+from torch import nn
+from social_xlstm import DistributionHead, hookimpl
+
+
+class LinearQuantileHead(DistributionHead):
+    name = "ep_quantiles"
+
+    def __init__(self, config, spec, dim):
+        super().__init__(config, spec, dim)
+        self.linear = nn.Linear(dim, spec.horizon * len(self.levels))
+
+    def forward(self, features):
+        b, n, _ = features.shape
+        return self.linear(features).reshape(b, n, self.horizon, len(self.levels)).transpose(1, 2)
+
+    def raw_quantiles(self, output):
+        return output
+
+    def loss(self, output, target):
+        error = target[..., None] - output
+        levels = self.level_values.to(output.dtype)
+        return torch.maximum(levels * error, (levels - 1) * error).mean(-1)
+
+
+@hookimpl
+def register_plugins(register):
+    register(LinearQuantileHead)
+'''
+
+
+def test_a_head_from_an_entry_point_trains_from_a_recipe(plugin_dir, small_h5, tmp_path, capsys):
+    """A third-party head, installed (a dist-info with the entry point on sys.path), named by ``[head]`` with its
+    options: one short epoch on the synthetic data, its quantiles scored."""
+    (plugin_dir / "thirdparty_head.py").write_text(THIRD_PARTY_HEAD)
+    dist = plugin_dir / "thirdparty_head-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty-head\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[social_xlstm]\nep_quantiles = thirdparty_head\n")
+    recipe = tmp_path / "recipe.toml"
+    head = {"name": "ep_quantiles", "levels": [0.1, 0.5, 0.9]}
+    recipe.write_text(short_run("ep_head", tmp_path / "runs", small_h5, head=head))
+    assert run_main([str(recipe)]) == 0
+    out = capsys.readouterr().out
+    assert "best epoch 1" in out and "intervals (speed)" in out and "cov80" in out  # its 10%-90% interval scored
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    saved, registry = load_recipe(run_dir / "recipe.toml")
+    assert saved.head.name == "ep_quantiles" and saved.head.config.levels == (0.1, 0.5, 0.9)
+    assert registry.get("head", "ep_quantiles").source == (
+        "entry point 'ep_quantiles = thirdparty_head' of package thirdparty-head"
+    )
+
+
 def test_duplicate_name_names_both_sources(plugin_dir, write_recipe):
     write_module(plugin_dir, "thirdparty_dup", "radius")
     path = write_recipe('[encoder]\nname = "lstm"\n[plugins]\nmodules = ["thirdparty_dup"]\n')
@@ -127,7 +185,7 @@ def test_registering_a_non_plugin_is_an_error(plugin_dir):
     (plugin_dir / "thirdparty_bad.py").write_text(
         "from social_xlstm import hookimpl\n\n@hookimpl\ndef register_plugins(register):\n    register(dict)\n"
     )
-    with pytest.raises(PluginError, match="not a subclass of Encoder, Pooling or Collator"):
+    with pytest.raises(PluginError, match="not a subclass of Encoder, Pooling, Collator or Head"):
         Registry.default(["thirdparty_bad"], origin="test")
 
 
@@ -163,6 +221,25 @@ def test_listing_cli_shows_fields_types_defaults_and_source(capsys):
     assert "pooling 'radius'  [built-in plugins.pooling.radius]" in out
     assert textwrap.dedent("    radius_m               float") in out
     assert "default 1500.0" in out
+
+
+def test_listing_shows_each_head_whole_with_whether_it_forecasts_a_distribution(capsys):
+    from core.plugins import main
+
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "head 'quantile'  [built-in plugins.heads.quantile]\n"
+        "    Head ``quantile``: the forecast's quantiles at ``levels``, trained by the pinball loss, non-crossing by\n"
+        "    construction (the median plus positive gaps, added upwards and subtracted downwards).\n"
+        "    capabilities: distribution yes\n"
+        "    parameters: 5,460 (defaults, horizon 12, features of size 64)\n"
+        "    levels                 list[float]                        default (0.05, "
+    ) in out
+    assert "head 'point'  [built-in plugins.heads.point]\n    Head ``point``: one number" in out
+    assert "    capabilities: distribution no\n    parameters: 780 (defaults, horizon 12, features of size 64)\n" in out
+    assert run_main(["--list-plugins"]) == 0
+    assert capsys.readouterr().out == out
 
 
 def test_the_public_api_is_core_re_exported_and_the_old_imports_still_work():

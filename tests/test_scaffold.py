@@ -19,7 +19,7 @@ from social_xlstm.testing import check_plugin
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("kind", ["encoder", "pooling", "collator"])
+@pytest.mark.parametrize("kind", ["encoder", "pooling", "collator", "head"])
 def test_each_scaffold_writes_a_package_whose_plugin_passes_the_kit(kind, tmp_path, monkeypatch, capsys):
     name = f"kit_{kind}"
     assert main(["new", kind, name, "--out", str(tmp_path / "pkg")]) == 0
@@ -39,7 +39,7 @@ def test_each_scaffold_writes_a_package_whose_plugin_passes_the_kit(kind, tmp_pa
 
 def test_the_docs_examples_are_the_scaffold_plugins():
     page = (ROOT / "docs" / "writing-a-plugin.md").read_text(encoding="utf-8")
-    for kind, name in [("encoder", "gru"), ("pooling", "global_mean"), ("collator", "active_vds")]:
+    for kind, name in [("encoder", "gru"), ("pooling", "global_mean"), ("collator", "active_vds"), ("head", "normal")]:
         assert f"```python\n# my_pkg/{name}.py\n{plugin_module(kind, name)}```" in page, name
 
 
@@ -57,6 +57,11 @@ def test_the_docs_examples_are_the_scaffold_plugins():
             "new: plugin name 'Global-Mean' must be lower case letters, digits and '_', starting with a letter",
         ),
         ("collator", "fine", "exists and is not an empty directory"),
+        (
+            "head",
+            "quantile",
+            "new: head 'quantile' is already registered by built-in plugins.heads.quantile; pick another name",
+        ),
     ],
 )
 def test_new_refuses_taken_or_bad_names_and_a_used_directory(kind, name, expected, tmp_path):

@@ -86,8 +86,9 @@ class Registry:
     def _add(self, cls: type, *, source: str) -> None:
         kind = next((k for k, base in PLUGIN_KINDS.items() if isinstance(cls, type) and issubclass(cls, base)), None)
         if kind is None:
+            bases = [base.__name__ for base in PLUGIN_KINDS.values()]
             raise PluginError(
-                f"{source}: register() got {cls!r}, which is not a subclass of Encoder, Pooling or Collator"
+                f"{source}: register() got {cls!r}, which is not a subclass of {', '.join(bases[:-1])} or {bases[-1]}"
             )
         name = getattr(cls, "name", None)
         if not isinstance(name, str) or not name:

@@ -122,6 +122,42 @@ class ${Class}Collator(Collator):
 def register_plugins(register):
     register(${Class}Collator)
 ''',
+    "head": '''"""Head ``$name``: a Gaussian per VD and horizon step (a mean and a scale), trained by its negative
+log-likelihood; its quantiles are the Gaussian's, its point forecast the mean."""
+
+import math
+
+import torch
+from torch import nn
+
+from social_xlstm import DistributionHead, hookimpl
+
+
+class ${Class}Head(DistributionHead):  # Config: [head] levels and calibrate (DistributionConfig)
+    name = "$name"
+
+    def __init__(self, config, spec, dim):
+        super().__init__(config, spec, dim)  # self.horizon, self.levels, the calibration offsets
+        self.linear = nn.Linear(dim, 2 * spec.horizon)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:  # [B, N, D] -> [B, H, N, 2]
+        b, n, _ = features.shape
+        mean, raw = self.linear(features).reshape(b, n, self.horizon, 2).transpose(1, 2).unbind(-1)
+        return torch.stack([mean, nn.functional.softplus(raw) + 1e-3], -1)  # a scale that never reaches 0
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # elementwise [B, H, N]
+        mean, scale = output.unbind(-1)
+        return scale.log() + 0.5 * ((target - mean) / scale) ** 2 + 0.5 * math.log(2 * math.pi)
+
+    def raw_quantiles(self, output: torch.Tensor) -> torch.Tensor:  # [B, H, N, L], ascending
+        z = math.sqrt(2) * torch.erfinv(2 * self.level_values.to(output.dtype) - 1)  # standard normal quantiles
+        return output[..., :1] + output[..., 1:] * z
+
+
+@hookimpl
+def register_plugins(register):
+    register(${Class}Head)
+''',
 }
 
 FILES = {

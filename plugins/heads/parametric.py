@@ -38,11 +38,17 @@ class ParametricHead(DistributionHead):
 
 
 class GaussianHead(ParametricHead):
+    """Head ``gaussian``: a normal distribution (mean, standard deviation) per VD and horizon step, trained by its
+    negative log-likelihood."""
+
     name = "gaussian"
     family = distributions.Normal
 
 
 class LaplaceHead(ParametricHead):
+    """Head ``laplace``: a Laplace distribution (median, scale) per VD and horizon step, trained by its negative
+    log-likelihood (the absolute error, weighted by the scale); heavier tails than ``gaussian``."""
+
     name = "laplace"
     family = distributions.Laplace
 

@@ -25,12 +25,22 @@ from core.recipe import PluginChoice, Registry, build_config
 from social_xlstm.testing.collator import CollatorChecks
 from social_xlstm.testing.data import kit_spec
 from social_xlstm.testing.encoder import EncoderChecks
+from social_xlstm.testing.head import HeadChecks
 from social_xlstm.testing.pooling import PoolingChecks
 from social_xlstm.testing.result import TOLERANCE, CheckResult
 
-__all__ = ["TOLERANCE", "CheckResult", "check_collator", "check_encoder", "check_plugin", "check_pooling", "run_checks"]
+__all__ = [
+    "TOLERANCE",
+    "CheckResult",
+    "check_collator",
+    "check_encoder",
+    "check_head",
+    "check_plugin",
+    "check_pooling",
+    "run_checks",
+]
 
-KITS = {"encoder": EncoderChecks, "pooling": PoolingChecks, "collator": CollatorChecks}
+KITS = {"encoder": EncoderChecks, "pooling": PoolingChecks, "collator": CollatorChecks, "head": HeadChecks}
 
 
 def run_checks(
@@ -70,6 +80,7 @@ def check_plugin(
 check_encoder = functools.partial(check_plugin, "encoder")
 check_pooling = functools.partial(check_plugin, "pooling")
 check_collator = functools.partial(check_plugin, "collator")
+check_head = functools.partial(check_plugin, "head")
 
 
 def _run(name: str, check: Callable[[], CheckResult]) -> CheckResult:

@@ -1,5 +1,6 @@
 """Checks of a forecaster built around the plugin under test: finite, every parameter trained, exact under the
-padding it declares, round-tripped, reproducible, under bf16 autocast, and the same in the social modes."""
+padding it declares, round-tripped, reproducible, under bf16 autocast, and the same in the social modes. The loss
+is the model's head's, masked as the trainer masks it."""
 
 from __future__ import annotations
 
@@ -11,24 +12,35 @@ import attrs
 import torch
 from torch import nn
 
-from core.api import Batch, DatasetSpec, Encoder, LayerwiseEncoder, Pooling
+from core.api import Batch, DatasetSpec, Encoder, Head, LayerwiseEncoder, Pooling
 from core.model import Forecaster, inner_layers
 from core.recipe import ModelConfig, Registry
-from core.training.metrics import masked_mae
+from core.training.metrics import masked_mean
 from social_xlstm.testing.data import BuiltinCollators, histories, make_windows, select
 from social_xlstm.testing.result import BF16_LIMIT, TOLERANCE, CheckResult, at_most, gap, skipped
 
 Check = tuple[str, Callable[[], CheckResult]]
 
 
-def forecaster(encoder: Encoder, pooling: Callable[[], Pooling], social: str, horizon: int) -> Forecaster:
+def forecaster(
+    encoder: Encoder,
+    pooling: Callable[[], Pooling],
+    social: str,
+    horizon: int,
+    head: Callable[[int], Head] | None = None,
+) -> Forecaster:
     """``encoder`` + ``pooling()`` (and one more per inner layer in the social modes, whose injections are
-    randomised: they start at zero, which would hide them), in eval mode."""
+    randomised: they start at zero, which would hide them) + ``head(dim)`` (default: ``point``), in eval mode."""
     inner = {layer: pooling() for layer in inner_layers(social, encoder)}
-    model = Forecaster(encoder, pooling(), ModelConfig(hidden_dim=8), inner)
+    model = Forecaster(encoder, pooling(), ModelConfig(hidden_dim=8), inner, head)
     for inject in model.inject.values():
         nn.init.normal_(inject.weight, std=0.5)
     return model.eval()
+
+
+def loss(model: Forecaster, output: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """The model's head's loss over the observed targets, as the trainer computes it (MAE for ``point``)."""
+    return masked_mean(model.head.loss(output, batch.target), batch.target_mask)
 
 
 def padding_of(batch: Batch) -> torch.Tensor:
@@ -74,7 +86,7 @@ class ForecasterChecks:
         """A model in train mode after one backward pass of the loss, and its forecast."""
         model = self.make(0, "last").train()
         forecast = model(self.batch)
-        masked_mae(forecast, self.batch.target, self.batch.target_mask).backward()
+        loss(model, forecast, self.batch).backward()
         return model, forecast.detach()
 
     def finite(self) -> CheckResult:
@@ -127,9 +139,7 @@ class ForecasterChecks:
             return skipped("no padding declared")
         padding = padding_of(self.batch)
         values = self.batch.values.clone().requires_grad_()
-        masked_mae(
-            self.model(attrs.evolve(self.batch, values=values)), self.batch.target, self.batch.target_mask
-        ).backward()
+        loss(self.model, self.model(attrs.evolve(self.batch, values=values)), self.batch).backward()
         grad = values.grad.abs().amax(-1)
         real = float(grad[~padding].max())
         return at_most("max|grad|", grad[padding].max(), 0.0, f"on padding; real inputs {real:.3g}", also=real > 0)
@@ -158,7 +168,7 @@ class ForecasterChecks:
         model = self.make(0, "last")
         with torch.autocast("cpu", dtype=torch.bfloat16):
             forecast = model(self.batch)
-        masked_mae(forecast.float(), self.batch.target, self.batch.target_mask).backward()
+        loss(model, forecast.float(), self.batch).backward()
         bad = int((~torch.isfinite(forecast)).sum()) + sum(
             int((~torch.isfinite(p.grad)).sum()) for p in model.parameters() if p.grad is not None
         )
