@@ -170,8 +170,9 @@ def header(recipe: Recipe, prepared: Prepared, trainer: Trainer, run_dir: Path, 
     data = prepared.data
     parameters = sum(p.numel() for p in trainer.model.parameters())
     sizes = ", ".join(f"{part} {len(ds)}" for part, ds in prepared.splits.items())
+    head = "" if recipe.head.name == "point" else f" + {recipe.head.name} head"
     return (
-        f"{recipe.encoder.name} + {recipe.pooling.name} pooling ({parameters:,} parameters) on {trainer.device}, "
+        f"{recipe.encoder.name} + {recipe.pooling.name} pooling{head} ({parameters:,} parameters) on {trainer.device}, "
         f"precision {recipe.trainer.precision}\n"
         f"data {data.source}: {data.num_steps} steps x {len(data.vd_ids)} VDs x {len(prepared.input_features)} "
         f"features; windows {sizes}{jumps_note(prepared)}\nrun directory {run_dir}"

@@ -12,8 +12,8 @@ import pytest
 import torch
 from scipy import stats
 
-from core.heads import DistributionConfig, central_intervals
 from core.errors import RecipeError
+from core.heads import DistributionConfig, central_intervals
 from core.recipe import load_recipe
 from core.run import main
 from core.training import calibration
