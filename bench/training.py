@@ -17,12 +17,13 @@ from core.training.trainer import Trainer
 
 
 def time_training(
-    recipe_path: str, overrides: list[str], batches: int, warmup: int
+    recipe_path: str, overrides: list[str], batches: int, warmup: int, validations: int = 0
 ) -> tuple[Recipe, str, dict[str, float]]:
     """Median seconds per training batch of a recipe, in three parts: taking the batch from the trainer's own
     loader (window gather + collation), moving it to the device, and the trainer's step (forward, backward,
-    optimizer); built as ``python -m core.run`` builds it. Returns the resolved recipe, the device and
-    the medians."""
+    optimizer); built as ``python -m core.run`` builds it; with ``validations``, also the median of that many
+    passes over the validation split (``"validation"``). Returns the resolved recipe, the device and the
+    medians."""
     recipe, registry = load_recipe(Path(recipe_path), overrides)
     torch.manual_seed(recipe.run.seed)
     prepared = prepare_data(recipe)
@@ -45,6 +46,10 @@ def time_training(
             if i >= warmup:
                 for part, seconds in zip(parts, (fetched - started, moved - fetched, time.perf_counter() - moved)):
                     parts[part].append(seconds)
+        for _ in range(validations):
+            started = time.perf_counter()
+            trainer.evaluate("val")
+            parts.setdefault("validation", []).append(time.perf_counter() - started)
     return recipe, str(trainer.device), {part: statistics.median(times) for part, times in parts.items()}
 
 
