@@ -14,13 +14,16 @@ from scipy import stats
 
 from core.errors import RecipeError
 from core.heads import DistributionConfig, central_intervals
-from core.recipe import load_recipe
+from core.model import Forecaster
+from core.recipe import ModelConfig, load_recipe
 from core.run import main
 from core.training import calibration
 from core.training.checkpoints import load_best
 from core.training.metrics import HorizonMetrics
+from plugins.encoders.lstm import LSTMConfig, LSTMEncoder
 from plugins.heads.parametric import GaussianHead, LaplaceHead
 from plugins.heads.quantile import QuantileHead
+from plugins.pooling.none import NoPooling
 from tests.conftest import make_spec
 from tests.helpers import short_run
 
@@ -163,3 +166,24 @@ def test_a_quantile_head_run_calibrates_on_val_saves_the_offsets_and_scores_besi
             assert math.isfinite(section[key]), key
     assert metrics["test"]["coverage90@12"] != metrics["test_uncalibrated"]["coverage90@12"]
     assert len(metrics["test_reliability"]["model"]) == 12
+
+
+def test_a_checkpoint_from_before_heads_loads_into_the_point_head():
+    spec = make_spec(n=4)
+
+    def build(seed: int) -> Forecaster:
+        torch.manual_seed(seed)
+        encoder = LSTMEncoder(LSTMConfig(embedding_dim=8), spec)
+        return Forecaster(encoder, NoPooling(NoPooling.Config(), spec, 8), ModelConfig(hidden_dim=8))
+
+    model = build(0)
+    # the old layout: the fusion layer and the point forecast in one nn.Sequential(Linear, GELU, Dropout, Linear)
+    renamed = {"fuse.0.": "head.0.", "head.linear.": "head.3."}
+    old = {}
+    for key, value in model.state_dict().items():
+        new = next((n for n in renamed if key.startswith(n)), None)
+        old[key.replace(new, renamed[new], 1) if new else key] = value
+    assert "head.3.weight" in old and "fuse.0.weight" not in old
+    fresh = build(1)
+    fresh.load_state_dict(old)
+    assert all(torch.equal(fresh.state_dict()[key], value) for key, value in model.state_dict().items())

@@ -70,6 +70,14 @@ class Forecaster(nn.Module):
         context = self.pooling(last, node_mask)  # [B, N, E]
         return self.head(self.fuse(torch.cat([last, context], -1)))
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Checkpoints from before heads were plugins name the fusion layer ``head.0`` and the point forecast's
+        linear map ``head.3``: renamed, so their runs still resume and predict."""
+        for old, new in (("head.0.", "fuse.0."), ("head.3.", "head.linear.")):
+            for key in [k for k in state_dict if k.startswith(prefix + old)]:
+                state_dict[prefix + new + key[len(prefix + old) :]] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def social_step(self, layer: int, x: torch.Tensor, inputs: EncoderInput) -> torch.Tensor:
         """``x [B, M, T, E]`` plus the social context of every time step, if a pooling acts before ``layer``."""
         key = str(layer)
