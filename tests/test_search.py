@@ -21,7 +21,7 @@ import torch
 from optuna.trial import TrialState
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from core.errors import Interrupted
+from core.errors import Interrupted, RecipeError
 from core.experiments import search
 from core.experiments import study as study_module
 from core.experiments.suite import load_suite
@@ -410,6 +410,26 @@ def claim_all(url: str, start: float) -> list[int]:
     while (trial := study.claim_waiting()) is not None:
         claimed.append(trial.number)
     return claimed
+
+
+def open_at(url: str, start: float) -> str:
+    """(In a process of its own) open the study database at ``url`` at time ``start``; the error, or ''."""
+    time.sleep(max(0.0, start - time.time()))
+    try:
+        study_module.open_storage(url)
+    except RecipeError as error:
+        return str(error)
+    return ""
+
+
+@pytest.mark.slow
+def test_processes_opening_a_new_database_at_once_all_get_it(tmp_path):
+    urls = [study_module.default_storage(tmp_path / str(k)) for k in range(4)]
+    for k in range(4):
+        (tmp_path / str(k)).mkdir()
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        errors = pool.starmap(open_at, [(url, time.time() + 5 + 2 * i) for i, url in enumerate(urls) for _ in range(4)])
+    assert errors == [""] * 16
 
 
 @pytest.mark.slow

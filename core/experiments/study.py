@@ -48,6 +48,7 @@ from core.training.trainer import EpochEnd
 
 HEARTBEAT_S = 20  # a running trial's heartbeat
 GRACE_S = 120  # a trial whose heartbeat is older is failed and retried (its worker is gone)
+SCHEMA_TRIES = 5  # two processes creating a new database's tables at once: the later one tries again
 POLL_S = 1.0  # how often an idle worker looks for work while other workers' trials run
 MADE_FROM = "made_from"  # the study's user attribute recording what it was made from (set last: the study is ready)
 
@@ -99,6 +100,10 @@ def default_storage(folder: Path) -> str:
     return f"sqlite:///{folder / 'study.db'}"
 
 
+def cannot_open(url: str, error: Exception) -> RecipeError:
+    return RecipeError(f"--storage {shown(url)}: cannot open the study database: {type(error).__name__}: {error}")
+
+
 def open_storage(url: str) -> RDBStorage:
     """The study database at ``url`` with heartbeats and retries of dead workers' trials."""
     engine_kwargs: dict[str, Any] = {}
@@ -106,14 +111,17 @@ def open_storage(url: str) -> RDBStorage:
     sqlite = parsed.get_backend_name() == "sqlite"
     if sqlite:  # autocommit in the driver: the "begin" event above starts the transactions once the tables exist
         engine_kwargs = {"connect_args": {"timeout": 120, "isolation_level": None}}
-    try:
-        storage = rdb_storage(url, engine_kwargs)
-    except sqlalchemy.exc.IntegrityError:  # another process created the tables at the same moment: they exist now
-        storage = rdb_storage(url, engine_kwargs)
-    except Exception as error:  # noqa: BLE001 - a wrong URL, a missing driver, a server that does not answer
-        raise RecipeError(
-            f"--storage {shown(url)}: cannot open the study database: {type(error).__name__}: {error}"
-        ) from None
+    for attempt in range(SCHEMA_TRIES):
+        try:
+            storage = rdb_storage(url, engine_kwargs)
+            break
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as error:
+            # another process creating the tables at the same moment ("already exists", a duplicate version row)
+            if attempt == SCHEMA_TRIES - 1 or "already exists" not in str(error) and "UNIQUE" not in str(error):
+                raise cannot_open(url, error) from None
+            time.sleep(0.5)
+        except Exception as error:  # noqa: BLE001 - a wrong URL, a missing driver, a server that does not answer
+            raise cannot_open(url, error) from None
     if sqlite:  # (optuna's own first transactions, creating the tables, would wait on each other)
         _IMMEDIATE.add(storage.engine)
     return storage
