@@ -96,31 +96,17 @@ def test_scores_of_quantiles_by_hand_and_masked_targets_count_nowhere():
     assert metrics.reliability() == [pytest.approx([0.0, 0.0, 0.5])]
 
 
-class Batch:
-    """What calibration reads of a batch: targets and their mask."""
-
-    def __init__(self, target, mask):
-        self.target, self.target_mask = target, mask
-
-    def to(self, device):
-        return self
-
-    def canonical(self):
-        return self
-
-
 def calibrating_trainer(targets: torch.Tensor, mask: torch.Tensor, head: QuantileHead):
     """A trainer whose model forecasts quantiles -1, 0, 1 for every validation target ``[S, H, N]``."""
-    batches = [Batch(targets[i : i + 4], mask[i : i + 4]) for i in range(0, len(targets), 4)]
+    batches = [  # what calibration reads of a batch: its targets and their mask
+        types.SimpleNamespace(target=targets[i : i + 4], target_mask=mask[i : i + 4]) for i in range(0, len(targets), 4)
+    ]
     output = torch.tensor([-1.0, 0.0, 1.0])
     return types.SimpleNamespace(
-        model=types.SimpleNamespace(head=head, eval=lambda: None),
+        model=types.SimpleNamespace(head=head),
         prepared=types.SimpleNamespace(splits={"val": targets}),
         spec=make_spec(n=targets.shape[2], horizon=targets.shape[1]),
-        loaders=types.SimpleNamespace(evaluate=lambda split, stride: batches),
-        forward=lambda batch: output.expand(*batch.target.shape, 3),
-        device="cpu",
-        autocast=lambda: torch.autocast("cpu", enabled=False),
+        outputs=lambda split, stride: [(batch, output.expand(*batch.target.shape, 3)) for batch in batches],
     )
 
 

@@ -74,10 +74,13 @@ class Baselines:
             torch.from_numpy(per_hour.transpose(0, 2, 1).astype(np.float32)),
         )
 
+    def windows(self, start: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For the windows starting at ``start``: each VD's last value ``[B, N]`` and the steps forecast ``[B, H]``."""
+        return self.last[start + self.history - 1], start[:, None] + self.history + torch.arange(self.horizon)
+
     def predict(self, start: torch.Tensor) -> dict[str, torch.Tensor]:
         """Forecasts ``[B, H, N]`` in the data's units for the windows starting at ``start``."""
-        last = self.last[start + self.history - 1]  # [B, N]
-        future = start[:, None] + self.history + torch.arange(self.horizon)
+        last, future = self.windows(start)
         return {
             "last_value": last[:, None].expand(-1, self.horizon, -1),
             "historical_average": self.table[self.slot[future]],
@@ -86,8 +89,7 @@ class Baselines:
     def quantiles(self, start: torch.Tensor) -> dict[str, torch.Tensor]:
         """Quantiles ``[B, H, N, L]`` at the ``levels`` given at construction, for the windows starting at
         ``start``."""
-        last = self.last[start + self.history - 1]  # [B, N]
-        future = start[:, None] + self.history + torch.arange(self.horizon)
+        last, future = self.windows(start)
         return {
             "last_value": last[:, None, :, None] + self.residual_quantiles[None, :, None],
             "historical_average": self.hour_quantiles[self.hour[future]],

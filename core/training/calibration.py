@@ -25,14 +25,10 @@ def calibrate(trainer: Trainer) -> torch.Tensor:
     """Set the model's head's ``offsets`` ``[H, L]`` (z units) from the validation split; returns them."""
     head = trainer.model.head
     head.offsets.zero_()
-    trainer.model.eval()
     windows = len(trainer.prepared.splits["val"])
     stride = max(1, math.ceil(windows * trainer.spec.num_vds / MAX_ENTRIES))
     residuals, masks = [], []
-    for batch in trainer.loaders.evaluate("val", stride):
-        batch = batch.to(trainer.device).canonical()
-        with trainer.autocast():
-            output = trainer.forward(batch).float()
+    for batch, output in trainer.outputs("val", stride):
         residual = batch.target[..., None] - head.quantiles(output)  # [B, H, N, L]
         residuals.append(residual.transpose(0, 1).flatten(1, 2).cpu())  # [H, B·N, L]
         masks.append(batch.target_mask.transpose(0, 1).flatten(1).cpu())

@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -260,15 +260,11 @@ class Trainer:
     ) -> tuple[dict[str, Any], dict[str, HorizonMetrics]]:
         """Metrics of the model (and of the baselines, if given) on a split, in the data's units, and the
         accumulators they were computed from (for per-step and per-VD errors)."""
-        self.model.eval()
         head, horizon = self.model.head, self.spec.horizon
         names = ("model", *(baselines.names if baselines else ()))
         metrics = {name: HorizonMetrics(horizon, levels=head.levels) for name in names}
         loss_sum, count = 0.0, 0
-        for batch in self.loaders.evaluate(split):
-            batch = batch.to(self.device).canonical()
-            with self.autocast():
-                output = self.forward(batch).float()
+        for batch, output in self.outputs(split):
             loss_sum += masked_mean(head.loss(output, batch.target), batch.target_mask).item() * batch.size
             count += batch.size
             truth = self.denormalise(batch.target)
@@ -281,6 +277,16 @@ class Trainer:
                     spread = spreads[name].to(self.device) if spreads else None
                     metrics[name].update(forecast.to(self.device), truth, batch.target_mask, spread)
         return {"loss": loss_sum / max(count, 1), **{name: m.compute() for name, m in metrics.items()}}, metrics
+
+    def outputs(self, split: str, stride: int = 1) -> Iterator[tuple[Batch, torch.Tensor]]:
+        """Every batch of a split (with ``stride`` k, every k-th window) on the device, beside the model's output
+        for it (float32, eval mode)."""
+        self.model.eval()
+        for batch in self.loaders.evaluate(split, stride):
+            batch = batch.to(self.device).canonical()
+            with self.autocast():
+                output = self.forward(batch)
+            yield batch, output.float()
 
     def autocast(self):
         if self.autocast_dtype is None:
