@@ -62,6 +62,11 @@ def save_best(run_dir: Path, model: dict[str, Any], epoch: int, val_mae: float, 
     save_checkpoint({"model": model, "epoch": epoch, "val_mae": val_mae, **card}, run_dir / "best_model.pt")
 
 
+def save_best_weights(run_dir: Path, best: dict[str, Any], model: dict[str, Any]) -> None:
+    """``best_model.pt`` as ``best`` (what ``load_best`` gave) with the weights ``model`` (e.g. calibrated)."""
+    save_checkpoint({**best, "model": model}, run_dir / "best_model.pt")
+
+
 def load_best(run_dir: Path) -> dict[str, Any]:
     return load_checkpoint(run_dir / "best_model.pt")
 

@@ -28,8 +28,7 @@ def test(trainer: Trainer) -> dict[str, Any]:
         if head.distribution and getattr(head.config, "calibrate", False):
             extra["test_uncalibrated"] = trainer.evaluate("test")[0]["model"]
             calibration.calibrate(trainer)
-            card = {key: value for key, value in best.items() if key not in ("model", "epoch", "val_mae")}
-            checkpoints.save_best(trainer.run_dir, trainer.model.state_dict(), best["epoch"], best["val_mae"], card)
+            checkpoints.save_best_weights(trainer.run_dir, best, trainer.model.state_dict())
         result, accumulated = trainer.evaluate("test", baselines)
     if head.distribution:
         extra["head"] = {
