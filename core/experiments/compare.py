@@ -179,9 +179,10 @@ def distribution_columns(runs: list[RunRecord]) -> list[tuple[str, str]]:
 def distribution_table(runs: list[RunRecord], seeds: bool = False) -> str:
     """The Markdown table of the distribution-head runs' coverage, width and CRPS (``seeds``: per configuration,
     ``mean ± sd`` over its seeds), then each data set's baselines; '' when no run has a distribution head."""
-    if not distribution_runs(runs):
+    distributions = distribution_runs(runs)
+    if not distributions:
         return ""
-    columns = distribution_columns(distribution_runs(runs))
+    columns = distribution_columns(distributions)
     first = ["configuration", "head", "seeds"] if seeds else ["run", "head"]
     header = first + [column_name(metric, label) for metric, label in columns]
     rows = []
