@@ -54,6 +54,9 @@ class Batch:
     ``values`` are z-scored and 0 where not observed; masks are bool and True where real. The inputs' VD axis
     has M slots: all N VDs in dataset order, or (``vd_index`` set, dynamic padding) each sample's active VDs
     first, padded to the batch's largest active set. Targets and forecasts always cover all N VDs.
+    ``future_covariates`` are the calendar of the target steps (the same K columns as ``covariates``), which a
+    collator passes on from its ``Windows`` unchanged; ``target_profile`` (None where the data has no profile)
+    is the training split's historical profile of the target at the target steps.
     """
 
     values: torch.Tensor  # [B, T, N, F]
@@ -66,6 +69,8 @@ class Batch:
     positions_xy: torch.Tensor | None = None  # [N, 2] or [B, N, 2] metres
     step_mask: torch.Tensor | None = None  # [B, T, M] False on time padding (left: the last step is real); None = none
     vd_index: torch.Tensor | None = None  # [B, M] the VD in each slot; None = M = N, slot i holds VD i
+    future_covariates: torch.Tensor | None = None  # [B, H, K] the covariates of the H target steps (known ahead)
+    target_profile: torch.Tensor | None = None  # [B, H, N] z-scored historical profile of the target steps
 
     def to(self, device: torch.device | str) -> Batch:
         return attrs.evolve(
@@ -115,6 +120,8 @@ class DistributedBatch:
     covariates: torch.Tensor  # [B, T, K]
     start: torch.Tensor  # [B]
     step_masks: dict[str, torch.Tensor] | None = None  # vd -> [B, T] bool, False on time padding
+    future_covariates: torch.Tensor | None = None  # [B, H, K] the covariates of the target steps
+    target_profiles: dict[str, torch.Tensor] | None = None  # vd -> [B, H] z-scored profile of the target steps
 
     def to(self, device: torch.device | str) -> DistributedBatch:
         def move(value):
@@ -142,6 +149,8 @@ class DistributedBatch:
             start=self.start,
             positions_xy=None if self.positions is None else stack(self.positions, 2)[:, -1],  # static: last step
             step_mask=None if self.step_masks is None else stack(self.step_masks, 2),
+            future_covariates=self.future_covariates,
+            target_profile=None if self.target_profiles is None else stack(self.target_profiles, 2),
         )
 
 
@@ -150,7 +159,9 @@ class EncoderInput:
     """A batch as encoders see it: M VD slots before time (M = N unless the collator uses VD slots).
 
     Time padding is on the left (``step_mask`` False), so the last step is real for every present slot; a slot
-    with ``node_mask`` False holds no VD. Values are z-scored and 0 where not ``observed``. Encoders that keep
+    with ``node_mask`` False holds no VD. ``future_covariates`` are the calendar of the H steps to forecast
+    (known ahead: time of day, day of week, holidays), the same K columns as ``covariates``. Values are z-scored
+    and 0 where not ``observed``. Encoders that keep
     weights per VD read ``vd_index`` (``vd_ids()``), or call ``expand`` to get all N VDs in order and
     ``take_slots`` to come back.
     """
@@ -161,6 +172,7 @@ class EncoderInput:
     step_mask: torch.Tensor | None = None  # [B, M, T] bool, None = every step is real
     node_mask: torch.Tensor | None = None  # [B, M] bool, None = every slot holds a VD
     vd_index: torch.Tensor | None = None  # [B, M] the VD in each slot, None = slot i holds VD i
+    future_covariates: torch.Tensor | None = None  # [B, H, K] the covariates of the target steps
 
     @classmethod
     @torch.compiler.disable  # torch.compile cannot trace the construction of a frozen attrs class: run it eagerly
@@ -172,6 +184,7 @@ class EncoderInput:
             step_mask=None if batch.step_mask is None else batch.step_mask.transpose(1, 2),
             node_mask=batch.node_mask,
             vd_index=batch.vd_index,
+            future_covariates=batch.future_covariates,
         )
 
     def vd_ids(self) -> torch.Tensor:
@@ -209,6 +222,7 @@ class EncoderInput:
             covariates=self.covariates,
             step_mask=scatter_vds(step_mask & node_mask[..., None], self.vd_index, num_vds),
             node_mask=scatter_vds(node_mask, self.vd_index, num_vds),
+            future_covariates=self.future_covariates,
         )
 
     def features(self) -> torch.Tensor:
@@ -359,7 +373,11 @@ class Pooling(nn.Module):
 
 @attrs.frozen
 class Windows:
-    """A batch of windows as cut from the series: the collators' input."""
+    """A batch of windows as cut from the series: the collators' input.
+
+    ``future_covariates`` hold the calendar of the target steps (known ahead), the same K columns as the inputs'
+    ``covariates``; a collator passes them on unchanged, with ``target_profile`` (None: the data has none).
+    """
 
     values: torch.Tensor  # [B, T, N, F] z-scored, 0 where missing
     observed: torch.Tensor  # [B, T, N, F] bool
@@ -367,7 +385,9 @@ class Windows:
     target: torch.Tensor  # [B, H, N] z-scored, 0 where missing
     target_mask: torch.Tensor  # [B, H, N] bool
     start: torch.Tensor  # [B]
+    future_covariates: torch.Tensor  # [B, H, K] the covariates of the target steps
     lengths: torch.Tensor | None = None  # [B, N] real history steps per VD (0 = inactive); None = all ``T``
+    target_profile: torch.Tensor | None = None  # [B, H, N] z-scored historical profile at the target steps
 
     @property
     def active(self) -> torch.Tensor:
@@ -393,6 +413,8 @@ class Windows:
             start=self.start,
             positions_xy=positions_xy,
             step_mask=self.step_mask(),
+            future_covariates=self.future_covariates,
+            target_profile=self.target_profile,
         )
 
 

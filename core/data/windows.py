@@ -86,6 +86,7 @@ class Series:
             if lengths is None
             else self.target_mask[future] & (lengths > 0)[:, None],
             start=starts,
+            future_covariates=self.covariates[future],
             lengths=lengths,
         )
 

@@ -115,6 +115,8 @@ class ${Class}Collator(Collator):
             positions_xy=self.spec.positions_xy,
             step_mask=None if step_mask is None else take(step_mask),
             vd_index=vd_index,
+            future_covariates=windows.future_covariates,  # the calendar of the target steps, passed on unchanged
+            target_profile=windows.target_profile,
         )
 
 

@@ -32,6 +32,8 @@ class DistributedCollator(Collator):
             covariates=windows.covariates,
             start=windows.start,
             step_masks=None if windows.lengths is None else per_vd(windows.step_mask(), 2),
+            future_covariates=windows.future_covariates,
+            target_profiles=None if windows.target_profile is None else per_vd(windows.target_profile, 2),
         )
 
 

@@ -60,6 +60,8 @@ class DynamicPaddingCollator(Collator):
             positions_xy=self.spec.positions_xy,
             step_mask=step_mask,
             vd_index=vd_index,
+            future_covariates=windows.future_covariates,
+            target_profile=windows.target_profile,
         )
 
 

@@ -73,6 +73,8 @@ class CollatorChecks:
             "step_mask": ((b, t, m), torch.bool),
             "vd_index": ((b, m), torch.long),
             "start": ((b,), torch.long),
+            "future_covariates": ((b, spec.horizon, k), torch.float32),
+            "target_profile": ((b, spec.horizon, n), torch.float32),
         }
         problems = [
             f"{name} {list(value.shape)} {value.dtype}, expected {list(shape)} {dtype}"
@@ -84,6 +86,8 @@ class CollatorChecks:
                 f"values [B, T, M, F] = {list(batch.values.shape)}: T ≤ {spec.history}, M ≤ {n}, M = {n} without "
                 "vd_index"
             )
+        if batch.future_covariates is None:
+            problems.append("future_covariates missing: pass the windows' future_covariates on unchanged")
         if batch.vd_index is not None and not ((batch.vd_index >= 0) & (batch.vd_index < n)).all():
             problems.append("vd_index outside 0..N-1")
         return problems
@@ -121,6 +125,8 @@ class CollatorChecks:
             "values not 0 where not observed": int((batch.values != 0)[~batch.observed].sum()),
             "targets unlike the window's": int((batch.target != windows.target)[windows.target_mask].sum()),
             "target_mask entries unlike the window's": int((batch.target_mask != windows.target_mask).sum()),
+            "target-step covariates unlike the window's": differ(batch.future_covariates, windows.future_covariates),
+            "target profile entries unlike the window's": differ(batch.target_profile, windows.target_profile),
         }
 
     def flags(self) -> CheckResult:
@@ -151,3 +157,11 @@ class CollatorChecks:
             mine, central = model(batch), model(BuiltinCollators.for_spec(self.registry, self.spec).centralized(kept))
         note = f"a fixed model's forecast vs from 'centralized' batches of the last {batch.values.shape[1]} steps"
         return at_most("max|diff|", gap(mine, central, self.windows.target_mask), TOLERANCE, note)
+
+
+def differ(passed: torch.Tensor | None, given: torch.Tensor | None) -> int:
+    """How many entries of what a collator ``passed`` on differ from what its windows ``given`` (all of them when
+    one of the two is absent)."""
+    if passed is None or given is None:
+        return 0 if passed is given else (passed if passed is not None else given).numel()
+    return int((passed != given).sum()) if passed.shape == given.shape else given.numel()

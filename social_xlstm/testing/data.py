@@ -69,14 +69,18 @@ def make_windows(spec: DatasetSpec, lengths: torch.Tensor | None, seed: int = 0)
     real = torch.ones(b, t, n, dtype=torch.bool) if lengths is None else real_steps(lengths, t)
     active = real.any(1)
     observed = (torch.rand(b, t, n, f, generator=g) > 0.15) & real[..., None]
+    values = torch.randn(b, t, n, f, generator=g) * observed
+    steps = calendar(spec, b, t + h, g)  # the input steps, then the target steps
     return Windows(
-        values=torch.randn(b, t, n, f, generator=g) * observed,
+        values=values,
         observed=observed,
-        covariates=calendar(spec, b, t, g),
+        covariates=steps[:, :t],
+        future_covariates=steps[:, t:],
         target=torch.randn(b, h, n, generator=g),
         target_mask=(torch.rand(b, h, n, generator=g) > 0.1) & active[:, None],
         start=torch.arange(b),
         lengths=lengths,
+        target_profile=torch.randn(b, h, n, generator=g),
     )
 
 
