@@ -131,7 +131,9 @@ def main() -> None:
     folder, device = Path(args.data), torch.device(args.device)
     if not (folder / "los_speed.csv").exists():
         sys.exit(f"{folder}: no los_speed.csv; pass --data DIR (see ../shared/data/README.md)")
-    data = import_wide_csv(folder / "los_speed.csv", folder / "graph_sensor_locations.csv", start="2012-03-01T00:00:00")
+    data = import_wide_csv(
+        folder / "los_speed.csv", folder / "graph_sensor_locations.csv", start="2012-03-01T00:00:00", feature="speed"
+    )
     settings = dict(history=HISTORY, horizon=HORIZON, min_history=MIN_HISTORY, gap_steps=GAP_STEPS)
     sets = {
         "complete": prepare(data, DataConfig(**settings)),

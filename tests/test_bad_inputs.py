@@ -172,7 +172,7 @@ def plugin_module(name: str, source: str, encoder: str = "lstm"):
     return build
 
 
-WIDE = ["import-wide", "{values}", "--locations", "{loc}", "--start", "2012-03-01T00:00"]
+WIDE = ["import-wide", "{values}", "--feature", "speed", "--locations", "{loc}", "--start", "2012-03-01T00:00"]
 CASES = [
     # recipes
     ("malformed TOML", run(text="[run\nname = 1\n"), "{recipe}: malformed TOML: "),
@@ -380,6 +380,8 @@ CASES = [
         data(
             "import-wide",
             "{values}",
+            "--feature",
+            "speed",
             "--locations",
             "{tmp}/none.csv",
             "--start",
@@ -398,6 +400,30 @@ CASES = [
             files={"d1": "Stamp,Speed\n2012-03-01T00:00,60\n2012-03-01T00:05\n"},
         ),
         "{tmp}/d1: line 3 does not have two columns (Stamp,value)",
+    ),
+    (
+        "wide CSV without --feature",
+        data("import-wide", "{values}", "--start", "2012-03-01T00:00", files={"values": "1,2\n50,60\n"}),
+        "{tmp}/values: the file does not say what its readings are: give --feature (e.g. --feature speed, "
+        "--feature flow)",
+    ),
+    (
+        "per-detector header naming no feature",
+        data("import-per-detector", "{d1}", files={"d1": "Stamp,12\n2012-03-01T00:00,60\n2012-03-01T00:05,61\n"}),
+        "{tmp}/d1: the header does not name the readings' feature ('12'); give --feature, e.g. --feature speed",
+    ),
+    (
+        "per-detector headers naming two features",
+        data(
+            "import-per-detector",
+            "{d1}",
+            "{d2}",
+            files={
+                "d1": "Stamp,Speed(m/h)\n2012-03-01T00:00,60\n2012-03-01T00:05,61\n",
+                "d2": "Stamp,Flow\n2012-03-01T00:00,60\n2012-03-01T00:05,61\n",
+            },
+        ),
+        "the files' headers name different features: speed ({tmp}/d1), flow ({tmp}/d2); give --feature",
     ),
     (
         "per-detector empty file",

@@ -5,10 +5,12 @@ import datetime
 import attrs
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 from pyproj import Geod
 
 from core.data import TrafficData, read_hdf5, write_hdf5
+from core.data.__main__ import main as data_cli
 from core.data.config import DataConfig
 from core.data.geo import project_to_metres
 from core.data.importers import import_pandas_h5, import_per_detector, import_wide_csv, read_vd_attributes
@@ -190,7 +192,9 @@ def test_synthetic_is_deterministic_and_congestion_travels_upstream():
 
 @needs_metr
 def test_import_wide_csv_metr_la_week(tmp_path):
-    data = import_wide_csv(METR / "los_speed.csv", METR / "graph_sensor_locations.csv", start="2012-03-01T00:00")
+    data = import_wide_csv(
+        METR / "los_speed.csv", METR / "graph_sensor_locations.csv", start="2012-03-01T00:00", feature="speed"
+    )
     assert data.features.shape == (2016, 207, 1)
     assert data.vd_ids[:2] == ("773869", "767541")
     assert np.datetime64(int(data.timestamps[-1]), "s") == np.datetime64("2012-03-07T23:55")
@@ -216,26 +220,82 @@ def test_import_errors_name_the_culprit(tmp_path):
     locations.write_text("sensor_id,latitude,longitude\n1,34.0,-118.0\n2,34.1,-118.1\n")
     values.write_text("1,2\n50,60\n55\n")
     with pytest.raises(DataError, match="v.csv: line 3 has 1 values, the header has 2 detector ids"):
-        import_wide_csv(values, locations, start="2012-03-01T00:00")
+        import_wide_csv(values, locations, start="2012-03-01T00:00", feature="speed")
     values.write_text("1,3\n50,60\n")
     with pytest.raises(DataError, match="loc.csv: no location for 1 sensor id.*: 3"):
-        import_wide_csv(values, locations, start="2012-03-01T00:00")
+        import_wide_csv(values, locations, start="2012-03-01T00:00", feature="speed")
 
 
 def test_import_pandas_h5_layout(tmp_path):
-    """metr-la.h5 as pandas writes it (fixed format): axis0 ids, axis1 datetime64[ns], block0_values."""
+    """metr-la.h5 as pandas writes it (fixed format, key df); the feature is named, zeros of speed are missing."""
     path, locations = tmp_path / "metr-la.h5", tmp_path / "loc.csv"
     locations.write_text("index,sensor_id,latitude,longitude\n0,773869,34.15,-118.31\n1,767541,34.11,-118.23\n")
-    times = (np.datetime64("2012-03-01T00:00", "ns") + np.arange(4) * np.timedelta64(5, "m")).astype(np.int64)
-    with h5py.File(path, "w") as f:
-        f["df/axis0"] = np.array([b"773869", b"767541"])
-        f["df/axis1"] = times
-        f["df/block0_items"] = np.array([b"773869", b"767541"])
-        f["df/block0_values"] = np.array([[64.4, 67.6], [0.0, 68.1], [61.2, 67.0], [62.0, 0.0]])
-    data = import_pandas_h5(path, locations)
-    assert data.vd_ids == ("773869", "767541") and data.interval == 300
+    times = pd.date_range("2012-03-01", periods=4, freq="5min")
+    values = [[64.4, 67.6], [0.0, 68.1], [61.2, 67.0], [62.0, 0.0]]
+    pd.DataFrame(values, index=times, columns=["773869", "767541"]).to_hdf(path, key="df", mode="w")
+    data = import_pandas_h5(path, locations, feature="speed")
+    assert data.vd_ids == ("773869", "767541") and data.interval == 300 and data.feature_names == ("speed",)
+    assert np.datetime64(int(data.timestamps[1]), "s") == np.datetime64("2012-03-01T00:05")
     assert np.isnan(data.features[1, 0, 0]) and np.isnan(data.features[3, 1, 0])  # zeros are missing
-    assert data.features[0, 0, 0] == pytest.approx(64.4)
+    assert data.features[0, 0, 0] == pytest.approx(64.4) and data.features[2, 1, 0] == pytest.approx(67.0)
+    flow = import_pandas_h5(path, locations, feature="flow")  # a 0 flow is a reading
+    assert flow.features[1, 0, 0] == 0.0 and np.isnan(flow.features).sum() == 0
+
+
+def test_import_pandas_h5_reads_older_pandas_index_and_integer_ids(tmp_path):
+    """pandas < 2 wrote the index as nanoseconds of kind "datetime64" (DCRNN's files); integer column names are
+    int64; a frame of several dtypes has several blocks."""
+    path = tmp_path / "old.h5"
+    frame = pd.DataFrame(
+        {773869: [64.4, 0.0, 61.2], 767541: [67, 68, 67]}, index=pd.date_range("2012-03-01", periods=3, freq="5min")
+    )
+    frame.to_hdf(path, key="df", mode="w")
+    with h5py.File(path, "r+") as f:
+        axis = f["df/axis1"]
+        ns = frame.index.values.astype("datetime64[ns]").astype(np.int64)
+        attrs = dict(axis.attrs)
+        del f["df/axis1"]
+        f["df/axis1"] = ns
+        for key, value in attrs.items():
+            f["df/axis1"].attrs[key] = value
+        f["df/axis1"].attrs["kind"] = np.bytes_(b"datetime64")
+        assert f["df"].attrs["nblocks"] == 2
+    data = import_pandas_h5(path, None, feature="speed")
+    assert data.vd_ids == ("773869", "767541")
+    assert np.datetime64(int(data.timestamps[2]), "s") == np.datetime64("2012-03-01T00:10")
+    np.testing.assert_allclose(data.features[:, :, 0], [[64.4, 67], [np.nan, 68], [61.2, 67]], rtol=1e-6)
+
+
+def test_a_flow_file_is_imported_as_flow_or_refused(tmp_path, capsys):
+    """The import never guesses the feature, and says which zeros it took as missing (issue: a flow file
+    imported as speed came out 50% missing, silently)."""
+    flow = tmp_path / "flow.csv"
+    flow.write_text("a,b\n0,12\n7,0\n0,9\n4,0\n")
+    argv = ["import-wide", str(flow), "--start", "2012-03-01T00:00", "--out", str(tmp_path / "flow.h5")]
+    assert data_cli(argv) == 2  # bad input
+    assert capsys.readouterr().err.strip() == (
+        f"error: {flow}: the file does not say what its readings are: give --feature (e.g. --feature speed, "
+        "--feature flow)"
+    )
+    assert not (tmp_path / "flow.h5").exists()
+    assert data_cli([*argv, "--feature", "flow"]) == 0
+    assert (
+        "  flow: 0.0% missing; a 0 counts as a reading (4 of them; --zero-missing flow would count them as "
+        "missing)" in capsys.readouterr().out
+    )
+    assert read_hdf5(tmp_path / "flow.h5").features[:, :, 0].tolist() == [[0, 12], [7, 0], [0, 9], [4, 0]]
+    assert data_cli([*argv, "--feature", "speed"]) == 0  # a speed file: its zeros are no reading
+    assert "  speed: 50.0% missing; a 0 counts as missing (--zero-missing speed)" in capsys.readouterr().out
+
+
+def test_per_detector_files_name_their_feature_in_the_header(tmp_path):
+    for vd, header in (("1", "Stamp,Speed(m/h)"), ("2", "Stamp,Speed (m/h)")):
+        (tmp_path / f"d{vd}.csv").write_text(f"{header}\n2012-03-01T00:00,60\n2012-03-01T00:05,0\n")
+    files = sorted(tmp_path.glob("d*.csv"))
+    speed = import_per_detector(files, None)
+    assert speed.feature_names == ("speed",) and np.isnan(speed.features[1]).all()
+    flow = import_per_detector(files, None, feature="flow")  # --feature names it when the header says otherwise
+    assert flow.feature_names == ("flow",) and (flow.features[1] == 0).all()
 
 
 def test_vd_attributes_csv(tmp_path):

@@ -10,6 +10,7 @@ import contextlib
 import io
 import re
 import runpy
+import shlex
 import subprocess
 import sys
 import warnings
@@ -65,6 +66,30 @@ def test_every_command_answers_help(command, monkeypatch):
         warnings.simplefilter("ignore", RuntimeWarning)  # runpy: the module is already imported
         runpy.run_module(module, run_name="__main__", alter_sys=True)
     assert exit_.value.code in (0, None) and "usage:" in out.getvalue(), out.getvalue()
+
+
+def import_commands() -> list[tuple[str, str]]:
+    """``(where, command line)`` of every ``python -m core.data import-...`` shown in full (with ``--out``) in the
+    pages and in the recipes' and suites' comments; a line ending in a backslash goes on on the next."""
+    texts = {page.name: text for page, text in TEXT.items()}
+    texts |= {
+        f"{p.parent.name}/{p.name}": p.read_text() for d in ("recipes", "suites") for p in (ROOT / d).glob("*.toml")
+    }
+    found = []
+    for where, text in texts.items():
+        for line in re.findall(r"python -m core\.data (import-[^\n`]*)", re.sub(r"\\\n\s*", " ", text)):
+            if "--out" in line:
+                found.append((where, line.strip()))
+    return found
+
+
+@pytest.mark.parametrize("where, line", import_commands(), ids=lambda x: x if "/" in x or x.endswith("md") else "")
+def test_every_import_command_shown_parses_and_names_its_feature(where, line):
+    """The commands users copy run as shown: the options exist, and none lacks the --feature its file needs."""
+    from core.data.__main__ import check_feature, parser
+
+    args = parser().parse_args(shlex.split(line))
+    check_feature(args)
 
 
 PATH = re.compile(r"(?<![\w./-])((?:recipes|suites|plugins|core|bench|tests|docs|social_xlstm|\.ci)/[\w./-]*[\w/])")

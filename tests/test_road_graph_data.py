@@ -99,7 +99,7 @@ def test_dcrnn_adjacency_of_a_larger_network_is_cut_by_id(tmp_path, capsys):
     files = write(tmp_path, "wide.csv", "c,a,b,f,d\n" + "\n".join(["50,51,52,53,54"] * 40) + "\n")
     out = tmp_path / "wide.h5"
     code = data_cli(
-        ["import-wide", str(files), "--start", "2012-03-01T00:00"]
+        ["import-wide", str(files), "--feature", "speed", "--start", "2012-03-01T00:00"]
         + ["--adjacency", str(write_adjacency(tmp_path, ids, matrix)), "--out", str(out)]
     )
     assert code == 0

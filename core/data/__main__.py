@@ -8,12 +8,19 @@ import sys
 import attrs
 import numpy as np
 
-from core.data import importers, read_hdf5, road_graph, write_hdf5
+from core.data import TrafficData, importers, read_hdf5, road_graph, write_hdf5
+from core.data.dataset import FeatureCounts, regular_interval, time_jumps
 from core.data.synthetic import generate
 from core.errors import DataError, run_cli
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return run_cli(lambda: command(args), args.debug)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line: one subcommand per importer, ``synthetic`` and ``info``."""
     parser = argparse.ArgumentParser(prog="python -m core.data", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -25,9 +32,14 @@ def main(argv: list[str] | None = None) -> int:
     per = commands.add_parser("import-per-detector", help="one Stamp,value CSV per detector")
     per.add_argument("files", nargs="+")
     per.add_argument("--id-pattern", default=r"(\d+)", help="regex whose first group is the id in a file name")
+    per.add_argument("--feature", help="what the readings are (default: the name in the files' header, Stamp,Speed)")
 
     pandas = commands.add_parser("import-pandas", help="metr-la.h5 / pems-bay.h5 (pandas store, key df)")
     pandas.add_argument("h5")
+    for sub in (wide, pandas):
+        sub.add_argument(
+            "--feature", help="what the readings are, e.g. speed or flow (required: the file does not say)"
+        )
 
     npz = commands.add_parser("import-npz", help="PEMS03/04/07/08 layout: npz array 'data' [T, N, F] (+ distance.csv)")
     npz.add_argument("npz")
@@ -35,10 +47,6 @@ def main(argv: list[str] | None = None) -> int:
     npz.add_argument("--start", required=True, help="time of the first step, ISO 8601, e.g. 2018-01-01T00:00")
     npz.add_argument("--interval", type=int, default=300, help="seconds between steps (default 300)")
     npz.add_argument("--ids", help="detector ids, one per line or comma-separated (default: the indices 0..N-1)")
-    for sub in (wide, per, pandas):
-        sub.add_argument(
-            "--feature", default="speed", help="name of the imported feature (zeros are missing for speed)"
-        )
     for sub in (wide, per, pandas, npz):
         sub.add_argument("--locations", help="[index,]sensor_id,latitude,longitude CSV (none: no positions)")
         sub.add_argument(
@@ -63,9 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     info = commands.add_parser("info", help="summarise an HDF5 file of the schema")
     info.add_argument("h5")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
-
-    args = parser.parse_args(argv)
-    return run_cli(lambda: command(args), args.debug)
+    return parser
 
 
 def command(args: argparse.Namespace) -> int:
@@ -74,22 +80,27 @@ def command(args: argparse.Namespace) -> int:
         return 0
     if args.command == "synthetic":
         data = generate(args.seed, args.days)
-    else:
-        data = imported(args)
+        write_hdf5(data, args.out)
+        print(f"wrote {args.out}\n{summary(data)}")
+        return 0
+    zeros = tuple(name.strip() for name in args.zero_missing.split(",") if name.strip())
+    data = imported(args, zeros)
     write_hdf5(data, args.out)
-    print(f"wrote {args.out}\n{summary(data)}")
+    print(f"wrote {args.out}\n{summary(data, FeatureCounts.of(data.features), zeros)}")
     return 0
 
 
-def imported(args: argparse.Namespace):
+def imported(args: argparse.Namespace, zeros: tuple[str, ...]) -> TrafficData:
     """The readings of an ``import-*`` command, with the VD attributes and road graph it names."""
-    zeros = tuple(name.strip() for name in args.zero_missing.split(",") if name.strip())
+    check_feature(args)
     if args.command == "import-wide":
-        data = importers.import_wide_csv(args.values, args.locations, args.start, args.interval, args.feature, zeros)
+        data = importers.import_wide_csv(
+            args.values, args.locations, args.start, args.interval, feature=args.feature, zero_missing=zeros
+        )
     elif args.command == "import-per-detector":
         data = importers.import_per_detector(args.files, args.locations, args.feature, args.id_pattern, zeros)
     elif args.command == "import-pandas":
-        data = importers.import_pandas_h5(args.h5, args.locations, args.feature, zero_missing=zeros)
+        data = importers.import_pandas_h5(args.h5, args.locations, feature=args.feature, zero_missing=zeros)
     else:
         features = [name.strip() for name in args.features.split(",")]
         data = importers.import_npz(args.npz, features, args.start, args.interval, args.ids, args.locations, zeros)
@@ -108,30 +119,52 @@ def imported(args: argparse.Namespace):
     return data
 
 
-def summary(data) -> str:
+def check_feature(args: argparse.Namespace) -> None:
+    """An import whose file does not say what its readings are needs ``--feature``: never a guess."""
+    if args.command in ("import-wide", "import-pandas") and not args.feature:
+        raise DataError(
+            f"{args.values if args.command == 'import-wide' else args.h5}: the file does not say what its readings "
+            "are: give --feature (e.g. --feature speed, --feature flow)"
+        )
+
+
+def summary(data: TrafficData, counts: FeatureCounts | None = None, zero_missing: tuple[str, ...] | None = None) -> str:
+    """What a file holds; after an import (``zero_missing`` given), how each feature's zeros were taken."""
+    counts = counts or FeatureCounts.of(data.features)
     start, end = (np.datetime64(int(t), "s") for t in data.timestamps[[0, -1]])
-    missing = np.isnan(data.features).mean(axis=(0, 1))
     positions = (
         "none" if data.latlon is None else f"{int(np.isfinite(data.latlon).all(1).sum())} of {len(data.vd_ids)} VDs"
     )
-    jumps = data.time_jumps()
+    jumps = time_jumps(data.timestamps)
     gaps = [
         f"step {i} ({int(data.timestamps[i] - data.timestamps[i - 1])} s after the previous step)" for i in jumps[:5]
     ]
     lines = [
-        f"{data.num_steps} steps from {start} to {end} every {data.interval} s; {len(data.vd_ids)} VDs; "
-        f"positions: {positions}",
+        f"{len(data.timestamps)} steps from {start} to {end} every {regular_interval(data.timestamps)} s; "
+        f"{len(data.vd_ids)} VDs; positions: {positions}",
         *(
             [f"irregular time steps: {len(jumps)}: " + ", ".join(gaps) + (", ..." if len(jumps) > 5 else "")]
             if len(jumps)
             else []
         ),
-        *(f"  {name}: {100 * m:.1f}% missing" for name, m in zip(data.feature_names, missing)),
+        *(
+            f"  {name}: {100 * missing / counts.readings:.1f}% missing{_zero_rule(name, zeros, zero_missing)}"
+            for name, missing, zeros in zip(data.feature_names, counts.missing, counts.zeros)
+        ),
         "VD attributes: "
         + (", ".join(f"{k} ({len(set(v) - {''})} values)" for k, v in data.vd_attributes.items()) or "none"),
         "no road graph" if data.road_graph is None else data.road_graph.summary(data.vd_ids),
     ]
     return "\n".join(lines)
+
+
+def _zero_rule(feature: str, zeros: int, zero_missing: tuple[str, ...] | None) -> str:
+    """How an import took ``feature``'s zeros ("" for a file merely read)."""
+    if zero_missing is None:
+        return ""
+    if feature in zero_missing:
+        return f"; a 0 counts as missing (--zero-missing {','.join(zero_missing)})"
+    return f"; a 0 counts as a reading ({zeros:,} of them; --zero-missing {feature} would count them as missing)"
 
 
 if __name__ == "__main__":

@@ -80,12 +80,11 @@ class TrafficData:
     @property
     def interval(self) -> int:
         """The most common step between readings, in seconds."""
-        steps, counts = np.unique(np.diff(self.timestamps), return_counts=True)
-        return int(steps[np.argmax(counts)]) if len(steps) else 300
+        return regular_interval(self.timestamps)
 
     def time_jumps(self) -> np.ndarray:
         """The steps whose distance from the previous step is not ``interval`` (ascending; empty: regular)."""
-        return np.flatnonzero(np.diff(self.timestamps) != self.interval) + 1
+        return time_jumps(self.timestamps)
 
     def select(self, vds: tuple[str, ...]) -> TrafficData:
         """Only the VDs ``vds``, in that order (``[data] vds``); an unknown id is an error naming it."""
@@ -117,3 +116,36 @@ class TrafficData:
                 f"{self.source}: {key} '{name}' is not a feature of the data; features: {', '.join(self.feature_names)}"
             )
         return self.feature_names.index(name)
+
+
+def regular_interval(timestamps: np.ndarray) -> int:
+    """The most common step between ``timestamps``, in seconds (300 for fewer than two)."""
+    steps, counts = np.unique(np.diff(timestamps), return_counts=True)
+    return int(steps[np.argmax(counts)]) if len(steps) else 300
+
+
+def time_jumps(timestamps: np.ndarray) -> np.ndarray:
+    """The steps whose distance from the previous step is not the most common one (ascending; empty: regular)."""
+    return np.flatnonzero(np.diff(timestamps) != regular_interval(timestamps)) + 1
+
+
+@attrs.define(eq=False)
+class FeatureCounts:
+    """Per feature, over the readings seen so far: how many are missing (NaN) and how many are 0."""
+
+    readings: int  # per feature: T x N
+    missing: np.ndarray  # int64 [F]
+    zeros: np.ndarray  # int64 [F]
+
+    @classmethod
+    def of(cls, features: np.ndarray) -> FeatureCounts:
+        """Counted over ``features`` [T, N, F]."""
+        counts = cls(0, np.zeros(features.shape[-1], np.int64), np.zeros(features.shape[-1], np.int64))
+        counts.add(features)
+        return counts
+
+    def add(self, block: np.ndarray) -> None:
+        """Count one more block of readings [t, N, F]."""
+        self.readings += block.shape[0] * block.shape[1]
+        self.missing += np.isnan(block).sum(axis=(0, 1))
+        self.zeros += (block == 0).sum(axis=(0, 1))

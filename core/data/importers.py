@@ -5,9 +5,11 @@
 - the pandas HDF5 store ``metr-la.h5`` / ``pems-bay.h5`` (key ``df``), read with h5py, no pandas;
 - the PEMS03/04/07/08 layout: an npz array ``data`` [T, N, F] with no time, id or position.
 
-Each takes an optional locations CSV (``[index,]sensor_id,latitude,longitude``, with or without header). Zeros
-of the features named in ``zero_missing`` (default: speed, where 0 means no reading; a flow of 0 is real) become
-NaN. The road graph comes separately (``core.data.road_graph``).
+Each takes an optional locations CSV (``[index,]sensor_id,latitude,longitude``, with or without header). None
+guesses what a file holds: the feature is named by the caller, or by the file itself (a per-detector file's
+header). Zeros of the features named in ``zero_missing`` (default: speed, where 0 means no reading; a flow of 0
+is real) become NaN. The road graph comes separately (``core.data.road_graph``); LargeST's layout has its own
+module (``core.data.largest``).
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from core.data.csv_files import is_number, read_csv
 from core.data.dataset import TrafficData
+from core.data.pandas_store import PandasFrame
 from core.errors import DataError
 
 
@@ -124,7 +126,8 @@ def import_wide_csv(
     locations: str | Path | None,
     start: str,
     interval_s: int = 300,
-    feature: str = "speed",
+    *,
+    feature: str,
     zero_missing: Sequence[str] = ZERO_MISSING,
 ) -> TrafficData:
     """A time × detectors CSV whose header is the detector ids; rows are ``interval_s`` apart from ``start``."""
@@ -153,20 +156,22 @@ def import_wide_csv(
 def import_per_detector(
     files: Sequence[str | Path],
     locations: str | Path | None,
-    feature: str = "speed",
+    feature: str | None = None,
     id_pattern: str = r"(\d+)",
     zero_missing: Sequence[str] = ZERO_MISSING,
 ) -> TrafficData:
     """One ``Stamp,value`` CSV per detector (the id is the first match of ``id_pattern`` in the file name),
-    aligned on one regular time grid; steps absent from a file are NaN."""
+    aligned on one regular time grid; steps absent from a file are NaN. The feature is ``feature``, else the
+    name the files' header gives their value column (``Stamp,Speed(m/h)``: speed)."""
     if not files:
         raise DataError("no detector files given")
-    ids, series = [], []
+    ids, series, named = [], [], {}
     for path in sorted(map(Path, files)):
         match = re.search(id_pattern, path.name)
         if not match:
             raise DataError(f"{path}: no detector id in the file name (pattern {id_pattern!r})")
-        rows = read_csv(path)[1:]
+        header, *rows = read_csv(path) or [[]]
+        named[path] = header[1].strip() if len(header) == 2 else ""
         if not rows:
             raise DataError(f"{path}: no readings after the header (expected Stamp,value rows)")
         bad = next((i for i, row in enumerate(rows, start=2) if len(row) != 2), None)
@@ -206,34 +211,47 @@ def import_per_detector(
         if (offset % interval).any():
             raise DataError(f"detector {ids[column]}: timestamps off the {interval}-second grid")
         grid[offset // interval, column] = readings
+    feature = feature or _header_feature(named)
     return _assemble(
         grid[:, :, None], ids, timestamps, locations, (feature,), f"{len(files)} detector files", zero_missing
     )
 
 
+def _header_feature(headers: dict[Path, str]) -> str:
+    """The feature the files' headers name for their value column, the same in all (lower case, a unit in
+    brackets dropped: ``Speed(m/h)`` is speed)."""
+    found = {}
+    for path, text in headers.items():
+        name = re.fullmatch(r"([A-Za-z][\w ]*?)\s*(?:\(.*\)|\[.*\])?", text)
+        if not name:
+            raise DataError(
+                f"{path}: the header does not name the readings' feature ({text!r}); give --feature, e.g. "
+                f"--feature speed"
+            )
+        found.setdefault(name.group(1).lower(), path)
+    if len(found) > 1:
+        (one, first), (other, second) = list(found.items())[:2]
+        raise DataError(
+            f"the files' headers name different features: {one} ({first}), {other} ({second}); give --feature"
+        )
+    return next(iter(found))
+
+
 def import_pandas_h5(
     path: str | Path,
     locations: str | Path | None,
-    feature: str = "speed",
+    *,
+    feature: str,
     key: str = "df",
     zero_missing: Sequence[str] = ZERO_MISSING,
 ) -> TrafficData:
-    """The standard ``metr-la.h5`` / ``pems-bay.h5``: a pandas fixed-format store (``axis0`` = detector ids,
-    ``axis1`` = datetime64[ns] index, ``block0_values`` = [T, N])."""
-    try:
-        with h5py.File(path, "r") as f:
-            if key not in f:
-                raise DataError(f"{path}: no pandas table '{key}' (groups: {', '.join(f)})")
-            table = f[key]
-            for name in ("axis0", "axis1", "block0_values", "block0_items"):
-                if name not in table:
-                    raise DataError(f"{path}: '{key}/{name}' missing: not a pandas fixed-format DataFrame")
-            items = [v.decode() if isinstance(v, bytes) else str(v) for v in table["block0_items"][()]]
-            readings = np.asarray(table["block0_values"][()], dtype=np.float32)
-            timestamps = np.asarray(table["axis1"][()], dtype=np.int64) // 1_000_000_000
-    except OSError as error:
-        raise DataError(f"{path}: not a readable HDF5 file: {error}") from None
-    return _assemble(readings[:, :, None], items, timestamps, locations, (feature,), str(path), zero_missing)
+    """The standard ``metr-la.h5`` / ``pems-bay.h5``: a DataFrame in a pandas store (key ``df``, a column per
+    detector, a datetime index), which does not say what it holds: ``feature`` names it."""
+    with PandasFrame(path, key) as frame:
+        readings = frame.rows(0, len(frame.timestamps), frame.columns).astype(np.float32)
+        return _assemble(
+            readings[:, :, None], frame.columns, frame.timestamps, locations, (feature,), str(path), zero_missing
+        )
 
 
 def _assemble(
