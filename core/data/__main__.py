@@ -9,7 +9,8 @@ import attrs
 import numpy as np
 
 from core.data import TrafficData, importers, read_hdf5, road_graph, write_hdf5
-from core.data.dataset import FeatureCounts, regular_interval, time_jumps
+from core.data.dataset import FeatureCounts, Layout, regular_interval, time_jumps
+from core.data.largest import FEATURE, NETWORKS, import_largest
 from core.data.synthetic import generate
 from core.errors import DataError, run_cli
 
@@ -63,6 +64,23 @@ def parser() -> argparse.ArgumentParser:
             help="CSV 'sensor_id,<attribute>,...' (e.g. road,direction) for the pooling's 'same' filter",
         )
 
+    largest = commands.add_parser(
+        "import-largest", help="LargeST: {ca,sd,gba,gla}_his[_raw]_YEAR.h5 (5-minute flow) + _meta.csv + _rn_adj.npy"
+    )
+    largest.add_argument("his", help="the readings: a pandas store, key t (LargeST's ca_his_raw_2019.h5, ...)")
+    largest.add_argument("--meta", required=True, help="LargeST's {name}_meta.csv: ID,Lat,Lng,District,...")
+    largest.add_argument("--adjacency", help="LargeST's {name}_rn_adj.npy [N, N], in the meta's order")
+    largest.add_argument("--network", default="ca", choices=["ca", *NETWORKS], help="the meta's sensors to keep")
+    largest.add_argument("--since", help="first time kept, ISO 8601 (e.g. 2019-01-01; default: the file's first)")
+    largest.add_argument("--until", help="first time left out, ISO 8601 (e.g. 2020-01-01; default: none)")
+    largest.add_argument("--resample", type=int, help="seconds per step: LargeST's rounded means (900: 15 minutes)")
+    largest.add_argument(
+        "--zero-missing",
+        default=FEATURE,
+        help="'flow' (default: a 0 is masked, as LargeST's metrics do) or '' (a 0 flow is a reading)",
+    )
+    largest.add_argument("--out", required=True, help="HDF5 file to write")
+
     synthetic = commands.add_parser("synthetic", help="write the embedded default network")
     synthetic.add_argument("--seed", type=int, default=0)
     synthetic.add_argument("--days", type=int, default=21)
@@ -84,9 +102,15 @@ def command(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}\n{summary(data)}")
         return 0
     zeros = tuple(name.strip() for name in args.zero_missing.split(",") if name.strip())
-    data = imported(args, zeros)
-    write_hdf5(data, args.out)
-    print(f"wrote {args.out}\n{summary(data, FeatureCounts.of(data.features), zeros)}")
+    if args.command == "import-largest":
+        written, counts = import_largest(
+            args.his, args.meta, args.out, args.adjacency, args.network, args.since, args.until, args.resample, zeros
+        )
+    else:
+        written = imported(args, zeros)
+        write_hdf5(written, args.out)
+        counts = FeatureCounts.of(written.features)
+    print(f"wrote {args.out}\n{summary(written, counts, zeros)}")
     return 0
 
 
@@ -128,7 +152,7 @@ def check_feature(args: argparse.Namespace) -> None:
         )
 
 
-def summary(data: TrafficData, counts: FeatureCounts | None = None, zero_missing: tuple[str, ...] | None = None) -> str:
+def summary(data: Layout, counts: FeatureCounts | None = None, zero_missing: tuple[str, ...] | None = None) -> str:
     """What a file holds; after an import (``zero_missing`` given), how each feature's zeros were taken."""
     counts = counts or FeatureCounts.of(data.features)
     start, end = (np.datetime64(int(t), "s") for t in data.timestamps[[0, -1]])

@@ -1,4 +1,5 @@
-"""``TrafficData``: one detector network's multivariate series in memory, checked on construction."""
+"""``TrafficData``: one detector network's multivariate series in memory, checked on construction; ``Layout``:
+all of it but the readings."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from core.errors import DataError, closest
 
 
 @attrs.frozen(eq=False)
-class TrafficData:
-    """Series of N VDs over T steps; NaN marks a missing reading.
+class Layout:
+    """What the series of N VDs over T steps are, all but the readings (what an import that streams them knows
+    beforehand).
 
     ``timestamps`` are seconds since 1970-01-01 of the local wall-clock time (time of day is read off them).
     ``latlon`` holds (lat, lon) in degrees per VD, NaN where unknown, or is None when the file has none.
@@ -22,7 +24,6 @@ class TrafficData:
     ``road_graph`` holds the directed road links between the VDs, or is None when the file has none.
     """
 
-    features: np.ndarray  # float32 [T, N, F]
     vd_ids: tuple[str, ...]
     feature_names: tuple[str, ...]
     timestamps: np.ndarray  # int64 [T]
@@ -31,47 +32,31 @@ class TrafficData:
     vd_attributes: dict[str, tuple[str, ...]] = attrs.Factory(dict)
     road_graph: RoadGraph | None = None
 
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """[T, N, F] of the readings it describes."""
+        return len(self.timestamps), len(self.vd_ids), len(self.feature_names)
+
     def __attrs_post_init__(self) -> None:
-        t, n, f = self.features.shape if self.features.ndim == 3 else (None, None, None)
-        where = self.source
-        if t is None:
-            raise DataError(f"{where}: data/features must be [T, N, F], got shape {self.features.shape}")
-        if len(self.vd_ids) != n:
-            raise DataError(f"{where}: metadata/vdids has {len(self.vd_ids)} ids but data/features has {n} VDs")
-        if len(self.feature_names) != f:
-            raise DataError(
-                f"{where}: metadata/feature_names has {len(self.feature_names)} names but data/features "
-                f"has {f} features"
-            )
-        if len(self.timestamps) != t:
-            raise DataError(
-                f"{where}: metadata/timestamps has {len(self.timestamps)} entries but data/features has {t} steps"
-            )
-        for label, names in (("VD id", self.vd_ids), ("feature name", self.feature_names)):
-            dups = sorted(name for name, count in Counter(names).items() if count > 1)
-            if dups:
-                raise DataError(f"{where}: duplicate {label}(s): {', '.join(dups[:5])}")
-        steps = np.diff(self.timestamps)
-        if (steps <= 0).any():
-            i = int(np.argmax(steps <= 0))
-            raise DataError(
-                f"{where}: timestamps are not increasing at step {i + 1} ({self.timestamps[i]} then "
-                f"{self.timestamps[i + 1]})"
-            )
-        infinite = np.isinf(self.features)
-        if infinite.any():
-            step, vd, feature = np.argwhere(infinite)[0]
-            raise DataError(
-                f"{where}: {int(infinite.sum())} infinite reading(s), e.g. VD {self.vd_ids[vd]}, "
-                f"{self.feature_names[feature]} at step {step} (use NaN for a missing reading)"
-            )
-        if self.latlon is not None and self.latlon.shape != (n, 2):
-            raise DataError(f"{where}: positions have shape {self.latlon.shape}, expected [{n}, 2]")
-        for name, values in self.vd_attributes.items():
-            if len(values) != n:
-                raise DataError(f"{where}: VD attribute '{name}' has {len(values)} values for {n} VDs")
-        if self.road_graph is not None and self.road_graph.num_vds != n:
-            raise DataError(f"{where}: the road graph links {self.road_graph.num_vds} VDs, the data has {n}")
+        check_layout(self, self.shape)
+
+
+def _readings_first(cls, fields: list[attrs.Attribute]) -> list[attrs.Attribute]:
+    return sorted(fields, key=lambda field: field.name != "features")  # TrafficData(features, vd_ids, ...)
+
+
+@attrs.frozen(eq=False, field_transformer=_readings_first)
+class TrafficData(Layout):
+    """A ``Layout`` with its readings ``features`` [T, N, F] (float32; NaN marks a missing reading), the first
+    argument: ``TrafficData(features, vd_ids, feature_names, timestamps, ...)``."""
+
+    features: np.ndarray  # float32 [T, N, F]
+
+    def __attrs_post_init__(self) -> None:
+        if self.features.ndim != 3:
+            raise DataError(f"{self.source}: data/features must be [T, N, F], got shape {self.features.shape}")
+        check_layout(self, self.features.shape)
+        check_finite(self.source, self.features, self.vd_ids, self.feature_names)
 
     @property
     def num_steps(self) -> int:
@@ -116,6 +101,54 @@ class TrafficData:
                 f"{self.source}: {key} '{name}' is not a feature of the data; features: {', '.join(self.feature_names)}"
             )
         return self.feature_names.index(name)
+
+
+def check_layout(data: Layout, shape: tuple[int, int, int]) -> None:
+    """What must hold between the readings' ``shape`` [T, N, F] and ``data``'s ids, names, timestamps, positions,
+    attributes and road graph; an error names ``data.source``."""
+    t, n, f = shape
+    where = data.source
+    if len(data.vd_ids) != n:
+        raise DataError(f"{where}: metadata/vdids has {len(data.vd_ids)} ids but data/features has {n} VDs")
+    if len(data.feature_names) != f:
+        raise DataError(
+            f"{where}: metadata/feature_names has {len(data.feature_names)} names but data/features has {f} features"
+        )
+    if len(data.timestamps) != t:
+        raise DataError(
+            f"{where}: metadata/timestamps has {len(data.timestamps)} entries but data/features has {t} steps"
+        )
+    for label, names in (("VD id", data.vd_ids), ("feature name", data.feature_names)):
+        dups = sorted(name for name, count in Counter(names).items() if count > 1)
+        if dups:
+            raise DataError(f"{where}: duplicate {label}(s): {', '.join(dups[:5])}")
+    steps = np.diff(data.timestamps)
+    if (steps <= 0).any():
+        i = int(np.argmax(steps <= 0))
+        raise DataError(
+            f"{where}: timestamps are not increasing at step {i + 1} ({data.timestamps[i]} then "
+            f"{data.timestamps[i + 1]})"
+        )
+    if data.latlon is not None and data.latlon.shape != (n, 2):
+        raise DataError(f"{where}: positions have shape {data.latlon.shape}, expected [{n}, 2]")
+    for name, values in data.vd_attributes.items():
+        if len(values) != n:
+            raise DataError(f"{where}: VD attribute '{name}' has {len(values)} values for {n} VDs")
+    if data.road_graph is not None and data.road_graph.num_vds != n:
+        raise DataError(f"{where}: the road graph links {data.road_graph.num_vds} VDs, the data has {n}")
+
+
+def check_finite(
+    where: str, features: np.ndarray, vd_ids: tuple[str, ...], feature_names: tuple[str, ...], first_step: int = 0
+) -> None:
+    """No infinite reading in ``features`` [t, N, F] (steps from ``first_step`` on): NaN is the missing value."""
+    infinite = np.isinf(features)
+    if infinite.any():
+        step, vd, feature = np.argwhere(infinite)[0]
+        raise DataError(
+            f"{where}: {int(infinite.sum())} infinite reading(s), e.g. VD {vd_ids[vd]}, "
+            f"{feature_names[feature]} at step {first_step + step} (use NaN for a missing reading)"
+        )
 
 
 def regular_interval(timestamps: np.ndarray) -> int:

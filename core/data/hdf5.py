@@ -16,12 +16,13 @@ metadata/road_graph/        optional group, attr ``directed`` (bool); one entry 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from core.data.dataset import TrafficData
+from core.data.dataset import Layout, TrafficData, check_finite
 from core.data.road_graph import RoadGraph
 from core.errors import DataError
 from core.io import atomic_write
@@ -64,10 +65,46 @@ def describe_hdf5(path: str | Path) -> set[str] | None:
 
 def write_hdf5(data: TrafficData, path: str | Path) -> Path:
     """Write atomically: a temporary file in the same folder, renamed over ``path`` when complete."""
+    return _atomic(Path(path), lambda tmp: _write(data, tmp))
+
+
+def write_hdf5_stream(layout: Layout, blocks: Iterable[np.ndarray], path: str | Path) -> Path:
+    """Write the readings that ``layout`` describes as they come: ``blocks`` are consecutive float32
+    [t, N, F] steps (their t summing to T), written one at a time, so memory holds one block, never the file.
+    Atomic like ``write_hdf5``."""
     path = Path(path)
+
+    def write(tmp: Path) -> None:
+        t, n, f = layout.shape
+        rows = max(1, min(t, CHUNK_VALUES // (n * f)))
+        with h5py.File(tmp, "w", rdcc_nbytes=8 * CHUNK_VALUES * 4) as out:  # a chunk half-written stays cached
+            features = out.create_dataset(
+                "data/features", (t, n, f), np.float32, chunks=(rows, n, f), compression="gzip", compression_opts=4
+            )
+            done = 0
+            for block in blocks:
+                if block.shape[1:] != (n, f) or done + len(block) > t:
+                    raise DataError(
+                        f"{layout.source}: a block of readings of shape {block.shape} after {done} of "
+                        f"{t} steps; expected [t, {n}, {f}]"
+                    )
+                check_finite(layout.source, block, layout.vd_ids, layout.feature_names, first_step=done)
+                features[done : done + len(block)] = block
+                done += len(block)
+            if done != t:
+                raise DataError(f"{layout.source}: {done} steps of readings for {t} timestamps")
+            _write_metadata(out, layout)
+
+    return _atomic(path, write)
+
+
+CHUNK_VALUES = 1 << 18  # float32 values per chunk of data/features written by write_hdf5_stream (1 MiB)
+
+
+def _atomic(path: Path, write) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return atomic_write(path, lambda tmp: _write(data, tmp))
+        return atomic_write(path, write)
     except OSError as error:
         raise DataError(f"{path}: cannot write: {error.strerror or error}") from None
 
@@ -75,26 +112,30 @@ def write_hdf5(data: TrafficData, path: str | Path) -> Path:
 def _write(data: TrafficData, tmp: Path) -> None:
     with h5py.File(tmp, "w") as f:
         f.create_dataset("data/features", data=data.features.astype(np.float32), compression="gzip", compression_opts=4)
-        text = h5py.string_dtype()
-        f.create_dataset("metadata/vdids", data=np.array(data.vd_ids, dtype=object), dtype=text)
-        f.create_dataset("metadata/feature_names", data=np.array(data.feature_names, dtype=object), dtype=text)
-        iso = np.datetime_as_string(data.timestamps.astype("datetime64[s]"), unit="s")
-        f.create_dataset("metadata/timestamps", data=iso.astype(object), dtype=text)
-        f.create_dataset("metadata/timestamps_epoch", data=data.timestamps.astype(np.int64))
-        info = f.create_group("metadata/vd_info")
-        for i, vd in enumerate(data.vd_ids):
-            group = info.create_group(vd)
-            if data.latlon is not None and np.isfinite(data.latlon[i]).all():
-                group.attrs["position_lat"], group.attrs["position_lon"] = data.latlon[i]
-            for name, values in data.vd_attributes.items():
-                if values[i]:
-                    group.attrs[name] = values[i]
-        if data.road_graph is not None:
-            graph = f.create_group("metadata/road_graph")
-            graph.attrs["directed"] = data.road_graph.directed
-            for name in ("source", "target", "cost", "weight"):
-                if (values := getattr(data.road_graph, name)) is not None:
-                    graph.create_dataset(name, data=values)
+        _write_metadata(f, data)
+
+
+def _write_metadata(f: h5py.File, data: Layout) -> None:
+    text = h5py.string_dtype()
+    f.create_dataset("metadata/vdids", data=np.array(data.vd_ids, dtype=object), dtype=text)
+    f.create_dataset("metadata/feature_names", data=np.array(data.feature_names, dtype=object), dtype=text)
+    iso = np.datetime_as_string(data.timestamps.astype("datetime64[s]"), unit="s")
+    f.create_dataset("metadata/timestamps", data=iso.astype(object), dtype=text)
+    f.create_dataset("metadata/timestamps_epoch", data=data.timestamps.astype(np.int64))
+    info = f.create_group("metadata/vd_info")
+    for i, vd in enumerate(data.vd_ids):
+        group = info.create_group(vd)
+        if data.latlon is not None and np.isfinite(data.latlon[i]).all():
+            group.attrs["position_lat"], group.attrs["position_lon"] = data.latlon[i]
+        for name, values in data.vd_attributes.items():
+            if values[i]:
+                group.attrs[name] = values[i]
+    if data.road_graph is not None:
+        graph = f.create_group("metadata/road_graph")
+        graph.attrs["directed"] = data.road_graph.directed
+        for name in ("source", "target", "cost", "weight"):
+            if (values := getattr(data.road_graph, name)) is not None:
+                graph.create_dataset(name, data=values)
 
 
 def _require(f: h5py.File, path: Path, key: str, expected: str) -> h5py.Dataset:
