@@ -11,6 +11,8 @@ import pytest
 from bench.largest_file import write_his
 from core.data import read_hdf5
 from core.data.__main__ import main as data_cli
+from core.data.dataset import Layout
+from core.data.hdf5 import write_hdf5_stream
 from core.data.largest import import_largest, read_rn_adjacency
 from core.data.pandas_store import PandasFrame
 from core.errors import DataError
@@ -216,3 +218,24 @@ def test_the_road_network_is_read_a_few_rows_at_a_time(largest):
         assert one.weight.tolist() == all_rows.weight.tolist()
     graph = read_rn_adjacency(largest / "ca_rn_adj.npy", 4, np.array([0, 3]), 1)
     assert (graph.source.tolist(), graph.target.tolist(), graph.weight.tolist()) == ([0], [1], [0.5])
+
+
+def test_a_streamed_file_reads_back_as_the_data_written_at_once(small_data, tmp_path):
+    layout = Layout(small_data.vd_ids, small_data.feature_names, small_data.timestamps, small_data.latlon, "s.h5")
+    write_hdf5_stream(layout, np.array_split(small_data.features, 7), tmp_path / "streamed.h5")
+    back = read_hdf5(tmp_path / "streamed.h5")
+    np.testing.assert_array_equal(back.features, small_data.features)
+    np.testing.assert_array_equal(back.timestamps, small_data.timestamps)
+    assert back.vd_ids == small_data.vd_ids and np.allclose(back.latlon, small_data.latlon)
+
+
+def test_a_stream_that_does_not_fit_its_layout_writes_nothing(small_data, tmp_path):
+    layout = Layout(small_data.vd_ids, small_data.feature_names, small_data.timestamps, source="s.h5")
+    half = len(small_data.timestamps) // 2
+    with pytest.raises(DataError, match=f"s.h5: {half} steps of readings for {2 * half} timestamps"):
+        write_hdf5_stream(layout, [small_data.features[:half]], tmp_path / "short.h5")
+    infinite = small_data.features.copy()
+    infinite[half + 3, 2, 1] = np.inf
+    with pytest.raises(DataError, match=f"VD {small_data.vd_ids[2]}, {small_data.feature_names[1]} at step {half + 3}"):
+        write_hdf5_stream(layout, np.array_split(infinite, 2), tmp_path / "inf.h5")
+    assert not list(tmp_path.iterdir())
