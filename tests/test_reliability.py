@@ -180,7 +180,7 @@ def test_sigint_in_process_stops_at_the_batch_boundary_and_resumes(make_recipe, 
 
     def step_loss(self, batch):
         if self.state.global_step == 3 and not self.stop_signal:
-            os.kill(os.getpid(), signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)  # this thread: handled before the batch ends
         return original(self, batch)
 
     monkeypatch.setattr(Trainer, "step_loss", step_loss)
@@ -399,7 +399,7 @@ def test_a_signal_during_the_final_test_says_what_is_saved_and_how_to_resume(
 
     def evaluate(self, split, baselines=None):
         if split == "test":
-            os.kill(os.getpid(), signal.SIGTERM)
+            signal.raise_signal(signal.SIGTERM)  # in this thread, at once
         return original(self, split, baselines)
 
     monkeypatch.setattr(Trainer, "evaluate", evaluate)
