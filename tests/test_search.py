@@ -459,7 +459,13 @@ def one_idle_one_held(folder: Path, launcher: subprocess.Popen, held: Path) -> l
 def told(folder: Path, signum: signal.Signals) -> None:
     """Wait until both workers say that they stop (their signal handled: the held run stops at its next batch)."""
     said = f") stopping as on {signum.name}: "
-    while sum(said in (folder / f"worker-{k}.log").read_text() for k in (1, 2)) < 2:
+    logs = [folder / f"worker-{k}.log" for k in (1, 2)]
+    pids = [int(re.search(r"pid (\d+)", log.read_text())[1]) for log in logs]
+    while True:
+        ended = all(map(gone, pids))  # looked at before the logs: a worker says that it stops before it ends
+        if sum(said in log.read_text() for log in logs) == 2:
+            return
+        assert not ended, "the workers ended without saying that they stop"
         time.sleep(0.1)
 
 
