@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import signal
 import sys
+import threading
 from collections.abc import Callable
 
 
@@ -34,6 +35,19 @@ class CompareError(SocialXLSTMError):
     """A folder given to compare is not a finished run directory (or its files are unreadable)."""
 
 
+class Stop(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopping a command at once: a KeyboardInterrupt for either (``stop_at_once``)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def stop_at_once(signum: int, frame) -> None:
+    """A signal handler: SIGTERM (or SIGINT) raises ``Stop`` where the program is, as SIGINT's KeyboardInterrupt."""
+    raise Stop(signum)
+
+
 class Interrupted(SocialXLSTMError):
     """SIGINT or SIGTERM stopped training after a resumable checkpoint; exit code 128 + the signal number."""
 
@@ -45,8 +59,13 @@ class Interrupted(SocialXLSTMError):
 def run_cli(body: Callable[[], int], debug: bool = False) -> int:
     """Run a command; an error becomes one ``error: ...`` line on stderr (the traceback only with ``debug``).
 
-    Exit codes: 2 for bad input, 1 for anything unforeseen, 128 + N after signal N.
+    Exit codes: 2 for bad input, 1 for anything unforeseen, 128 + N after signal N. SIGTERM stops the command as
+    SIGINT does (where SIGTERM has its default action).
     """
+    main = threading.current_thread() is threading.main_thread()
+    term = signal.getsignal(signal.SIGTERM) if main else None
+    if term == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, stop_at_once)
     try:
         return body()
     except Interrupted as stop:
@@ -57,9 +76,10 @@ def run_cli(body: Callable[[], int], debug: bool = False) -> int:
             raise
         print(f"error: {_one_line(error)}", file=sys.stderr)
         return error.exit_code
-    except KeyboardInterrupt:
-        print("interrupted by SIGINT", file=sys.stderr)
-        return 128 + signal.SIGINT
+    except KeyboardInterrupt as stop:
+        signum = getattr(stop, "signum", signal.SIGINT)
+        print(f"interrupted by {signal.Signals(signum).name}", file=sys.stderr)
+        return 128 + signum
     except Exception as error:  # noqa: BLE001 - a bug or an unforeseen failure: still one line
         if debug:
             raise
@@ -68,6 +88,9 @@ def run_cli(body: Callable[[], int], debug: bool = False) -> int:
             file=sys.stderr,
         )
         return 1
+    finally:
+        if term == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, term)
 
 
 def _one_line(error: BaseException) -> str:

@@ -45,6 +45,20 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture
+def float64():
+    """Modules and tensors built in the test are float64: two computations of the same values in other batch shapes,
+    chunks or orders (other kernels, other summation orders on every CPU) agree to ~1e-15 relative, so an equivalence
+    test can ask for 1e-10 on any machine, where float32 differs by a CPU-dependent ~1e-6."""
+    dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(dtype)
+
+
+F64 = {"rtol": 1e-10, "atol": 1e-10}  # assert_close's tolerances for float64 equivalence tests
+
+
 def make_spec(
     n: int = 5, features: int = 1, positions: torch.Tensor | None = None, history: int = 6, horizon: int = 3
 ) -> DatasetSpec:

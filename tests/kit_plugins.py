@@ -69,7 +69,7 @@ class SlotBlindEncoder(GruEncoder):
 
 class HeldGruEncoder(GruEncoder):
     """The GRU, which after its first epoch waits before each training batch while the file named by
-    ``$HOLD_FILE`` exists (signals are still recorded meanwhile)."""
+    ``$HOLD_FILE`` exists (signals are still recorded meanwhile); ``$HOLD_FILE.held`` says that it waits."""
 
     name = "held_gru"
 
@@ -81,7 +81,10 @@ class HeldGruEncoder(GruEncoder):
         if not self.training:
             self.validated = True
         elif self.validated:
-            while Path(os.environ.get("HOLD_FILE", "")).is_file():
+            hold = Path(os.environ.get("HOLD_FILE", ""))
+            if hold.is_file():
+                hold.with_name(hold.name + ".held").touch()
+            while hold.is_file():
                 time.sleep(0.05)
         return super().forward(inputs)
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from core.api import EncoderInput
-from plugins.encoders.lstm import LSTMConfig, LSTMEncoder
+from plugins.encoders.lstm import LSTMConfig, LSTMEncoder, run_lstm
 from plugins.encoders.xlstm_shared import SharedXLSTMConfig, SharedXLSTMEncoder
-from tests.conftest import make_spec
+from tests.conftest import F64, make_spec
 from tests.helpers import ENCODERS, random_input
 
 
@@ -22,7 +22,7 @@ def test_shapes_and_gradients_reach_every_parameter(name):
 
 
 @pytest.mark.parametrize("name", ENCODERS)
-def test_vds_are_never_mixed(name):
+def test_vds_are_never_mixed(float64, name):
     """Changing VD 3's history changes VD 3's states only (the encoder is not spatial)."""
     torch.manual_seed(0)
     encoder = ENCODERS[name](make_spec(n=5, features=2)).eval()
@@ -32,11 +32,11 @@ def test_vds_are_never_mixed(name):
     before = encoder(inputs)
     after = encoder(EncoderInput(changed_values, inputs.observed, inputs.covariates, None))
     others = [0, 1, 2, 4]
-    torch.testing.assert_close(after[:, others], before[:, others], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(after[:, others], before[:, others], **F64)
     assert (after[:, 3] - before[:, 3]).abs().max() > 1e-3
 
 
-def test_shared_encoder_folds_vds_into_the_batch():
+def test_shared_encoder_folds_vds_into_the_batch(float64):
     """[B, N, T, E] out of one stack equals the stack applied to each VD's sequence alone."""
     torch.manual_seed(0)
     encoder = ENCODERS["xlstm_shared"](make_spec(n=5, features=2)).eval()
@@ -44,7 +44,7 @@ def test_shared_encoder_folds_vds_into_the_batch():
     hidden = encoder(inputs)
     x = encoder.embedding(inputs.features())
     for vd in (0, 4):
-        torch.testing.assert_close(hidden[:, vd], encoder.stack(x[None, :, vd])[0], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(hidden[:, vd], encoder.stack(x[None, :, vd])[0], **F64)
 
 
 @pytest.mark.parametrize(
@@ -70,3 +70,18 @@ def test_per_vd_tables_get_the_same_gradient_every_time(encoder):
         gradients.append({name: p.grad.clone() for name, p in model.named_parameters()})
     for name, first in gradients[0].items():
         assert all(torch.equal(first, later[name]) for later in gradients[1:]), name
+
+
+def test_the_lstm_runs_in_float32_under_cpu_bf16_autocast():
+    """oneDNN has no bf16 LSTM on CPUs without avx512_bf16 (nn.LSTM raised 'could not create a primitive
+    descriptor'): under CPU autocast the layers take float32, the same numbers on every CPU, and train."""
+    torch.manual_seed(0)
+    encoder = ENCODERS["lstm"](make_spec(n=5, features=2))
+    x = torch.randn(10, 6, encoder.out_dim).bfloat16()
+    with torch.autocast("cpu", torch.bfloat16):
+        out = run_lstm(encoder.layers[0], x)
+        hidden = encoder(random_input())
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, encoder.layers[0](x.float())[0], rtol=0, atol=0)
+    hidden.float().square().sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in encoder.layers.parameters())

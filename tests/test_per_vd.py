@@ -20,7 +20,7 @@ from plugins.encoders.lstm import LSTMConfig, LSTMEncoder
 from plugins.encoders.xlstm_per_vd import PerVDLoop, PerVDXLSTMEncoder
 from plugins.encoders.xlstm_shared import SharedXLSTMConfig, SharedXLSTMEncoder, XLSTMConfig, build_stack
 from plugins.pooling.radius import RadiusConfig, RadiusPooling
-from tests.conftest import make_spec
+from tests.conftest import F64, make_spec
 from tests.helpers import random_input
 
 CONFIG = XLSTMConfig(embedding_dim=16, num_blocks=3, slstm_at=(1,), num_heads=2)
@@ -35,7 +35,7 @@ def jiggle(module: torch.nn.Module, seed: int = 1) -> None:
 
 
 @pytest.mark.parametrize("steps", [6, 2])  # 2: fewer steps than the causal convolution's 4 taps
-def test_grouped_stack_equals_the_package_stack(steps):
+def test_grouped_stack_equals_the_package_stack(float64, steps):
     torch.manual_seed(0)
     package = build_stack(CONFIG, steps, "vanilla")
     jiggle(package)
@@ -44,19 +44,17 @@ def test_grouped_stack_equals_the_package_stack(steps):
     x = torch.randn(7, steps, 16, requires_grad=True)
     expected = package(x)
     actual = grouped(x[None])[0]
-    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(actual, expected, **F64)
     # every gradient: the input's and every weight's (the sLSTM's recurrent kernel and gate biases included)
     names = [name for name, _ in package.named_parameters()]
     grads_expected = torch.autograd.grad(expected.square().sum(), [x, *package.parameters()])
     grads_actual = torch.autograd.grad(actual.square().sum(), [x, *(grouped.get_parameter(n) for n in names)])
     for name, grad_actual, grad_expected in zip(["input", *names], grads_actual, grads_expected, strict=True):
-        torch.testing.assert_close(
-            grad_actual.reshape(grad_expected.shape), grad_expected, rtol=1e-4, atol=1e-4, msg=name
-        )
+        torch.testing.assert_close(grad_actual.reshape(grad_expected.shape), grad_expected, **F64, msg=name)
 
 
 @pytest.mark.parametrize("groups", [1, 3])
-def test_grouped_stack_in_chunks_equals_the_whole_batch(monkeypatch, groups):
+def test_grouped_stack_in_chunks_equals_the_whole_batch(float64, monkeypatch, groups):
     """One group: chunks of the batch; several: chunks of groups, each with its slice of the weights."""
     torch.manual_seed(0)
     stack = GroupedXLSTM(build_stack(CONFIG, 6, "vanilla"), groups=groups)
@@ -70,13 +68,13 @@ def test_grouped_stack_in_chunks_equals_the_whole_batch(monkeypatch, groups):
     whole, whole_grads = run()
     monkeypatch.setattr(stack, "chunk_sequences", 3 if groups == 1 else 8)  # 7 -> 3, 3, 1; 3 x 7 -> a group each
     chunked, chunked_grads = run()
-    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)  # other batch shapes: other kernels
-    for chunked_grad, whole_grad in zip(chunked_grads, whole_grads):
-        torch.testing.assert_close(chunked_grad, whole_grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(chunked, whole, **F64)  # other batch shapes: other kernels (float64: any CPU)
+    for chunked_grad, whole_grad in zip(chunked_grads, whole_grads, strict=True):
+        torch.testing.assert_close(chunked_grad, whole_grad, **F64)
 
 
 @pytest.mark.parametrize("groups", [1, 3])
-def test_recompute_gives_the_same_values_and_gradients_and_keeps_a_fraction(monkeypatch, groups):
+def test_recompute_gives_the_same_values_and_gradients_and_keeps_a_fraction(float64, monkeypatch, groups):
     """``recompute``: the same outputs and every gradient (dropout's draws included, chunked), with a fraction
     of the activations kept for the backward pass."""
     torch.manual_seed(0)
@@ -98,14 +96,14 @@ def test_recompute_gives_the_same_values_and_gradients_and_keeps_a_fraction(monk
     recomputed, recomputed_grads, kept_bytes = run(True)
     torch.testing.assert_close(recomputed, kept_all, rtol=0, atol=0)
     for recomputed_grad, grad in zip(recomputed_grads, grads, strict=True):
-        torch.testing.assert_close(recomputed_grad, grad, rtol=1e-5, atol=1e-5)  # summed in another order
+        torch.testing.assert_close(recomputed_grad, grad, **F64)  # summed in another order
     assert kept_bytes < kept_all_bytes / 10
     spec = make_spec(n=4, features=2)  # the recipe key reaches both encoders' stacks
     assert SharedXLSTMEncoder(SharedXLSTMConfig(embedding_dim=16, num_heads=2, recompute=True), spec).stack.recompute
     assert PerVDXLSTMEncoder(attrs.evolve(CONFIG, recompute=True), spec).stack.recompute
 
 
-def test_recompute_with_the_package_stack_gives_the_same_values_and_gradients():
+def test_recompute_with_the_package_stack_gives_the_same_values_and_gradients(float64):
     """``xlstm_shared`` on the package's own stack (what runs with the sLSTM CUDA kernel; here its vanilla
     backend): ``recompute`` checkpoints each package block, the same numbers as keeping the activations."""
     spec = make_spec(n=4, features=2)
@@ -125,16 +123,16 @@ def test_recompute_with_the_package_stack_gives_the_same_values_and_gradients():
     recomputed, recomputed_grads = run(True)
     torch.testing.assert_close(recomputed, kept_all, rtol=0, atol=0)
     for recomputed_grad, grad in zip(recomputed_grads, grads, strict=True):
-        torch.testing.assert_close(recomputed_grad, grad, rtol=1e-5, atol=1e-5)  # summed in another order
+        torch.testing.assert_close(recomputed_grad, grad, **F64)  # summed in another order
 
 
-def test_per_vd_batched_equals_the_loop_of_independent_modules():
+def test_per_vd_batched_equals_the_loop_of_independent_modules(float64):
     torch.manual_seed(0)
     encoder = PerVDXLSTMEncoder(CONFIG, make_spec(n=4, features=2))
     jiggle(encoder)
     reference = PerVDLoop(encoder)
     inputs = random_input(n=4)
-    torch.testing.assert_close(encoder(inputs), reference(inputs), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(encoder(inputs), reference(inputs), **F64)
 
 
 def test_every_vd_has_its_own_weights_and_all_of_them_train():

@@ -22,6 +22,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from core.errors import run_cli
 from core.io import atomic_write, save_checkpoint, save_json
 from core.recipe import load_recipe
 from core.run import create_run_dir, main
@@ -180,7 +181,7 @@ def test_sigint_in_process_stops_at_the_batch_boundary_and_resumes(make_recipe, 
 
     def step_loss(self, batch):
         if self.state.global_step == 3 and not self.stop_signal:
-            os.kill(os.getpid(), signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)  # this thread: handled before the batch ends
         return original(self, batch)
 
     monkeypatch.setattr(Trainer, "step_loss", step_loss)
@@ -399,7 +400,7 @@ def test_a_signal_during_the_final_test_says_what_is_saved_and_how_to_resume(
 
     def evaluate(self, split, baselines=None):
         if split == "test":
-            os.kill(os.getpid(), signal.SIGTERM)
+            signal.raise_signal(signal.SIGTERM)  # in this thread, at once
         return original(self, split, baselines)
 
     monkeypatch.setattr(Trainer, "evaluate", evaluate)
@@ -413,3 +414,15 @@ def test_a_signal_during_the_final_test_says_what_is_saved_and_how_to_resume(
     monkeypatch.setattr(Trainer, "evaluate", original)
     assert main(["--resume", str(run_dir)]) == 0
     assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 1
+
+
+def test_sigterm_outside_training_stops_a_command_as_sigint_does(capsys):
+    """Loading the data, building the model: SIGTERM stops at once with one line and 143, like Ctrl-C's 130."""
+
+    def body() -> int:
+        signal.raise_signal(signal.SIGTERM)  # in this thread, at once
+        raise AssertionError("SIGTERM did not stop the command")
+
+    assert run_cli(body) == 128 + signal.SIGTERM
+    assert capsys.readouterr().err == "interrupted by SIGTERM\n"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from core.errors import Interrupted, RecipeError
 from core.experiments import search
 from core.experiments import study as study_module
-from core.experiments.suite import load_suite
+from core.experiments.suite import load_suite, run_suite
 from core.recipe import load_recipe
 from core.run import main, run
 from tests.helpers import short_run
@@ -119,6 +120,20 @@ def test_a_suite_through_its_study_trains_the_runs_a_plain_command_trains(files,
     assert finished_dirs(folder) == dirs
 
 
+def interrupted_after(last: int):
+    """``core.run.run`` for a suite, stopping a run after epoch ``last`` as SIGTERM there would (its last.pt saved)."""
+
+    def train(recipe, overrides, resume_dir=None, on_epoch_end=None):
+        def stop(epoch: int, val_mae: float) -> bool:
+            if epoch == last:
+                raise Interrupted(signal.SIGTERM, f"after epoch {last}")
+            return on_epoch_end(epoch, val_mae)
+
+        return run(recipe, overrides, resume_dir, stop)
+
+    return train
+
+
 def test_an_interrupted_trial_resumes_its_run_when_the_command_is_rerun(files, tmp_path, capsys):
     suite = files("""
         [suite]
@@ -128,18 +143,8 @@ def test_an_interrupted_trial_resumes_its_run_when_the_command_is_rerun(files, t
         set = {"trainer.epochs" = 3}
     """)
 
-    def interrupted_after_epoch_2(recipe, overrides, resume_dir=None, on_epoch_end=None):
-        def stop(epoch: int, val_mae: float) -> bool:
-            if epoch == 2:  # last.pt of epoch 2 is saved: what SIGTERM at this point leaves
-                raise Interrupted(signal.SIGTERM, "after epoch 2")
-            return on_epoch_end(epoch, val_mae)
-
-        return run(recipe, overrides, resume_dir, stop)
-
-    from core.experiments.suite import run_suite
-
     with pytest.raises(Interrupted):
-        run_suite(suite, [], interrupted_after_epoch_2)
+        run_suite(suite, [], interrupted_after(2))
     folder = tmp_path / "out" / "stopped"
     (first, retry) = trials(folder, "stopped")
     assert first.state == TrialState.FAIL and retry.state == TrialState.WAITING
@@ -325,10 +330,19 @@ RUNS = sorted(f"lr_0.00{d}" for d in (1, 2, 3, 4))
 
 
 def start_workers(suite: Path, tmp_path: Path) -> subprocess.Popen:
-    """The suite's two workers; their runs wait after their first epoch while ``tmp_path/hold`` exists."""
+    """The suite's two workers; their runs wait after their first epoch while ``tmp_path/hold`` exists. The launcher
+    starts as a script's background job: a session of its own, SIGINT ignored (what it starts inherits that)."""
     command = [sys.executable, "-m", "core.run", str(suite), "--workers", "2"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HOLD_FILE": str(tmp_path / "hold")}
-    return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
 
 
 def mid_run(folder: Path, launcher: subprocess.Popen, count: int) -> list[optuna.trial.FrozenTrial]:
@@ -389,10 +403,11 @@ def test_ctrl_c_saves_the_workers_runs_and_rerunning_the_command_finishes_the_su
     running = mid_run(folder, launcher, 2)
     if running:
         launcher.send_signal(signal.SIGINT)
+        told(folder, signal.SIGINT)
     (tmp_path / "hold").unlink()
     output = launcher.communicate(timeout=300)[0].decode()
     assert running and launcher.returncode == 130, output
-    assert "interrupted by SIGINT while the workers trained; they saved their runs: rerun the command" in output
+    assert "interrupted by SIGINT while the workers trained; each saved its run and stopped: rerun" in output
     stopped = [t.user_attrs["run"] for t in trials(folder, "two") if "failed_trial" in t.system_attrs]
     assert stopped and set(stopped) <= {t.user_attrs["run"] for t in running}  # queued again (one may have ended)
     rerun = start_workers(suite, tmp_path)
@@ -401,20 +416,154 @@ def test_ctrl_c_saves_the_workers_runs_and_rerunning_the_command_finishes_the_su
     nothing_lost_or_repeated(folder, stopped)
 
 
-def claim_all(url: str, start: float) -> list[int]:
+STOP = """
+    [suite]
+    name = "stop"
+    output_dir = "OUT"
+    [suite.set]
+    "trainer.max_batches_per_epoch" = 4
+    encoder = {name = "held_gru"}
+    "plugins.modules" = ["tests.kit_plugins"]
+    [[suite.runs]]
+    name = "a"
+    recipe = "base.toml"
+    set = {"trainer.epochs" = 1}
+    [[suite.runs]]
+    name = "b"
+    recipe = "base.toml"
+    set = {"trainer.epochs" = 1}
+    [[suite.runs]]
+    name = "c"
+    recipe = "base.toml"
+    set = {"trainer.epochs" = 3}
+"""
+
+
+def one_idle_one_held(folder: Path, launcher: subprocess.Popen, held: Path) -> list[int]:
+    """Wait until runs a and b are done and c holds after its first epoch (so one worker is idle, the other in the
+    middle of c); the workers' pids."""
+    while launcher.poll() is None:
+        time.sleep(0.1)
+        logs = [folder / f"worker-{k}.log" for k in (1, 2)]
+        if not all(log.is_file() and "=== worker" in log.read_text() for log in logs):
+            continue
+        try:
+            states = {t.user_attrs.get("run"): t.state for t in trials(folder, "stop")}
+        except KeyError:  # the study is being created
+            continue
+        if held.is_file() and states == {"a": TrialState.COMPLETE, "b": TrialState.COMPLETE, "c": TrialState.RUNNING}:
+            return [int(re.search(r"pid (\d+)", log.read_text())[1]) for log in logs]
+    raise AssertionError(f"the suite ended before it could be stopped: {launcher.communicate()[0].decode()}")
+
+
+def told(folder: Path, signum: signal.Signals) -> None:
+    """Wait until both workers say that they stop (their signal handled: the held run stops at its next batch)."""
+    said = f") stopping as on {signum.name}: "
+    logs = [folder / f"worker-{k}.log" for k in (1, 2)]
+    pids = [int(re.search(r"pid (\d+)", log.read_text())[1]) for log in logs]
+    while True:
+        ended = all(map(gone, pids))  # looked at before the logs: a worker says that it stops before it ends
+        if sum(said in log.read_text() for log in logs) == 2:
+            return
+        assert not ended, "the workers ended without saying that they stop"
+        time.sleep(0.1)
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "to, signum",
+    [
+        ("launcher", signal.SIGINT),
+        ("launcher", signal.SIGTERM),
+        ("group", signal.SIGINT),
+        ("group", signal.SIGTERM),
+        ("launcher", signal.SIGKILL),  # the launcher dies: its workers stop by themselves
+    ],
+    ids=lambda value: getattr(value, "name", value),
+)
+def test_stopping_a_suite_stops_every_worker_and_a_rerun_resumes_the_interrupted_run(files, tmp_path, to, signum):
+    """One worker idle between runs, one in the middle of the last run, the launcher started as a script's
+    background job. After the signal no process of the suite remains,
+    the run stopped at its next batch and was taken by no one; the rerun resumes it and every run is done once."""
+    folder = tmp_path / "out" / "stop"
+    suite = files(STOP)
+    (tmp_path / "hold").touch()
+    launcher = start_workers(suite, tmp_path)
+    workers = one_idle_one_held(folder, launcher, tmp_path / "hold.held")
+    (os.killpg if to == "group" else os.kill)(launcher.pid, signum)
+    stopped_by = signal.SIGTERM if signum == signal.SIGKILL else signum
+    told(folder, stopped_by)  # both workers are stopping: c may go on to its next batch
+    (tmp_path / "hold").unlink()
+    output = launcher.communicate(timeout=600)[0].decode()
+    while not all(map(gone, workers)):  # a killed launcher does not wait for them
+        time.sleep(0.1)
+    if signum != signal.SIGKILL:
+        assert launcher.returncode == 128 + signum, output
+        assert f"interrupted by {signum.name} while the workers trained; each saved its run and stopped" in output
+    (run_dir,) = folder.glob("c-*")
+    state = torch.load(run_dir / "last.pt", weights_only=False)["state"]
+    assert (state["epoch"], state["batch"]) == (1, 1), output  # epoch 2 stopped at its next batch
+    worker_logs = "".join((folder / f"worker-{k}.log").read_text() for k in (1, 2))
+    assert f"interrupted by {stopped_by.name} at epoch 2, batch 1 of 4; saved {run_dir / 'last.pt'}" in worker_logs
+    assert f"interrupted by {stopped_by.name} between runs" in worker_logs  # the idle worker took no run
+    states = [(t.user_attrs.get("run"), t.state) for t in trials(folder, "stop")]
+    assert states == [
+        ("a", TrialState.COMPLETE),
+        ("b", TrialState.COMPLETE),
+        ("c", TrialState.FAIL),
+        ("c", TrialState.WAITING),  # its retry, taken by no one
+    ]
+
+    rerun = start_workers(suite, tmp_path)
+    output = rerun.communicate(timeout=600)[0].decode()
+    assert rerun.returncode == 0, output
+    assert sorted(finished_dirs(folder)) == ["a", "b", "c"] and finished_dirs(folder)["c"] == run_dir
+    assert f"=== resuming {run_dir}" in (folder / "c.log").read_text()
+    assert [h["epoch"] for h in json.loads((run_dir / "training_history.json").read_text())] == [1, 2, 3]
+    assert [t.state for t in trials(folder, "stop")][3] == TrialState.COMPLETE
+
+
+def test_a_rerun_resumes_the_interrupted_run_before_it_starts_a_new_one(files, tmp_path, capsys):
+    suite = files("""
+        [suite]
+        name = "order"
+        output_dir = "OUT"
+        recipes = ["base.toml"]
+        seeds = [0, 1, 2]
+        set = {"trainer.epochs" = 2}
+    """)
+
+    with pytest.raises(Interrupted):
+        run_suite(suite, [], interrupted_after(1))  # the first run, base-s0
+    capsys.readouterr()
+    assert main([str(suite)]) == 0
+    started = re.findall(r"=== suite order: run \d/3 '(base-s\d)'|(=== resuming)", capsys.readouterr().out)
+    assert started == [("base-s0", ""), ("", "=== resuming"), ("base-s1", ""), ("base-s2", "")]
+
+
+def claim_all(url: str, start) -> list[int]:
     """(In a process of its own) claim queued trials of study 'queue' until none is left; their numbers."""
     storage = study_module.open_storage(url)
     study = study_module.Study(optuna.load_study(study_name="queue", storage=storage), storage)
-    time.sleep(max(0.0, start - time.time()))  # all processes start claiming at once
+    start.wait()  # a barrier: all processes start claiming at once
     claimed = []
     while (trial := study.claim_waiting()) is not None:
         claimed.append(trial.number)
     return claimed
 
 
-def open_at(url: str, start: float) -> str:
-    """(In a process of its own) open the study database at ``url`` at time ``start``; the error, or ''."""
-    time.sleep(max(0.0, start - time.time()))
+def open_at(url: str, start) -> str:
+    """(In a process of its own) open the study database at ``url`` once all of its openers reach the barrier
+    ``start``; the error, or ''."""
+    start.wait()
     try:
         study_module.open_storage(url)
     except RecipeError as error:
@@ -427,8 +576,10 @@ def test_processes_opening_a_new_database_at_once_all_get_it(tmp_path):
     urls = [study_module.default_storage(tmp_path / str(k)) for k in range(4)]
     for k in range(4):
         (tmp_path / str(k)).mkdir()
-    with multiprocessing.get_context("spawn").Pool(4) as pool:
-        errors = pool.starmap(open_at, [(url, time.time() + 5 + 2 * i) for i, url in enumerate(urls) for _ in range(4)])
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, context.Pool(4) as pool:
+        barriers = [manager.Barrier(4) for _ in urls]  # each database opened by 4 processes at once
+        errors = pool.starmap(open_at, [(url, barrier) for url, barrier in zip(urls, barriers) for _ in range(4)], 1)
     assert errors == [""] * 16
 
 
@@ -438,7 +589,8 @@ def test_workers_claiming_at_once_never_get_the_same_trial(tmp_path):
     storage = study_module.open_storage(url)
     queue = lambda study: [study.enqueue_trial({}, user_attrs={"run": str(k)}) for k in range(60)]  # noqa: E731
     study_module.open_study(storage, "queue", {}, "test", queue)
-    with multiprocessing.get_context("spawn").Pool(4) as pool:
-        claimed = pool.starmap(claim_all, [(url, time.time() + 5)] * 4)
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, context.Pool(4) as pool:
+        claimed = pool.starmap(claim_all, [(url, manager.Barrier(4))] * 4, 1)
     numbers = [n for each in claimed for n in each]
     assert sorted(numbers) == list(range(60)) and sum(map(bool, claimed)) > 1  # each once, by several processes

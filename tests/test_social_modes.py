@@ -13,7 +13,7 @@ from core.model import Forecaster, inner_layers
 from core.recipe import ModelConfig, load_recipe
 from plugins.encoders.lstm import LSTMConfig, LSTMEncoder
 from plugins.pooling.none import NoPooling
-from tests.conftest import make_spec
+from tests.conftest import F64, make_spec
 from tests.helpers import ENCODERS, POSITIONS, STRATEGIES, fit_and_score, network, random_input
 
 LAYERWISE = ("lstm", "xlstm_shared", "xlstm_per_vd")  # (stid: tests/test_stid.py)
@@ -65,13 +65,13 @@ def test_every_step_and_interleaved_pool_where_they_say():
         inner_layers("interleaved", LSTMEncoder(LSTMConfig(embedding_dim=8, num_layers=1), spec))
 
 
-def test_zero_initialised_injection_starts_from_last():
+def test_zero_initialised_injection_starts_from_last(float64):
     spec = make_spec(n=5, features=2, positions=POSITIONS)
     model = social_model("lstm", "every_step", spec)
     for inject in model.inject.values():
         torch.nn.init.zeros_(inject.weight)
     inputs = random_input(b=2, n=5, t=6, f=2)
-    torch.testing.assert_close(states(model, inputs), model.encoder(inputs).detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(states(model, inputs), model.encoder(inputs).detach(), **F64)
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ from core.data.config import DataConfig
 from core.data.windows import calendar_columns, prepare
 from core.run import main
 from plugins.encoders.stid import STIDConfig, STIDEncoder, time_of_day_slot
-from tests.conftest import make_spec
+from tests.conftest import F64, make_spec
 from tests.helpers import short_run
 
 CALENDAR = ("time_of_day_sin", "time_of_day_cos", "day_of_week")
@@ -93,7 +93,7 @@ def test_residual_mlp_layers_and_gradients_reach_every_parameter():
     assert not missing, f"no gradient for {missing}"
 
 
-def test_the_vd_embedding_tells_vds_apart_and_follows_the_slots():
+def test_the_vd_embedding_tells_vds_apart_and_follows_the_slots(float64):
     inputs = calendar_input()
     same = attrs.evolve(
         inputs,
@@ -110,7 +110,7 @@ def test_the_vd_embedding_tells_vds_apart_and_follows_the_slots():
     slots = attrs.evolve(
         inputs, values=gather(inputs.values, vd_index), observed=gather(inputs.observed, vd_index), vd_index=vd_index
     )
-    torch.testing.assert_close(encoder()(slots), gather(encoder()(inputs), vd_index))
+    torch.testing.assert_close(encoder()(slots), gather(encoder()(inputs), vd_index), **F64)  # 3 slots, 5 VDs
 
 
 def gather(per_vd: torch.Tensor, vd_index: torch.Tensor) -> torch.Tensor:
@@ -135,7 +135,7 @@ def test_time_of_day_slot_and_day_of_week_follow_the_files_clock(small_data):
     assert covariates[0, 2] == 3 and covariates[-1, 2] == 6  # Thursday .. Sunday
 
 
-def test_padded_steps_change_nothing_and_get_no_gradient():
+def test_padded_steps_change_nothing_and_get_no_gradient(float64):
     model = encoder()
     inputs = calendar_input()
     lengths = torch.tensor([[4, 4, 2, 1, 3], [3, 4, 4, 2, 1]])
@@ -155,7 +155,7 @@ def test_padded_steps_change_nothing_and_get_no_gradient():
         covariates=clean.covariates[:, 2:],
         step_mask=step_mask[:, :, 2:],
     )
-    torch.testing.assert_close(model(cut), model(clean))  # padded to the batch's 4 steps or to the full 6: the same
+    torch.testing.assert_close(model(cut), model(clean), **F64)  # padded to 4 steps or to 6: the same
 
 
 def test_a_missing_calendar_covariate_is_asked_for_by_its_recipe_key(small_h5, write_recipe, tmp_path, capsys):

@@ -10,7 +10,10 @@ result; it stops when no trial is left to start and none is running anywhere. No
   worker's process is gone (same machine) or that its heartbeat is older than ``GRACE_S`` (any machine); the
   retry resumes the run from its ``last.pt``, or starts it again when the run had not saved one yet;
 - SIGINT/SIGTERM let the run save ``last.pt`` at the next batch and queue its retry, so rerunning the command
-  continues it;
+  continues it; a worker signalled between runs takes no new one. The command that starts workers owns them: on
+  SIGINT/SIGTERM it tells every worker, busy or idle, to stop, and exits once each has saved its run and exited; a
+  worker whose launcher is gone stops the same way (it never trains on alone);
+- retries (the runs interrupted or left by a dead worker) are claimed before any new run;
 - a trial is claimed in one transaction (SQLite: ``BEGIN IMMEDIATE``), so two workers never claim the same one.
 
 A study records what it was made from (the resolved recipes of its runs, a search's space); opening it with
@@ -24,6 +27,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -220,8 +224,9 @@ class Study:
         return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial.number)
 
     def claim_waiting(self) -> Trial | None:
-        """The first queued trial (a suite's run, a retry), now RUNNING for this worker; None when none is queued."""
-        for frozen in self.trials(TrialState.WAITING):
+        """The first queued trial, retries first (an interrupted run resumes before a new one starts), now RUNNING
+        for this worker; None when none is queued."""
+        for frozen in sorted(self.trials(TrialState.WAITING), key=lambda t: "failed_trial" not in t.system_attrs):
             trial_id = self.trial_id(frozen)
             if self.storage.set_trial_state_values(trial_id, TrialState.RUNNING):  # False: another worker took it
                 return self.started(Trial(self.study, trial_id))
@@ -272,22 +277,32 @@ class Study:
 
     def work(self, claim: Callable[[Study], Trial | None], run: Callable[[Trial], None]) -> None:
         """Claim and ``run`` trials until none is left to claim and none runs anywhere (a running one may still
-        fail and come back as a retry)."""
-        while True:
-            self.reclaim()
-            trial = claim(self)
-            if trial is None:
-                if not self.trials(TrialState.RUNNING, TrialState.WAITING):
-                    return
-                time.sleep(POLL_S)
-                continue
-            try:
-                with self.heartbeat(trial):
-                    run(trial)
-            except Interrupted:
-                self.give_back(trial)
-                print(f"=== the study '{self.study.study_name}' keeps the run: rerun the same command to continue it")
-                raise
+        fail and come back as a retry). SIGINT/SIGTERM stop a run at its next batch (its retry queued) and, between
+        runs, stop the loop before it claims another (``signals.recorded``)."""
+        with signals.recorded():
+            while True:
+                self.stop_if_signalled()
+                self.reclaim()
+                trial = claim(self)
+                if trial is None:
+                    if not self.trials(TrialState.RUNNING, TrialState.WAITING):
+                        return
+                    time.sleep(POLL_S)
+                    continue
+                try:
+                    with self.heartbeat(trial):
+                        run(trial)
+                except Interrupted:
+                    self.give_back(trial)
+                    name = self.study.study_name
+                    print(f"=== the study '{name}' keeps the run: rerun the same command to continue it")
+                    raise
+
+    def stop_if_signalled(self) -> None:
+        if stop := signals.received():
+            raise Interrupted(
+                stop, f"between runs; the study '{self.study.study_name}' keeps its runs: rerun the command to continue"
+            )
 
 
 # --------------------------------------------------------------------------------------------- one trial
@@ -405,28 +420,39 @@ def launch_workers(
     show_progress(studies(), seen, quiet=True)  # a continued study: only what happens from now on
     threads = max(1, (os.cpu_count() or 1) // workers)
     env = {"OMP_NUM_THREADS": str(threads), **os.environ}
-    processes = []
-    for k in range(1, workers + 1):
-        with (folder / f"worker-{k}.log").open("a") as log:  # a session of their own: signals come from here
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, *command(k)], stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-                )
-            )
-    print(
-        f"=== {workers} workers ({env['OMP_NUM_THREADS']} threads each), pids "
-        f"{', '.join(str(p.pid) for p in processes)}; their output: {folder}/worker-<k>.log, each run's "
-        f"{folder}/<run name>.log"
-    )
+    processes: list[subprocess.Popen] = []
     stop: list[int] = []
 
-    def forward(signum: int, frame) -> None:  # a second signal, forwarded too, stops the runs at once
+    def forward(signum: int, frame) -> None:
+        """The first signal asks every worker to stop (``tell_to_stop``), a second one stops them at once."""
         stop.append(signum)
         for p in processes:
-            with contextlib.suppress(ProcessLookupError):
-                p.send_signal(signum)
+            if len(stop) == 1:
+                tell_to_stop(p, signum)
+            else:
+                with contextlib.suppress(ProcessLookupError):
+                    p.send_signal(signum)
 
-    with signals.handling_signals(forward):
+    with signals.handling_signals(forward):  # before the workers start: they get the default handlers, not ours
+        for k in range(1, workers + 1):
+            with (folder / f"worker-{k}.log").open("a") as log:  # a session of their own: signals come from here
+                processes.append(
+                    subprocess.Popen(
+                        [sys.executable, *command(k)],
+                        stdin=subprocess.PIPE,  # the launcher's line to the worker (``follow_launcher``)
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        env=env,
+                        start_new_session=True,
+                    )
+                )
+            if stop:  # signalled while the workers started
+                tell_to_stop(processes[-1], stop[0])
+        print(
+            f"=== {workers} workers ({env['OMP_NUM_THREADS']} threads each), pids "
+            f"{', '.join(str(p.pid) for p in processes)}; their output: {folder}/worker-<k>.log, each run's "
+            f"{folder}/<run name>.log"
+        )
         while [p.poll() for p in processes].count(None):  # every one polled: a dead one reaped, not a zombie
             show_progress(studies(), seen)
             time.sleep(POLL_S)
@@ -435,8 +461,32 @@ def launch_workers(
         if p.returncode and not stop:
             print(f"=== worker {k} (pid {p.pid}) ended with exit code {p.returncode}; see {folder}/worker-{k}.log")
     if stop:
-        raise Interrupted(stop[0], "while the workers trained; they saved their runs: rerun the command to continue")
+        raise Interrupted(
+            stop[0], "while the workers trained; each saved its run and stopped: rerun the command to continue"
+        )
     return [p.returncode for p in processes]
+
+
+def tell_to_stop(worker: subprocess.Popen, signum: int) -> None:
+    """Ask a worker to stop as if it got ``signum``: its launcher's line (its stdin) says so and closes."""
+    with contextlib.suppress(OSError, ValueError):  # a worker already gone; a line already closed
+        worker.stdin.write(f"{signum}\n".encode())
+    with contextlib.suppress(OSError):
+        worker.stdin.close()
+
+
+def follow_launcher() -> None:
+    """(In a worker) Stop as the launcher says, or on SIGTERM when the launcher is gone: a thread reads the launcher's
+    line (stdin), which only ends with a signal's number or with the launcher, and signals this process."""
+
+    def follow() -> None:
+        said = sys.stdin.buffer.readline().strip()
+        signum = signal.Signals(int(said)) if said.isdigit() else signal.SIGTERM
+        os.kill(os.getpid(), signum)
+        why = "the launcher says so" if said.isdigit() else "the launcher is gone"
+        print(f"=== worker (pid {os.getpid()}) stopping as on {signum.name}: {why}", file=sys.__stdout__, flush=True)
+
+    threading.Thread(target=follow, name="follow-launcher", daemon=True).start()
 
 
 def show_progress(studies: list[Study], seen: dict[tuple[str, int], TrialState], quiet: bool = False) -> None:

@@ -47,6 +47,7 @@ from core.experiments.study import (
     Study,
     Train,
     default_storage,
+    follow_launcher,
     launch_workers,
     open_storage,
     open_study,
@@ -235,6 +236,7 @@ def run_suite(path: Path, cli_overrides: list[str], train: Train, options: Worke
     storage = open_storage(url)
     if options.worker:
         print(f"=== worker {options.worker} (pid {os.getpid()}, {torch.get_num_threads()} threads) on {shown(url)}")
+        follow_launcher()  # it stops when its launcher says so, or is gone
     if found is not None:
         return search.run(found, suite, storage, train, options)
     study = suite_study(path, storage, name, runs, folder)

@@ -1,4 +1,5 @@
-"""SIGINT/SIGTERM during a run: deferred to a batch boundary while training, at once during the final test."""
+"""SIGINT/SIGTERM during a run or a study: deferred to a batch boundary while training, recorded between a study's
+runs, at once during the final test. The first signal asks to stop; a second stops at once."""
 
 from __future__ import annotations
 
@@ -8,20 +9,48 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
-from core.errors import Interrupted
+from core.errors import Interrupted, stop_at_once
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_received: list[int] = []  # the signals a `recorded` block received: this process is stopping
 
 
 @contextmanager
 def deferred(record: Callable[[int], None]):
     """SIGINT/SIGTERM only call ``record(signum)``: the loop then saves ``last.pt`` at the next batch boundary and
-    stops (``interrupted``). A second signal gets the previous handler (e.g. KeyboardInterrupt at once)."""
+    stops (``interrupted``); a second signal stops at once (KeyboardInterrupt). A process already asked to stop
+    (``received()``: a study's worker signalled between runs) stops here, before training."""
+    if stop := received():
+        raise Interrupted(stop, "before the run trained (it is as it was)")
+    with handling_signals(first_then_at_once(record)):
+        yield
+
+
+@contextmanager
+def recorded():
+    """SIGINT/SIGTERM inside the block only recorded (``received()``), for a study's worker to stop between runs and
+    take no new one; a second signal stops at once. Forgotten when the block ends."""
+    try:
+        with handling_signals(first_then_at_once(_received.append)):
+            yield
+    finally:
+        _received.clear()
+
+
+def received() -> int:
+    """The first signal a ``recorded`` block received (0: none)."""
+    return _received[0] if _received else 0
+
+
+def first_then_at_once(record: Callable[[int], None]):
+    """A handler that passes the first SIGINT/SIGTERM to ``record`` and lets the next one stop at once."""
 
     def handler(signum, frame):
         record(signum)
-        signal.signal(signum, previous[signum])
+        for s in STOP_SIGNALS:
+            signal.signal(s, stop_at_once)
 
-    with handling_signals(handler) as previous:
-        yield
+    return handler
 
 
 @contextmanager
@@ -53,7 +82,7 @@ def handling_signals(handler):
     if threading.current_thread() is not threading.main_thread():
         yield {}
         return
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
     try:
         yield previous
     finally:

@@ -1,7 +1,8 @@
 """Encoder ``lstm``: a stack of ``nn.LSTM`` layers shared by every VD, VDs folded into the batch.
 
 Padded histories (left padding) run right-aligned through ``causal_over_padding``: every real step is computed
-from real steps only, and padded steps are zero. Layerwise, so the social modes can pool between layers.
+from real steps only, and padded steps are zero. Layerwise, so the social modes can pool between layers. Under
+bf16 autocast on a CPU the LSTM layers run in float32 (``run_lstm``).
 """
 
 from __future__ import annotations
@@ -47,9 +48,17 @@ class LSTMEncoder(LayerwiseEncoder):
             x = self.dropout(x)
         b, m, t, e = x.shape
         step_mask = None if inputs.step_mask is None else inputs.step_mask.reshape(b * m, t)
-        return causal_over_padding(lambda s: self.layers[index](s)[0], x.reshape(b * m, t, e), step_mask).reshape(
-            b, m, t, e
-        )
+        lstm = self.layers[index]
+        return causal_over_padding(lambda s: run_lstm(lstm, s), x.reshape(b * m, t, e), step_mask).reshape(b, m, t, e)
+
+
+def run_lstm(lstm: nn.LSTM, x: torch.Tensor) -> torch.Tensor:
+    """``lstm``'s outputs for ``x``; under CPU autocast in float32, as oneDNN has no bf16 LSTM on CPUs without
+    avx512_bf16 (it fails to create the primitive) and float32 is the same on every CPU."""
+    if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        with torch.autocast("cpu", enabled=False):
+            return lstm(x.float())[0]
+    return lstm(x)[0]
 
 
 def _from_stacked_lstm(state_dict, prefix, *args) -> None:
