@@ -6,14 +6,16 @@ import attrs
 import h5py
 import numpy as np
 import pytest
+import torch
 from pyproj import Geod
 
 from core.data import TrafficData, read_hdf5, write_hdf5
+from core.data.calendar import calendar_columns
 from core.data.config import DataConfig
 from core.data.geo import project_to_metres
 from core.data.importers import import_pandas_h5, import_per_detector, import_wide_csv, read_vd_attributes
 from core.data.synthetic import generate
-from core.data.windows import calendar_columns, prepare
+from core.data.windows import prepare
 from core.errors import DataError
 from tests.conftest import SHARED_DATA
 
@@ -133,6 +135,31 @@ def test_calendar_covariates_follow_the_files_clock(small_data):
     assert prepare(data, DataConfig(time_of_day=False)).series.covariates.shape == (data.num_steps, 0)
     window = prepared.splits["train"].__getitems__([7])
     np.testing.assert_array_equal(window.covariates[0].numpy(), prepared.series.covariates[7:19].numpy())
+
+
+def test_holidays_are_the_regions_public_holidays_on_the_files_local_date(small_data):
+    # 2022-01-17 was Martin Luther King Jr. Day (federal); 2022-03-31 Cesar Chavez Day (California only)
+    steps = np.datetime64("2022-01-16T23:45") + np.arange(12) * np.timedelta64(15, "m")  # Sunday 23:45 .. Monday 02:30
+    columns = calendar_columns(steps.astype("datetime64[s]").astype(np.int64), time_of_day=False, holidays="US-CA")
+    assert list(columns) == ["holiday"]
+    np.testing.assert_array_equal(columns["holiday"], [0] + [1] * 11)  # from midnight on, the local date is the 17th
+    chavez = np.array(["2022-03-30T12:00", "2022-03-31T00:00", "2022-03-31T23:55", "2022-04-01T00:00"], "datetime64[s]")
+    np.testing.assert_array_equal(
+        calendar_columns(chavez.astype(np.int64), False, holidays="US-CA")["holiday"], [0, 1, 1, 0]
+    )
+    np.testing.assert_array_equal(
+        calendar_columns(chavez.astype(np.int64), False, holidays="US")["holiday"], [0, 0, 0, 0]
+    )
+
+    christmas = int(np.datetime64("2023-12-25T00:00", "s").astype(np.int64))  # the synthetic network starts 2024-01-01
+    data = attrs.evolve(small_data, timestamps=small_data.timestamps - small_data.timestamps[0] + christmas)
+    prepared = prepare(data, DataConfig(holidays="US", day_of_week=True))
+    assert prepared.spec().covariate_names == ("time_of_day_sin", "time_of_day_cos", "day_of_week", "holiday")
+    on_holiday = prepared.series.covariates[:, 3].numpy()
+    np.testing.assert_array_equal(on_holiday, (data.timestamps - christmas) // 86400 == 0)  # the 25th, not the 26th
+    window = prepared.series.cut(torch.tensor([272]))  # inputs on the 25th, targets across midnight
+    np.testing.assert_array_equal(window.future_covariates[0, :, 3].numpy(), on_holiday[284:296])
+    assert window.future_covariates[0, :, 3].tolist() == [1.0] * 4 + [0.0] * 8
 
 
 def test_splits_are_chronological_and_normaliser_uses_train_only(small_data):

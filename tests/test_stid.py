@@ -12,8 +12,9 @@ import numpy as np
 import torch
 
 from core.api import EncoderInput
+from core.data.calendar import calendar_columns
 from core.data.config import DataConfig
-from core.data.windows import calendar_columns, prepare
+from core.data.windows import prepare
 from core.run import main
 from plugins.encoders.stid import STIDConfig, STIDEncoder, time_of_day_slot
 from tests.conftest import make_spec

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from core.api import DatasetSpec, Windows
+from core.data.calendar import calendar_columns
 from core.data.config import DataConfig
 from core.data.dataset import TrafficData
 from core.errors import DataError
@@ -240,7 +241,7 @@ def build_series(
     target_z = np.where(target_mask, (target_raw - target_mean) / target_std, 0.0).astype(np.float32)
     stretch = np.zeros(data.num_steps, np.int64)
     stretch[jumps] = 1
-    calendar = calendar_columns(data.timestamps, cfg.time_of_day, cfg.weekend, cfg.day_of_week)
+    calendar = calendar_columns(data.timestamps, cfg.time_of_day, cfg.weekend, cfg.day_of_week, cfg.holidays)
     covariates = np.array(list(calendar.values()), np.float32).reshape(len(calendar), data.num_steps).T.copy()  # [T, K]
     return Series(
         values=torch.from_numpy(values),
@@ -256,24 +257,6 @@ def build_series(
         stretch=torch.from_numpy(stretch.cumsum()),
         covariate_names=tuple(calendar),
     )
-
-
-def calendar_columns(
-    timestamps: np.ndarray, time_of_day: bool = True, weekend: bool = False, day_of_week: bool = False
-) -> dict[str, np.ndarray]:
-    """The covariates read off the file's clock, by name, in input order: ``time_of_day_sin`` and
-    ``time_of_day_cos`` (the angle 2π · seconds since midnight / 86400), ``weekend`` (1.0 on Saturdays and
-    Sundays, else 0.0) and ``day_of_week`` (the day's index, Monday = 0 .. Sunday = 6)."""
-    columns = {}
-    if time_of_day:
-        angle = 2 * np.pi * (timestamps % 86400) / 86400.0
-        columns |= {"time_of_day_sin": np.sin(angle), "time_of_day_cos": np.cos(angle)}
-    day = (timestamps // 86400 + 3) % 7  # 1970-01-01 was a Thursday: day 0 -> 3 (Mon = 0)
-    if weekend:
-        columns["weekend"] = day >= 5
-    if day_of_week:
-        columns["day_of_week"] = day
-    return columns
 
 
 def steps_since_gap(missing: np.ndarray, gap_steps: int) -> np.ndarray:
