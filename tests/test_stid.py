@@ -9,12 +9,14 @@ from pathlib import Path
 
 import attrs
 import numpy as np
+import pytest
 import torch
 
 from core.api import EncoderInput
 from core.data.calendar import calendar_columns
 from core.data.config import DataConfig
 from core.data.windows import prepare
+from core.errors import RecipeError
 from core.run import main
 from plugins.encoders.stid import STIDConfig, STIDEncoder, time_of_day_slot
 from tests.conftest import make_spec
@@ -25,9 +27,12 @@ THURSDAY_17H = int(np.datetime64("2012-03-01T17:00", "s").astype(np.int64))
 SUNDAY_08H30 = int(np.datetime64("2012-03-04T08:30", "s").astype(np.int64))
 
 
-def spec(n: int = 5, features: int = 2, history: int = 6, covariates: tuple[str, ...] = CALENDAR):
+def spec(n: int = 5, features: int = 2, history: int = 6, covariates: tuple[str, ...] = CALENDAR, interval: int = 300):
     return attrs.evolve(
-        make_spec(n=n, features=features, history=history), num_covariates=len(covariates), covariate_names=covariates
+        make_spec(n=n, features=features, history=history),
+        num_covariates=len(covariates),
+        covariate_names=covariates,
+        interval=interval,
     )
 
 
@@ -36,12 +41,15 @@ def encoder(config: STIDConfig = STIDConfig(), **changes) -> STIDEncoder:
     return STIDEncoder(config, spec(**changes)).eval()
 
 
-def calendar_input(last_steps=(THURSDAY_17H, SUNDAY_08H30), n: int = 5, t: int = 6, seed: int = 0) -> EncoderInput:
-    """Random values (some missing) for windows of 5-minute steps ending at ``last_steps``, with their calendar."""
+def calendar_input(
+    last_steps=(THURSDAY_17H, SUNDAY_08H30), n: int = 5, t: int = 6, seed: int = 0, interval: int = 300
+) -> EncoderInput:
+    """Random values (some missing) for windows of steps of ``interval`` seconds ending at ``last_steps``, with
+    their calendar."""
     g = torch.Generator().manual_seed(seed)
     observed = torch.rand(len(last_steps), n, t, 2, generator=g) > 0.1
     values = torch.randn(len(last_steps), n, t, 2, generator=g) * observed
-    steps = np.asarray(last_steps)[:, None] + 300 * np.arange(1 - t, 1)
+    steps = np.asarray(last_steps)[:, None] + interval * np.arange(1 - t, 1)
     columns = calendar_columns(steps.reshape(-1), day_of_week=True)
     covariates = torch.tensor(np.stack([columns[name] for name in CALENDAR], -1), dtype=torch.float32).reshape(
         len(last_steps), t, 3
@@ -72,6 +80,26 @@ def test_the_state_is_the_window_vd_time_of_day_and_day_of_week_embeddings():
     torch.testing.assert_close(
         state, concatenated(model, inputs, slots=[17 * 12, 8 * 12 + 6], days=[3, 6])
     )  # Thu 17:00, Sun 08:30
+
+
+def test_time_of_day_slots_follow_the_datas_step():
+    quarter = encoder(STIDConfig(num_layers=0), interval=900)  # 15-minute data: 96 slots a day
+    assert quarter.time_of_day.num_embeddings == 96 and encoder().time_of_day.num_embeddings == 288
+    inputs = calendar_input(last_steps=(THURSDAY_17H + 900, SUNDAY_08H30), interval=900)
+    torch.testing.assert_close(
+        quarter(inputs), concatenated(quarter, inputs, slots=[17 * 4 + 1, 8 * 4 + 2], days=[3, 6])
+    )
+    half_hours = encoder(STIDConfig(num_layers=0, time_slots=48), interval=900)  # coarser than the data: accepted
+    on_the_hour = calendar_input(interval=900)  # Thursday 17:00, Sunday 08:30
+    torch.testing.assert_close(
+        half_hours(on_the_hour)[..., 64:96], half_hours.time_of_day.weight[[34, 17], None].expand(2, 5, 32)
+    )
+    with pytest.raises(RecipeError) as error:
+        encoder(STIDConfig(time_slots=288), interval=900)
+    assert str(error.value) == (
+        "encoder 'stid': time_slots = 288 is finer than the data's steps (900 s: 96 a day), so 192 time-of-day "
+        "vectors would never be trained; leave time_slots out (0: the data's 96) or give at most 96"
+    )
 
 
 def test_weekday_weekend_gives_monday_to_friday_one_vector():

@@ -159,6 +159,7 @@ def dataset_spec(data: TrafficData, series: Series, input_features: tuple[str, .
         positions_xy=None if positions is None else torch.as_tensor(positions, dtype=torch.float32),
         vd_attributes=data.vd_attributes,
         road_graph=data.road_graph,
+        interval=data.interval,
     )
 
 

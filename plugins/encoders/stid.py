@@ -42,7 +42,7 @@ class STIDConfig:
     time_of_day_dim: int = attrs.field(default=32, validator=ge(0))  # a learned vector per time-of-day slot; 0 = none
     day_of_week_dim: int = attrs.field(default=32, validator=ge(0))  # a learned vector per day of week; 0 = none
     weekday_weekend: bool = False  # two day vectors (Monday-Friday, Saturday-Sunday) instead of seven
-    time_slots: int = attrs.field(default=288, validator=gt(0))  # time-of-day slots per day: 288 for 5-minute steps
+    time_slots: int = attrs.field(default=0, validator=ge(0))  # per day; 0 = the data's (288 at 5 minutes, 96 at 15)
     num_layers: int = attrs.field(default=3, validator=ge(0))  # residual MLP layers
     dropout: float = attrs.field(default=0.15, validator=[ge(0.0), lt(1.0)])
 
@@ -62,7 +62,8 @@ class STIDEncoder(LayerwiseEncoder):
         self.columns = {key: covariate_columns(spec, key, getattr(config, key)) for key in CALENDAR}
         self.window = nn.Linear(spec.history * 2 * spec.num_features, config.embedding_dim)
         self.vd = embedding(spec.num_vds, config.vd_embedding_dim)
-        self.time_of_day = embedding(config.time_slots, config.time_of_day_dim)
+        self.slots = time_slots(spec, config.time_slots)
+        self.time_of_day = embedding(self.slots, config.time_of_day_dim)
         self.day_of_week = embedding(2 if config.weekday_weekend else 7, config.day_of_week_dim)
         self.num_layers = config.num_layers
         e = self.out_dim = (
@@ -86,7 +87,7 @@ class STIDEncoder(LayerwiseEncoder):
         last = inputs.covariates[:, -1]  # [B, K] the calendar at the last input step (always real)
         if self.time_of_day is not None:
             sin, cos = self.columns["time_of_day_dim"]
-            slot = time_of_day_slot(last[:, sin], last[:, cos], self.config.time_slots)
+            slot = time_of_day_slot(last[:, sin], last[:, cos], self.slots)
             parts.append(self.time_of_day(slot)[:, None].expand(b, m, -1))
         if self.day_of_week is not None:
             (day,) = self.columns["day_of_week_dim"]
@@ -107,6 +108,18 @@ def time_of_day_slot(sin: torch.Tensor, cos: torch.Tensor, slots: int) -> torch.
     """The slot (0 .. ``slots`` - 1) whose start is nearest the time of day whose angle has this sine and cosine."""
     fraction = torch.atan2(sin, cos) / (2 * math.pi) % 1.0
     return (fraction * slots).round().long() % slots
+
+
+def time_slots(spec: DatasetSpec, slots: int) -> int:
+    """The time-of-day slots to embed: ``slots``, or the data's slots per day for 0; more slots than the data
+    has steps a day are refused (the vectors of the slots no step falls in would never be trained)."""
+    if slots > spec.slots_per_day:
+        raise RecipeError(
+            f"encoder 'stid': time_slots = {slots} is finer than the data's steps ({spec.interval} s: "
+            f"{spec.slots_per_day} a day), so {slots - spec.slots_per_day} time-of-day vectors would never be trained; "
+            f"leave time_slots out (0: the data's {spec.slots_per_day}) or give at most {spec.slots_per_day}"
+        )
+    return slots or spec.slots_per_day
 
 
 def covariate_columns(spec: DatasetSpec, key: str, dim: int) -> tuple[int, ...]:
