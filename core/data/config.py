@@ -34,6 +34,7 @@ class DataConfig:
     weekend: bool = False  # a 0/1 covariate: Saturday or Sunday on the file's clock
     day_of_week: bool = False  # a covariate holding the day's index, Monday = 0 .. Sunday = 6, on the file's clock
     holidays: str = attrs.field(default="", validator=_region_is_known)  # "US-CA": a 0/1 public-holiday covariate
+    profile_input: bool = False  # the target's historical profile (z-scored) as one more input, "<target>_profile"
     train_stride: int = attrs.field(default=1, validator=gt(0))
     synthetic_seed: int = 0
     min_history: int = attrs.field(default=0, validator=ge(0))  # > 0: variable-length histories (see below)
