@@ -23,6 +23,7 @@ from tests.conftest import make_spec
 from tests.helpers import short_run
 
 CALENDAR = ("time_of_day_sin", "time_of_day_cos", "day_of_week")
+HORIZON = 3  # make_spec's
 THURSDAY_17H = int(np.datetime64("2012-03-01T17:00", "s").astype(np.int64))
 SUNDAY_08H30 = int(np.datetime64("2012-03-04T08:30", "s").astype(np.int64))
 
@@ -42,19 +43,23 @@ def encoder(config: STIDConfig = STIDConfig(), **changes) -> STIDEncoder:
 
 
 def calendar_input(
-    last_steps=(THURSDAY_17H, SUNDAY_08H30), n: int = 5, t: int = 6, seed: int = 0, interval: int = 300
+    last_steps=(THURSDAY_17H, SUNDAY_08H30),
+    n: int = 5,
+    t: int = 6,
+    seed: int = 0,
+    interval: int = 300,
+    covariates: tuple[str, ...] = CALENDAR,
 ) -> EncoderInput:
     """Random values (some missing) for windows of steps of ``interval`` seconds ending at ``last_steps``, with
-    their calendar."""
+    the calendar of their steps and of the 3 target steps that follow (US holidays)."""
     g = torch.Generator().manual_seed(seed)
     observed = torch.rand(len(last_steps), n, t, 2, generator=g) > 0.1
     values = torch.randn(len(last_steps), n, t, 2, generator=g) * observed
-    steps = np.asarray(last_steps)[:, None] + interval * np.arange(1 - t, 1)
-    columns = calendar_columns(steps.reshape(-1), day_of_week=True)
-    covariates = torch.tensor(np.stack([columns[name] for name in CALENDAR], -1), dtype=torch.float32).reshape(
-        len(last_steps), t, 3
-    )
-    return EncoderInput(values=values, observed=observed, covariates=covariates)
+    steps = np.asarray(last_steps)[:, None] + interval * np.arange(1 - t, 1 + HORIZON)
+    columns = calendar_columns(steps.reshape(-1), day_of_week=True, holidays="US")
+    calendar = torch.tensor(np.stack([columns[name] for name in covariates], -1), dtype=torch.float32)
+    calendar = calendar.reshape(len(last_steps), t + HORIZON, len(covariates))
+    return EncoderInput(values=values, observed=observed, covariates=calendar[:, :t], future_covariates=calendar[:, t:])
 
 
 def concatenated(model: STIDEncoder, inputs: EncoderInput, slots: list[int], days: list[int]) -> torch.Tensor:
@@ -99,6 +104,39 @@ def test_time_of_day_slots_follow_the_datas_step():
     assert str(error.value) == (
         "encoder 'stid': time_slots = 288 is finer than the data's steps (900 s: 96 a day), so 192 time-of-day "
         "vectors would never be trained; leave time_slots out (0: the data's 96) or give at most 96"
+    )
+
+
+def test_the_target_calendar_embeds_each_target_steps_slot_day_and_holiday():
+    with_holiday = (*CALENDAR, "holiday")
+    config = STIDConfig(num_layers=0, calendar="target", holiday_dim=8, time_of_day_dim=16, day_of_week_dim=16)
+    model = encoder(config, covariates=with_holiday)
+    sunday_2350 = int(np.datetime64("2023-12-31T23:50", "s").astype(np.int64))  # targets into 2024-01-01, a holiday
+    inputs = calendar_input(last_steps=(THURSDAY_17H, sunday_2350), covariates=with_holiday)
+    state = model(inputs)
+    assert state.shape == (2, 5, 32 + 32 + 40) == (2, 5, model.out_dim)
+    slots, days = torch.tensor([[205, 206, 207], [287, 0, 1]]), torch.tensor([[3, 3, 3], [6, 0, 0]])
+    holidays = torch.tensor([[0, 0, 0], [0, 1, 1]])  # Sunday 23:55, then Monday 00:00 and 00:05
+    steps = torch.cat(  # [B, H, 40] by hand: each target step's time-of-day, day and holiday vectors
+        [model.time_of_day.weight[slots], model.day_of_week.weight[days], model.holiday.weight[holidays]], -1
+    )
+    expected = model.target_calendar(steps.flatten(1))  # [B, 40]: the three steps' vectors to one
+    torch.testing.assert_close(state[..., 64:], expected[:, None].expand(2, 5, 40))
+    torch.testing.assert_close(
+        state[..., :64], encoder(STIDConfig(num_layers=0), covariates=with_holiday)(inputs)[..., :64]
+    )
+
+    earlier = attrs.evolve(inputs, covariates=calendar_input(last_steps=(THURSDAY_17H - 86400, sunday_2350)).covariates)
+    assert torch.equal(model(earlier), state)  # the inputs' own calendar is not read
+    later = attrs.evolve(inputs, future_covariates=inputs.future_covariates.roll(1, 0))
+    assert not torch.allclose(model(later), state)
+    with pytest.raises(RecipeError, match='calendar = "target"\\) but the batch has no future_covariates'):
+        model(attrs.evolve(inputs, future_covariates=None))
+    with pytest.raises(RecipeError) as error:
+        encoder(STIDConfig(holiday_dim=8))
+    assert str(error.value) == (
+        "encoder 'stid' embeds holidays (holiday_dim = 8) but the data has no holiday covariate; set [data] holidays = "
+        '"<region>", e.g. "US-CA" (or [encoder] holiday_dim = 0)'
     )
 
 

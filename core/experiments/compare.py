@@ -33,7 +33,18 @@ LABELS = ("@3", "@6", "@12", "@avg")
 COLUMNS = [(metric, label) for metric in ("mae", "rmse", "mape") for label in LABELS]
 BASELINES = ("last_value", "historical_average", "seasonal_naive")
 # what makes two runs' test windows (and so their baselines) the same
-SPLIT_KEYS = ("source", "synthetic_seed", "target", "history", "horizon", "split", "vds", "min_history", "gap_steps")
+SPLIT_KEYS = (
+    "source",
+    "synthetic_seed",
+    "target",
+    "history",
+    "horizon",
+    "split",
+    "vds",
+    "min_history",
+    "gap_steps",
+    "holidays",
+)
 SEED_KEYS = ("seed", "name", "output_dir")  # the [run] keys that runs of one configuration may differ in
 DATA_DEFAULTS = {
     field.name: list(field.default) if isinstance(field.default, tuple) else field.default

@@ -18,8 +18,9 @@ N_VDS, HISTORY, HORIZON = 9, 8, 3  # 9: no calendar table (7 days, 24 hours, 288
 _LENGTHS = torch.tensor([[5, 3, 0, 4, 0, 5, 2, 6, 0], [HISTORY] * N_VDS, [6, 0, 7, 2, HISTORY, 3, 0, 4, 5]])
 
 
+HOLIDAYS = "US"  # the region of the kit's holiday covariate
 CALENDAR = tuple(
-    calendar_columns(np.zeros(1, np.int64), time_of_day=True, weekend=True, day_of_week=True)
+    calendar_columns(np.zeros(1, np.int64), time_of_day=True, weekend=True, day_of_week=True, holidays=HOLIDAYS)
 )  # every covariate's name
 
 
@@ -34,7 +35,8 @@ def synthetic_spec(
 ) -> DatasetSpec:
     """N VDs at distinct random points of a 500 m grid (about half its cells taken), a road graph of links
     VD i → i + 1 and i → i + 3 (their straight-line lengths as costs); the first ``covariates`` calendar
-    covariates (2: time of day; 4: also weekend and day of week), at steps of ``interval`` seconds."""
+    covariates (2: time of day; 4: also weekend and day of week; 5: also US holidays), at steps of ``interval``
+    seconds."""
     side = max(2, round((2 * vds) ** 0.5))
     cells = torch.randperm(side * side, generator=torch.Generator().manual_seed(seed))[:vds]
     positions = torch.stack([cells % side, cells // side], 1).float() * 500.0
@@ -95,7 +97,7 @@ def calendar(spec: DatasetSpec, b: int, t: int, generator: torch.Generator) -> t
     """``[B, T, K]`` the spec's calendar covariates of ``b`` windows at random steps (``spec.interval``) of a year."""
     steps = torch.randint(0, 365 * spec.slots_per_day, (b, 1), generator=generator) + torch.arange(t)
     columns = calendar_columns(
-        (steps * spec.interval).flatten().numpy(), time_of_day=True, weekend=True, day_of_week=True
+        (steps * spec.interval).flatten().numpy(), time_of_day=True, weekend=True, day_of_week=True, holidays=HOLIDAYS
     )
     return torch.from_numpy(np.stack([columns[name] for name in spec.covariate_names], -1).astype(np.float32)).reshape(
         b, t, -1
