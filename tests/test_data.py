@@ -10,10 +10,12 @@ import torch
 from pyproj import Geod
 
 from core.data import TrafficData, read_hdf5, write_hdf5
+from core.data.__main__ import main as data_main
 from core.data.calendar import calendar_columns
 from core.data.config import DataConfig
 from core.data.geo import project_to_metres
 from core.data.importers import import_pandas_h5, import_per_detector, import_wide_csv, read_vd_attributes
+from core.data.resample import parse_how, resample
 from core.data.synthetic import generate
 from core.data.windows import prepare
 from core.errors import DataError
@@ -280,3 +282,54 @@ def test_a_stray_time_stamp_is_refused_before_a_grid_of_millions_of_steps(tmp_pa
     (tmp_path / "speed-2.csv").write_text("Stamp,Speed\n1970-01-01T00:00:00,40\n" + rows)
     with pytest.raises(DataError, match=r"detector 2: time stamps from 1970-01-01T00:00:00 to 2012-03-01T00:45:00"):
         import_per_detector(sorted(tmp_path.glob("speed-*.csv")), None)
+
+
+def test_resample_sums_flow_and_averages_the_rest_over_the_readings_it_has(small_data, tmp_path, capsys):
+    start = int(np.datetime64("2024-01-01T00:05", "s").astype(np.int64))  # mid-way into the first 15 minutes
+    flow = np.array([[10.0, 1.0], [20.0, np.nan], [30.0, 3.0], [40.0, np.nan], [np.nan, np.nan], [60.0, np.nan]])
+    speed = np.array([[50.0, 60.0], [52.0, 62.0], [np.nan, 64.0], [56.0, 66.0], [58.0, 68.0], [60.0, 70.0]])
+    data = TrafficData(
+        np.stack([flow, speed], -1).astype(np.float32),
+        ("a", "b"),
+        ("flow", "speed"),
+        start + 300 * np.arange(6, dtype=np.int64),
+        latlon=np.array([[33.7, -117.9], [33.8, -117.8]]),
+    )
+    quarters = resample(data, 900, {"flow": "sum"})
+    assert quarters.interval == 900
+    np.testing.assert_array_equal(quarters.timestamps, start - 300 + 900 * np.arange(3))  # 00:00, 00:15, 00:30
+    expected_flow = [  # the mean of the readings it has, times the three readings a 15-minute step holds
+        [(10 + 20) / 2 * 3, 1.0 * 3],  # 00:05, 00:10 (00:00 is before the file)
+        [(30 + 40) / 2 * 3, 3.0 * 3],  # 00:15 .. 00:25 (a has no flow at 00:25)
+        [60.0 * 3, np.nan],  # 00:30: b has no flow at all
+    ]
+    np.testing.assert_allclose(quarters.features[..., 0], expected_flow, rtol=1e-6)
+    np.testing.assert_allclose(quarters.features[..., 1], [[51, 61], [57, 66], [60, 70]], rtol=1e-6)
+    np.testing.assert_array_equal(quarters.latlon, data.latlon)
+    full = resample(small_data, 900, {"volume": "sum"})  # no gap within a step: the plain sum and mean
+    features = small_data.features.reshape(-1, 3, *small_data.features.shape[1:])
+    complete = np.isfinite(features).all(1)
+    np.testing.assert_allclose(
+        full.features[..., 2][complete[..., 2]], features[..., 2].sum(1)[complete[..., 2]], rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        full.features[..., 0][complete[..., 0]], features[..., 0].mean(1)[complete[..., 0]], rtol=1e-5
+    )
+
+    with pytest.raises(DataError, match="--interval 1000 s is not a multiple of the data's step \\(300 s\\)"):
+        resample(data, 1000)
+    with pytest.raises(
+        DataError, match="--how names feature\\(s\\) volume the data does not have; features: flow, speed"
+    ):
+        resample(data, 900, {"volume": "sum"})
+    with pytest.raises(DataError, match="--how flow=max: unknown aggregation 'max'; use one of: mean, sum"):
+        resample(data, 900, parse_how("flow=max"))
+
+    source = write_hdf5(data, tmp_path / "five.h5")
+    out = tmp_path / "quarters.h5"
+    assert (
+        data_main(["resample", str(source), "--interval", "900", "--how", "flow=sum,speed=mean", "--out", str(out)])
+        == 0
+    )
+    assert "3 steps from 2024-01-01T00:00:00 to 2024-01-01T00:30:00 every 900 s" in capsys.readouterr().out
+    np.testing.assert_array_equal(read_hdf5(out).features, quarters.features)

@@ -9,6 +9,7 @@ import attrs
 import numpy as np
 
 from core.data import importers, read_hdf5, road_graph, write_hdf5
+from core.data.resample import parse_how, resample
 from core.data.synthetic import generate
 from core.errors import DataError, run_cli
 
@@ -60,6 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     synthetic.add_argument("--days", type=int, default=21)
     synthetic.add_argument("--out", required=True)
 
+    resampled = commands.add_parser("resample", help="aggregate an HDF5 file of the schema to longer steps")
+    resampled.add_argument("h5")
+    resampled.add_argument("--interval", type=int, required=True, help="seconds per new step, e.g. 900 for 15 minutes")
+    resampled.add_argument(
+        "--how", default="", help="per feature, sum or mean (the default), e.g. flow=sum,occupancy=mean,speed=mean"
+    )
+    resampled.add_argument("--out", required=True, help="HDF5 file to write")
+
     info = commands.add_parser("info", help="summarise an HDF5 file of the schema")
     info.add_argument("h5")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
@@ -74,6 +83,8 @@ def command(args: argparse.Namespace) -> int:
         return 0
     if args.command == "synthetic":
         data = generate(args.seed, args.days)
+    elif args.command == "resample":
+        data = resample(read_hdf5(args.h5), args.interval, parse_how(args.how))
     else:
         data = imported(args)
     write_hdf5(data, args.out)
