@@ -13,11 +13,15 @@ import pytest
 import torch
 
 from core.api import EncoderInput
+from core.data import write_hdf5
 from core.data.calendar import calendar_columns
 from core.data.config import DataConfig
+from core.data.resample import resample
 from core.data.windows import prepare
 from core.errors import RecipeError
 from core.run import main
+from core.training.checkpoints import load_best
+from core.training.metrics import floor
 from plugins.encoders.stid import STIDConfig, STIDEncoder, time_of_day_slot
 from tests.conftest import make_spec
 from tests.helpers import short_run
@@ -263,3 +267,27 @@ def test_the_shipped_recipe_trains(small_h5, tmp_path, one_thread):
     head_parameters = (2 * e * 64 + 64) + (64 * 12 + 12)
     assert metrics["parameters"] == encoder_parameters + head_parameters
     assert np.isfinite(metrics["test"]["mae@avg"]) and Path(run_dir / "best_model.pt").is_file()
+
+
+def test_the_15_minute_recipe_trains_on_resampled_data(small_data, tmp_path, one_thread, capsys):
+    quarters = write_hdf5(resample(small_data, 900, {"volume": "sum"}), tmp_path / "quarters.h5")
+    overrides = [
+        f"data.source={quarters}",
+        "data.target=volume",
+        "pooling.with_road=false",
+        f"run.output_dir={tmp_path / 'runs'}",
+        "trainer.epochs=1",
+        "trainer.max_batches_per_epoch=2",
+    ]
+    assert main(["recipes/orange_d12_flow_15min.toml", *(f"--set={o}" for o in overrides)]) == 0
+    printed = capsys.readouterr().out
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    e = 32 + 16 + 16 + 32 + 8
+    window = 12 * 2 * 4 * 32 + 32  # speed, occupancy, volume and volume_profile
+    calendar = 96 * 16 + 7 * 32 + 2 * 8 + (12 * 56 * 56 + 56)  # 96 slots a day; the 12 target steps' vectors to one
+    weights = load_best(run_dir)["model"]
+    encoder_parameters = sum(w.numel() for name, w in weights.items() if name.startswith("encoder."))
+    assert encoder_parameters == window + 36 * 16 + calendar + 3 * 2 * (e * e + e)
+    assert np.isfinite(metrics["test"]["mae@avg"]) and "seasonal_naive" in metrics["baselines"]
+    assert f"model vs baselines (test MAE per horizon step): {floor(metrics['test_mae_by_step'])}" in printed
