@@ -17,6 +17,7 @@ import attrs
 import torch
 from torch import nn
 
+from core.data.calendar import slots_per_day
 from core.data.road_graph import RoadGraph
 from core.errors import DataError
 from core.sequence import real_steps
@@ -37,10 +38,16 @@ class DatasetSpec:
         str, ...
     ] = ()  # the covariates' names, in input order, e.g. ("time_of_day_sin", "time_of_day_cos")
     road_graph: RoadGraph | None = attrs.field(default=None, eq=False)  # directed road links between the VDs
+    interval: int = 300  # seconds between steps (the data's most common step)
 
     @property
     def num_vds(self) -> int:
         return len(self.vd_ids)
+
+    @property
+    def slots_per_day(self) -> int:
+        """Time-of-day slots of a day at the data's steps: 288 for 5-minute steps, 96 for 15-minute ones."""
+        return slots_per_day(self.interval)
 
     @property
     def num_features(self) -> int:

@@ -10,6 +10,7 @@ the run fails before its first checkpoint. Under ``torchrun`` the same command t
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import sys
 import time
@@ -29,7 +30,7 @@ from core.recipe import Recipe, Registry, load_recipe
 from core.training import report
 from core.training.checkpoints import resumable
 from core.training.distributed import Distributed, Silent, setup
-from core.training.metrics import HORIZONS, METRICS, widest_intervals
+from core.training.metrics import HORIZONS, METRICS, floor, widest_intervals
 from core.training.tensorboard import RunLogger
 from core.training.trainer import EpochEnd, Trainer
 
@@ -209,9 +210,11 @@ def create_run_dir(recipe: Recipe) -> Path:
 
 
 def format_table(metrics: dict, target: str) -> str:
-    """Test MAE/RMSE/MAPE per horizon for the model beside the baselines; for a distribution head, then the
-    coverage (%) and width of its two widest central intervals and the CRPS."""
-    methods = {"model": metrics["test"], **metrics["baselines"]}
+    """Test MAE/RMSE/MAPE per horizon for the model beside the baselines (those the data allows); for a
+    distribution head, then the coverage (%) and width of its two widest central intervals and the CRPS; last,
+    the horizon steps where the model is worse than a baseline."""
+    baselines = {name: m for name, m in metrics["baselines"].items() if not math.isnan(m["mae@avg"])}
+    methods = {"model": metrics["test"], **baselines}
     labels = [f"@{h}" for h in HORIZONS if f"mae@{h}" in metrics["test"]] + ["@avg"]
     tables = [(f"test ({target})", [(k.upper().replace("MAPE", "MAPE%"), k, 8) for k in METRICS])]
     percents = widest_intervals(metrics["test"])
@@ -234,6 +237,7 @@ def format_table(metrics: dict, target: str) -> str:
             )
             for label in labels
         ]
+    lines.append(f"model vs baselines (test MAE per horizon step): {floor(metrics['test_mae_by_step'])}")
     return "\n".join(lines)
 
 

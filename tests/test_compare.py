@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import tomllib
 
@@ -14,6 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from core.experiments.compare import LABELS, main
 from core.run import main as run_main
+from core.training.metrics import floor
 from tests.helpers import short_run
 
 
@@ -65,6 +67,27 @@ def test_report_table_holds_each_runs_metrics_and_the_baselines_once(runs, tmp_p
     assert "| pooling.name |" in report  # the recipe values that differ
 
 
+def test_the_report_says_where_each_run_is_worse_than_a_baseline(runs, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main([*map(str, runs), "--out", str(out)]) == 0
+    printed, report = capsys.readouterr().out, (out / "report.md").read_text()
+    assert "*seasonal naive*" not in report  # four days of data: no week earlier
+    for run_dir in runs:
+        line = f"- `{run_dir.name}`: {floor(metrics_of(run_dir)['test_mae_by_step'])}"
+        assert line in report.split("## What differs")[0] and line in printed
+
+
+def test_floor_names_the_horizon_steps_where_the_model_loses():
+    by_step = {
+        "model": [1.0, 2.0, 3.0, 4.0, 2.0, 6.0],
+        "last_value": [2.0, 1.0, 1.0, 5.0, 1.0, 1.0],
+        "historical_average": [3.0, 3.0, 3.0, 3.0, 3.0, 3.0],  # a tie at @3 is not worse
+        "seasonal_naive": [math.nan] * 6,  # not available: left out
+    }
+    assert floor(by_step) == "worse than last_value at @2..@3, @5..@6; worse than historical_average at @4, @6"
+    assert floor({"model": [1.0, 1.0], "last_value": [2.0, 1.0]}) == "not worse than any baseline at any horizon step"
+
+
 def test_plots_are_images(runs, tmp_path):
     out = tmp_path / "report"
     assert main([*map(str, runs), "--out", str(out)]) == 0
@@ -80,7 +103,8 @@ def test_metrics_json_has_per_step_and_per_vd_mae(runs, small_data):
     assert metrics["vd_ids"] == list(small_data.vd_ids)
     assert len(metrics["test_mae_by_vd"]) == len(metrics["positions_xy"]) == len(small_data.vd_ids)
     by_step = metrics["test_mae_by_step"]
-    assert set(by_step) == {"model", "last_value", "historical_average"} and len(by_step["model"]) == 12
+    assert set(by_step) == {"model", "last_value", "historical_average", "seasonal_naive"}
+    assert len(by_step["model"]) == 12 and all(math.isnan(mae) for mae in by_step["seasonal_naive"])  # 4 days of data
     assert by_step["model"][2] == pytest.approx(metrics["test"]["mae@3"])
     assert by_step["last_value"][11] == pytest.approx(metrics["baselines"]["last_value"]["mae@12"])
 

@@ -7,15 +7,18 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from pyproj import Geod
 
 from core.data import TrafficData, read_hdf5, write_hdf5
 from core.data.__main__ import main as data_cli
+from core.data.calendar import calendar_columns
 from core.data.config import DataConfig
 from core.data.geo import project_to_metres
 from core.data.importers import import_pandas_h5, import_per_detector, import_wide_csv, read_vd_attributes
+from core.data.resample import parse_how, resample
 from core.data.synthetic import generate
-from core.data.windows import calendar_columns, prepare
+from core.data.windows import prepare
 from core.errors import DataError
 from tests.conftest import SHARED_DATA
 
@@ -135,6 +138,31 @@ def test_calendar_covariates_follow_the_files_clock(small_data):
     assert prepare(data, DataConfig(time_of_day=False)).series.covariates.shape == (data.num_steps, 0)
     window = prepared.splits["train"].__getitems__([7])
     np.testing.assert_array_equal(window.covariates[0].numpy(), prepared.series.covariates[7:19].numpy())
+
+
+def test_holidays_are_the_regions_public_holidays_on_the_files_local_date(small_data):
+    # 2022-01-17 was Martin Luther King Jr. Day (federal); 2022-03-31 Cesar Chavez Day (California only)
+    steps = np.datetime64("2022-01-16T23:45") + np.arange(12) * np.timedelta64(15, "m")  # Sunday 23:45 .. Monday 02:30
+    columns = calendar_columns(steps.astype("datetime64[s]").astype(np.int64), time_of_day=False, holidays="US-CA")
+    assert list(columns) == ["holiday"]
+    np.testing.assert_array_equal(columns["holiday"], [0] + [1] * 11)  # from midnight on, the local date is the 17th
+    chavez = np.array(["2022-03-30T12:00", "2022-03-31T00:00", "2022-03-31T23:55", "2022-04-01T00:00"], "datetime64[s]")
+    np.testing.assert_array_equal(
+        calendar_columns(chavez.astype(np.int64), False, holidays="US-CA")["holiday"], [0, 1, 1, 0]
+    )
+    np.testing.assert_array_equal(
+        calendar_columns(chavez.astype(np.int64), False, holidays="US")["holiday"], [0, 0, 0, 0]
+    )
+
+    christmas = int(np.datetime64("2023-12-25T00:00", "s").astype(np.int64))  # the synthetic network starts 2024-01-01
+    data = attrs.evolve(small_data, timestamps=small_data.timestamps - small_data.timestamps[0] + christmas)
+    prepared = prepare(data, DataConfig(holidays="US", day_of_week=True))
+    assert prepared.spec().covariate_names == ("time_of_day_sin", "time_of_day_cos", "day_of_week", "holiday")
+    on_holiday = prepared.series.covariates[:, 3].numpy()
+    np.testing.assert_array_equal(on_holiday, (data.timestamps - christmas) // 86400 == 0)  # the 25th, not the 26th
+    window = prepared.series.cut(torch.tensor([272]))  # inputs on the 25th, targets across midnight
+    np.testing.assert_array_equal(window.future_covariates[0, :, 3].numpy(), on_holiday[284:296])
+    assert window.future_covariates[0, :, 3].tolist() == [1.0] * 4 + [0.0] * 8
 
 
 def test_splits_are_chronological_and_normaliser_uses_train_only(small_data):
@@ -313,3 +341,53 @@ def test_a_stray_time_stamp_is_refused_before_a_grid_of_millions_of_steps(tmp_pa
     (tmp_path / "speed-2.csv").write_text("Stamp,Speed\n1970-01-01T00:00:00,40\n" + rows)
     with pytest.raises(DataError, match=r"detector 2: time stamps from 1970-01-01T00:00:00 to 2012-03-01T00:45:00"):
         import_per_detector(sorted(tmp_path.glob("speed-*.csv")), None)
+
+
+def test_resample_sums_flow_and_averages_the_rest_over_the_readings_it_has(small_data, tmp_path, capsys):
+    start = int(np.datetime64("2024-01-01T00:05", "s").astype(np.int64))  # mid-way into the first 15 minutes
+    flow = np.array([[10.0, 1.0], [20.0, np.nan], [30.0, 3.0], [40.0, np.nan], [np.nan, np.nan], [60.0, np.nan]])
+    speed = np.array([[50.0, 60.0], [52.0, 62.0], [np.nan, 64.0], [56.0, 66.0], [58.0, 68.0], [60.0, 70.0]])
+    data = TrafficData(
+        np.stack([flow, speed], -1).astype(np.float32),
+        ("a", "b"),
+        ("flow", "speed"),
+        start + 300 * np.arange(6, dtype=np.int64),
+        latlon=np.array([[33.7, -117.9], [33.8, -117.8]]),
+    )
+    quarters = resample(data, 900, {"flow": "sum"})
+    assert quarters.interval == 900
+    np.testing.assert_array_equal(quarters.timestamps, start - 300 + 900 * np.arange(3))  # 00:00, 00:15, 00:30
+    expected_flow = [  # the mean of the readings it has, times the three readings a 15-minute step holds
+        [(10 + 20) / 2 * 3, 1.0 * 3],  # 00:05, 00:10 (00:00 is before the file)
+        [(30 + 40) / 2 * 3, 3.0 * 3],  # 00:15 .. 00:25 (a has no flow at 00:25)
+        [60.0 * 3, np.nan],  # 00:30: b has no flow at all
+    ]
+    np.testing.assert_allclose(quarters.features[..., 0], expected_flow, rtol=1e-6)
+    np.testing.assert_allclose(quarters.features[..., 1], [[51, 61], [57, 66], [60, 70]], rtol=1e-6)
+    np.testing.assert_array_equal(quarters.latlon, data.latlon)
+    full = resample(small_data, 900, {"volume": "sum"})  # no gap within a step: the plain sum and mean
+    features = small_data.features.reshape(-1, 3, *small_data.features.shape[1:])
+    complete = np.isfinite(features).all(1)
+    np.testing.assert_allclose(
+        full.features[..., 2][complete[..., 2]], features[..., 2].sum(1)[complete[..., 2]], rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        full.features[..., 0][complete[..., 0]], features[..., 0].mean(1)[complete[..., 0]], rtol=1e-5
+    )
+
+    with pytest.raises(DataError, match="--interval 1000 s is not a multiple of the data's step \\(300 s\\)"):
+        resample(data, 1000)
+    with pytest.raises(
+        DataError, match="--how names feature\\(s\\) volume the data does not have; features: flow, speed"
+    ):
+        resample(data, 900, {"volume": "sum"})
+    with pytest.raises(DataError, match="--how flow=max: unknown aggregation 'max'; use one of: mean, sum"):
+        resample(data, 900, parse_how("flow=max"))
+
+    source = write_hdf5(data, tmp_path / "five.h5")
+    out = tmp_path / "quarters.h5"
+    assert (
+        data_cli(["resample", str(source), "--interval", "900", "--how", "flow=sum,speed=mean", "--out", str(out)]) == 0
+    )
+    assert "3 steps from 2024-01-01T00:00:00 to 2024-01-01T00:30:00 every 900 s" in capsys.readouterr().out
+    np.testing.assert_array_equal(read_hdf5(out).features, quarters.features)

@@ -147,9 +147,16 @@ def test_a_quantile_head_run_calibrates_on_val_saves_the_offsets_and_scores_besi
     offsets = load_best(run_dir)["model"]["head.offsets"]
     assert offsets.shape == (12, 7) and offsets.abs().sum() > 0
     assert metrics["head"]["levels"] == [0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95]
-    for section in (metrics["test"], metrics["test_uncalibrated"], *metrics["baselines"].values()):
+    baselines = metrics["baselines"]
+    for section in (
+        metrics["test"],
+        metrics["test_uncalibrated"],
+        baselines["last_value"],
+        baselines["historical_average"],
+    ):
         for key in ("coverage90@12", "coverage80@3", "width90@avg", "crps@12"):
             assert math.isfinite(section[key]), key
+    assert all(math.isnan(value) for value in baselines["seasonal_naive"].values())  # less than two weeks of data
     assert metrics["test"]["coverage90@12"] != metrics["test_uncalibrated"]["coverage90@12"]
     assert len(metrics["test_reliability"]["model"]) == 12
 

@@ -29,6 +29,7 @@ def test_every_registered_plugin_passes_the_kit(kind, name):
         ("encoder", "xlstm_shared", {"recompute": True}, "padding.gradient"),
         ("encoder", "lstm", {"vd_embedding": True}, "vd_weights"),
         ("encoder", "spin_lite", {"n_layers": 2, "eta": 1, "temporal_self_attention": True}, "vd_weights"),
+        ("encoder", "stid", {"calendar": "target", "holiday_dim": 4}, "padding.batched"),
         ("collator", "dynamic_padding", {"max_sequence_length": 4}, "forecast"),
         ("pooling", "road_graph", {"hops": 2, "learn_link_weights": True}, "absent.gradient"),
         ("pooling", "road_graph", {"directed": False, "weights": "uniform"}, "social.interleaved"),

@@ -69,6 +69,12 @@ def test_integer_is_accepted_where_a_float_is_expected(write_recipe):
             "unknown encoder 'xlstm_shard' (did you mean 'xlstm_shared'?); registered: lstm, ",
         ),
         (BASE, ["data.split=[0.5, 0.5]"], "three positive fractions"),
+        (BASE, ["data.holidays=XX"], "[data]: holidays = 'XX': 'XX' is not a country the holidays library knows; "),
+        (
+            BASE,
+            ["data.holidays=US-ZZ"],
+            "'ZZ' is not a subdivision of US the holidays library knows; US's subdivisions: ",
+        ),
         (BASE, ["trainer.epochs"], "expected TABLE.KEY=VALUE"),
         ("[pooling]\nname='none'\n", [], "[encoder] needs a 'name'"),
     ],

@@ -9,24 +9,35 @@ from pathlib import Path
 
 import attrs
 import numpy as np
+import pytest
 import torch
 
 from core.api import EncoderInput
+from core.data import write_hdf5
+from core.data.calendar import calendar_columns
 from core.data.config import DataConfig
-from core.data.windows import calendar_columns, prepare
+from core.data.resample import resample
+from core.data.windows import prepare
+from core.errors import RecipeError
 from core.run import main
+from core.training.checkpoints import load_best
+from core.training.metrics import floor
 from plugins.encoders.stid import STIDConfig, STIDEncoder, time_of_day_slot
 from tests.conftest import F64, make_spec
 from tests.helpers import short_run
 
 CALENDAR = ("time_of_day_sin", "time_of_day_cos", "day_of_week")
+HORIZON = 3  # make_spec's
 THURSDAY_17H = int(np.datetime64("2012-03-01T17:00", "s").astype(np.int64))
 SUNDAY_08H30 = int(np.datetime64("2012-03-04T08:30", "s").astype(np.int64))
 
 
-def spec(n: int = 5, features: int = 2, history: int = 6, covariates: tuple[str, ...] = CALENDAR):
+def spec(n: int = 5, features: int = 2, history: int = 6, covariates: tuple[str, ...] = CALENDAR, interval: int = 300):
     return attrs.evolve(
-        make_spec(n=n, features=features, history=history), num_covariates=len(covariates), covariate_names=covariates
+        make_spec(n=n, features=features, history=history),
+        num_covariates=len(covariates),
+        covariate_names=covariates,
+        interval=interval,
     )
 
 
@@ -35,17 +46,24 @@ def encoder(config: STIDConfig = STIDConfig(), **changes) -> STIDEncoder:
     return STIDEncoder(config, spec(**changes)).eval()
 
 
-def calendar_input(last_steps=(THURSDAY_17H, SUNDAY_08H30), n: int = 5, t: int = 6, seed: int = 0) -> EncoderInput:
-    """Random values (some missing) for windows of 5-minute steps ending at ``last_steps``, with their calendar."""
+def calendar_input(
+    last_steps=(THURSDAY_17H, SUNDAY_08H30),
+    n: int = 5,
+    t: int = 6,
+    seed: int = 0,
+    interval: int = 300,
+    covariates: tuple[str, ...] = CALENDAR,
+) -> EncoderInput:
+    """Random values (some missing) for windows of steps of ``interval`` seconds ending at ``last_steps``, with
+    the calendar of their steps and of the 3 target steps that follow (US holidays)."""
     g = torch.Generator().manual_seed(seed)
     observed = torch.rand(len(last_steps), n, t, 2, generator=g) > 0.1
     values = torch.randn(len(last_steps), n, t, 2, generator=g) * observed
-    steps = np.asarray(last_steps)[:, None] + 300 * np.arange(1 - t, 1)
-    columns = calendar_columns(steps.reshape(-1), day_of_week=True)
-    covariates = torch.tensor(np.stack([columns[name] for name in CALENDAR], -1), dtype=torch.float32).reshape(
-        len(last_steps), t, 3
-    )
-    return EncoderInput(values=values, observed=observed, covariates=covariates)
+    steps = np.asarray(last_steps)[:, None] + interval * np.arange(1 - t, 1 + HORIZON)
+    columns = calendar_columns(steps.reshape(-1), day_of_week=True, holidays="US")
+    calendar = torch.tensor(np.stack([columns[name] for name in covariates], -1), dtype=torch.float32)
+    calendar = calendar.reshape(len(last_steps), t + HORIZON, len(covariates))
+    return EncoderInput(values=values, observed=observed, covariates=calendar[:, :t], future_covariates=calendar[:, t:])
 
 
 def concatenated(model: STIDEncoder, inputs: EncoderInput, slots: list[int], days: list[int]) -> torch.Tensor:
@@ -71,6 +89,59 @@ def test_the_state_is_the_window_vd_time_of_day_and_day_of_week_embeddings():
     torch.testing.assert_close(
         state, concatenated(model, inputs, slots=[17 * 12, 8 * 12 + 6], days=[3, 6])
     )  # Thu 17:00, Sun 08:30
+
+
+def test_time_of_day_slots_follow_the_datas_step():
+    quarter = encoder(STIDConfig(num_layers=0), interval=900)  # 15-minute data: 96 slots a day
+    assert quarter.time_of_day.num_embeddings == 96 and encoder().time_of_day.num_embeddings == 288
+    inputs = calendar_input(last_steps=(THURSDAY_17H + 900, SUNDAY_08H30), interval=900)
+    torch.testing.assert_close(
+        quarter(inputs), concatenated(quarter, inputs, slots=[17 * 4 + 1, 8 * 4 + 2], days=[3, 6])
+    )
+    half_hours = encoder(STIDConfig(num_layers=0, time_slots=48), interval=900)  # coarser than the data: accepted
+    on_the_hour = calendar_input(interval=900)  # Thursday 17:00, Sunday 08:30
+    torch.testing.assert_close(
+        half_hours(on_the_hour)[..., 64:96], half_hours.time_of_day.weight[[34, 17], None].expand(2, 5, 32)
+    )
+    with pytest.raises(RecipeError) as error:
+        encoder(STIDConfig(time_slots=288), interval=900)
+    assert str(error.value) == (
+        "encoder 'stid': time_slots = 288 is finer than the data's steps (900 s: 96 a day), so 192 time-of-day "
+        "vectors would never be trained; leave time_slots out (0: the data's 96) or give at most 96"
+    )
+
+
+def test_the_target_calendar_embeds_each_target_steps_slot_day_and_holiday():
+    with_holiday = (*CALENDAR, "holiday")
+    config = STIDConfig(num_layers=0, calendar="target", holiday_dim=8, time_of_day_dim=16, day_of_week_dim=16)
+    model = encoder(config, covariates=with_holiday)
+    sunday_2350 = int(np.datetime64("2023-12-31T23:50", "s").astype(np.int64))  # targets into 2024-01-01, a holiday
+    inputs = calendar_input(last_steps=(THURSDAY_17H, sunday_2350), covariates=with_holiday)
+    state = model(inputs)
+    assert state.shape == (2, 5, 32 + 32 + 40) == (2, 5, model.out_dim)
+    slots, days = torch.tensor([[205, 206, 207], [287, 0, 1]]), torch.tensor([[3, 3, 3], [6, 0, 0]])
+    holidays = torch.tensor([[0, 0, 0], [0, 1, 1]])  # Sunday 23:55, then Monday 00:00 and 00:05
+    steps = torch.cat(  # [B, H, 40] by hand: each target step's time-of-day, day and holiday vectors
+        [model.time_of_day.weight[slots], model.day_of_week.weight[days], model.holiday.weight[holidays]], -1
+    )
+    expected = model.target_calendar(steps.flatten(1))  # [B, 40]: the three steps' vectors to one
+    torch.testing.assert_close(state[..., 64:], expected[:, None].expand(2, 5, 40))
+    torch.testing.assert_close(
+        state[..., :64], encoder(STIDConfig(num_layers=0), covariates=with_holiday)(inputs)[..., :64]
+    )
+
+    earlier = attrs.evolve(inputs, covariates=calendar_input(last_steps=(THURSDAY_17H - 86400, sunday_2350)).covariates)
+    assert torch.equal(model(earlier), state)  # the inputs' own calendar is not read
+    later = attrs.evolve(inputs, future_covariates=inputs.future_covariates.roll(1, 0))
+    assert not torch.allclose(model(later), state)
+    with pytest.raises(RecipeError, match='calendar = "target"\\) but the batch has no future_covariates'):
+        model(attrs.evolve(inputs, future_covariates=None))
+    with pytest.raises(RecipeError) as error:
+        encoder(STIDConfig(holiday_dim=8))
+    assert str(error.value) == (
+        "encoder 'stid' embeds holidays (holiday_dim = 8) but the data has no holiday covariate; set [data] holidays = "
+        '"<region>", e.g. "US-CA" (or [encoder] holiday_dim = 0)'
+    )
 
 
 def test_weekday_weekend_gives_monday_to_friday_one_vector():
@@ -196,3 +267,27 @@ def test_the_shipped_recipe_trains(small_h5, tmp_path, one_thread):
     head_parameters = (2 * e * 64 + 64) + (64 * 12 + 12)
     assert metrics["parameters"] == encoder_parameters + head_parameters
     assert np.isfinite(metrics["test"]["mae@avg"]) and Path(run_dir / "best_model.pt").is_file()
+
+
+def test_the_15_minute_recipe_trains_on_resampled_data(small_data, tmp_path, one_thread, capsys):
+    quarters = write_hdf5(resample(small_data, 900, {"volume": "sum"}), tmp_path / "quarters.h5")
+    overrides = [
+        f"data.source={quarters}",
+        "data.target=volume",
+        "pooling.with_road=false",
+        f"run.output_dir={tmp_path / 'runs'}",
+        "trainer.epochs=1",
+        "trainer.max_batches_per_epoch=2",
+    ]
+    assert main(["recipes/orange_d12_flow_15min.toml", *(f"--set={o}" for o in overrides)]) == 0
+    printed = capsys.readouterr().out
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    e = 32 + 16 + 16 + 32 + 8
+    window = 12 * 2 * 4 * 32 + 32  # speed, occupancy, volume and volume_profile
+    calendar = 96 * 16 + 7 * 32 + 2 * 8 + (12 * 56 * 56 + 56)  # 96 slots a day; the 12 target steps' vectors to one
+    weights = load_best(run_dir)["model"]
+    encoder_parameters = sum(w.numel() for name, w in weights.items() if name.startswith("encoder."))
+    assert encoder_parameters == window + 36 * 16 + calendar + 3 * 2 * (e * e + e)
+    assert np.isfinite(metrics["test"]["mae@avg"]) and "seasonal_naive" in metrics["baselines"]
+    assert f"model vs baselines (test MAE per horizon step): {floor(metrics['test_mae_by_step'])}" in printed

@@ -11,6 +11,7 @@ import numpy as np
 from core.data import TrafficData, importers, read_hdf5, road_graph, write_hdf5
 from core.data.dataset import FeatureCounts, Layout, regular_interval, time_jumps
 from core.data.largest import FEATURE, NETWORKS, import_largest
+from core.data.resample import parse_how, resample
 from core.data.synthetic import generate
 from core.errors import DataError, run_cli
 
@@ -86,6 +87,14 @@ def parser() -> argparse.ArgumentParser:
     synthetic.add_argument("--days", type=int, default=21)
     synthetic.add_argument("--out", required=True)
 
+    resampled = commands.add_parser("resample", help="aggregate an HDF5 file of the schema to longer steps")
+    resampled.add_argument("h5")
+    resampled.add_argument("--interval", type=int, required=True, help="seconds per new step, e.g. 900 for 15 minutes")
+    resampled.add_argument(
+        "--how", default="", help="per feature, sum or mean (the default), e.g. flow=sum,occupancy=mean,speed=mean"
+    )
+    resampled.add_argument("--out", required=True, help="HDF5 file to write")
+
     info = commands.add_parser("info", help="summarise an HDF5 file of the schema")
     info.add_argument("h5")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
@@ -96,8 +105,11 @@ def command(args: argparse.Namespace) -> int:
     if args.command == "info":
         print(summary(read_hdf5(args.h5)))
         return 0
-    if args.command == "synthetic":
-        data = generate(args.seed, args.days)
+    if args.command in ("synthetic", "resample"):
+        if args.command == "synthetic":
+            data = generate(args.seed, args.days)
+        else:
+            data = resample(read_hdf5(args.h5), args.interval, parse_how(args.how))
         write_hdf5(data, args.out)
         print(f"wrote {args.out}\n{summary(data)}")
         return 0

@@ -7,6 +7,13 @@ from typing import Literal
 import attrs
 from attrs.validators import ge, gt, lt
 
+from core.data.calendar import check_region
+
+
+def _region_is_known(instance, attribute, value) -> None:
+    if value:
+        check_region(value)
+
 
 def _split_is_valid(instance, attribute, value) -> None:
     if len(value) != 3 or min(value) <= 0 or abs(sum(value) - 1) > 1e-6:
@@ -26,6 +33,8 @@ class DataConfig:
     time_of_day: bool = True
     weekend: bool = False  # a 0/1 covariate: Saturday or Sunday on the file's clock
     day_of_week: bool = False  # a covariate holding the day's index, Monday = 0 .. Sunday = 6, on the file's clock
+    holidays: str = attrs.field(default="", validator=_region_is_known)  # "US-CA": a 0/1 public-holiday covariate
+    profile_input: bool = False  # the target's historical profile (z-scored) as one more input, "<target>_profile"
     train_stride: int = attrs.field(default=1, validator=gt(0))
     synthetic_seed: int = 0
     min_history: int = attrs.field(default=0, validator=ge(0))  # > 0: variable-length histories (see below)

@@ -11,8 +11,10 @@ import numpy as np
 import torch
 
 from core.api import DatasetSpec, Windows
+from core.data.calendar import calendar_columns
 from core.data.config import DataConfig
 from core.data.dataset import TrafficData
+from core.data.profile import Profile
 from core.errors import DataError
 from core.sequence import real_steps
 
@@ -69,6 +71,7 @@ class Series:
     since_gap: torch.Tensor | None = None  # [T, N] steps since the VD's last long gap; None = fixed windows
     min_history: int = 0
     covariate_names: tuple[str, ...] = ()  # the K covariates, in order (``calendar_columns``)
+    profile: torch.Tensor | None = None  # [T, N] the target's historical profile, z-scored; None = not given
 
     def cut(self, starts: torch.Tensor) -> Windows:
         past = starts[:, None] + torch.arange(self.history)
@@ -88,6 +91,7 @@ class Series:
             start=starts,
             future_covariates=self.covariates[future],
             lengths=lengths,
+            target_profile=None if self.profile is None else self.profile[future],
         )
 
     def lengths(self, starts: torch.Tensor) -> torch.Tensor | None:
@@ -139,6 +143,7 @@ class Prepared:
     splits: dict[str, WindowDataset]
     boundaries: tuple[int, int]  # first step of val and of test
     windows_across_jumps: int = 0  # windows left out because they span a time jump (irregular_steps = "split")
+    profile: Profile | None = None  # the target's historical profile, from the training part
 
     def spec(self) -> DatasetSpec:
         """What plugins are told about this data when they are built."""
@@ -158,6 +163,7 @@ def dataset_spec(data: TrafficData, series: Series, input_features: tuple[str, .
         positions_xy=None if positions is None else torch.as_tensor(positions, dtype=torch.float32),
         vd_attributes=data.vd_attributes,
         road_graph=data.road_graph,
+        interval=data.interval,
     )
 
 
@@ -170,6 +176,8 @@ def prepare(data: TrafficData, cfg: DataConfig = DataConfig(), seed: int = 0) ->
     ``cfg.hide_inputs`` hides that fraction of the observed inputs everywhere (a fixed draw from ``seed``): an
     experiment with sparse observations; the targets are kept. ``cfg.vds`` keeps only those VDs, in that order.
     A file whose time step jumps is refused, or with ``irregular_steps = "split"`` no window spans a jump.
+    The target's historical profile (``Profile``) is fitted on the training part, like the normaliser; with
+    ``cfg.profile_input`` it is one more input feature, ``<target>_profile``.
     """
     if cfg.vds:
         data = data.select(cfg.vds)
@@ -194,7 +202,9 @@ def prepare(data: TrafficData, cfg: DataConfig = DataConfig(), seed: int = 0) ->
             "remove them from the file"
         )
     normaliser = Normaliser.fit(data.features[:val_start], data.feature_names, data.source)
-    series = build_series(data, normaliser, cfg, tuple(features), seed)
+    train_target = data.features[:val_start, :, target_index]
+    profile = Profile.fit(train_target, data.timestamps[:val_start], data.interval, cfg.holidays)
+    series = build_series(data, normaliser, cfg, tuple(features), seed, profile)
     if not series.target_mask[:val_start].any():
         raise DataError(f"{data.source}: the target '{cfg.target}' is NaN everywhere in the training part")
     strides = {"train": cfg.train_stride, "val": 1, "test": 1}
@@ -208,16 +218,23 @@ def prepare(data: TrafficData, cfg: DataConfig = DataConfig(), seed: int = 0) ->
             )
         splits[part] = WindowDataset(series, starts.numpy())
         across_jumps += int(series.spans_jump(torch.arange(lo, hi - window + 1, strides[part])).sum())
+    inputs = (*features, profile_name(cfg.target)) if cfg.profile_input else tuple(features)
     return Prepared(
-        data, series, normaliser, tuple(features), target_index, splits, (val_start, test_start), across_jumps
+        data, series, normaliser, inputs, target_index, splits, (val_start, test_start), across_jumps, profile
     )
 
 
 def build_series(
-    data: TrafficData, normaliser: Normaliser, cfg: DataConfig, features: tuple[str, ...], seed: int = 0
+    data: TrafficData,
+    normaliser: Normaliser,
+    cfg: DataConfig,
+    features: tuple[str, ...],
+    seed: int = 0,
+    profile: Profile | None = None,
 ) -> Series:
-    """The whole series z-scored with ``normaliser`` (never re-fitted here): the inputs ``features``, the
-    target, their masks and covariates, as ``cfg`` says (see ``prepare``)."""
+    """The whole series z-scored with ``normaliser`` and ``profile`` (never re-fitted here): the inputs
+    ``features`` (then the profile, with ``cfg.profile_input``), the target, their masks, covariates and the
+    target's profile, as ``cfg`` says (see ``prepare``)."""
     jumps = data.time_jumps()
     if len(jumps) and cfg.irregular_steps == "refuse":
         first = int(jumps[0])
@@ -238,9 +255,17 @@ def build_series(
     target_mask = np.isfinite(target_raw)
     (target_mean,), (target_std,) = normaliser.select((cfg.target,))
     target_z = np.where(target_mask, (target_raw - target_mean) / target_std, 0.0).astype(np.float32)
+    profile_z = (
+        None if profile is None else ((profile.at(data.timestamps) - target_mean) / target_std).astype(np.float32)
+    )
+    if cfg.profile_input:
+        if profile_z is None:
+            raise DataError(f"{data.source}: [data] profile_input needs the historical profile of the training part")
+        values = np.concatenate([values, profile_z[..., None]], -1)
+        observed = np.concatenate([observed, np.ones_like(observed[..., :1])], -1)
     stretch = np.zeros(data.num_steps, np.int64)
     stretch[jumps] = 1
-    calendar = calendar_columns(data.timestamps, cfg.time_of_day, cfg.weekend, cfg.day_of_week)
+    calendar = calendar_columns(data.timestamps, cfg.time_of_day, cfg.weekend, cfg.day_of_week, cfg.holidays)
     covariates = np.array(list(calendar.values()), np.float32).reshape(len(calendar), data.num_steps).T.copy()  # [T, K]
     return Series(
         values=torch.from_numpy(values),
@@ -255,25 +280,13 @@ def build_series(
         min_history=cfg.min_history,
         stretch=torch.from_numpy(stretch.cumsum()),
         covariate_names=tuple(calendar),
+        profile=None if profile_z is None else torch.from_numpy(profile_z),
     )
 
 
-def calendar_columns(
-    timestamps: np.ndarray, time_of_day: bool = True, weekend: bool = False, day_of_week: bool = False
-) -> dict[str, np.ndarray]:
-    """The covariates read off the file's clock, by name, in input order: ``time_of_day_sin`` and
-    ``time_of_day_cos`` (the angle 2π · seconds since midnight / 86400), ``weekend`` (1.0 on Saturdays and
-    Sundays, else 0.0) and ``day_of_week`` (the day's index, Monday = 0 .. Sunday = 6)."""
-    columns = {}
-    if time_of_day:
-        angle = 2 * np.pi * (timestamps % 86400) / 86400.0
-        columns |= {"time_of_day_sin": np.sin(angle), "time_of_day_cos": np.cos(angle)}
-    day = (timestamps // 86400 + 3) % 7  # 1970-01-01 was a Thursday: day 0 -> 3 (Mon = 0)
-    if weekend:
-        columns["weekend"] = day >= 5
-    if day_of_week:
-        columns["day_of_week"] = day
-    return columns
+def profile_name(target: str) -> str:
+    """The input feature that ``[data] profile_input`` adds: the target's historical profile."""
+    return f"{target}_profile"
 
 
 def steps_since_gap(missing: np.ndarray, gap_steps: int) -> np.ndarray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import statistics
 import time
@@ -26,13 +27,24 @@ from core.errors import CompareError, run_cli
 from core.experiments import report_plots
 from core.io import save_text
 from core.recipe import flatten
-from core.training.metrics import widest_intervals
+from core.training.metrics import floor, widest_intervals
 
 LABELS = ("@3", "@6", "@12", "@avg")
 COLUMNS = [(metric, label) for metric in ("mae", "rmse", "mape") for label in LABELS]
-BASELINES = ("last_value", "historical_average")
+BASELINES = ("last_value", "historical_average", "seasonal_naive")
 # what makes two runs' test windows (and so their baselines) the same
-SPLIT_KEYS = ("source", "synthetic_seed", "target", "history", "horizon", "split", "vds", "min_history", "gap_steps")
+SPLIT_KEYS = (
+    "source",
+    "synthetic_seed",
+    "target",
+    "history",
+    "horizon",
+    "split",
+    "vds",
+    "min_history",
+    "gap_steps",
+    "holidays",
+)
 SEED_KEYS = ("seed", "name", "output_dir")  # the [run] keys that runs of one configuration may differ in
 DATA_DEFAULTS = {
     field.name: list(field.default) if isinstance(field.default, tuple) else field.default
@@ -251,8 +263,32 @@ def baseline_rows(
             *cells(run.metrics["baselines"][baseline], columns),
             *[""] * blanks[1],
         ]
-        for baseline in BASELINES
+        for baseline in available_baselines(run)
     ]
+
+
+def available_baselines(run: RunRecord) -> list[str]:
+    """The baselines the run has values of: seasonal_naive needs two weeks of data (NaN else) and runs from before
+    it have none."""
+    measured = run.metrics["baselines"]
+    return [name for name in BASELINES if name in measured and not math.isnan(measured[name]["mae@avg"])]
+
+
+def floors(runs: list[RunRecord]) -> list[str]:
+    """Where each configuration is worse than a baseline (``metrics.floor``), from its test MAE at every horizon
+    step (the mean over its seeds), one Markdown bullet per configuration; runs without per-step MAE are left
+    out."""
+    lines = []
+    for configuration in configurations([run for run in runs if "test_mae_by_step" in run.metrics]):
+        by_step = [run.metrics["test_mae_by_step"] for run in configuration]
+        names = [name for name in by_step[0] if all(name in methods for methods in by_step)]
+        mean = {name: [statistics.mean(step) for step in zip(*(b[name] for b in by_step))] for name in names}
+        if len(configuration) == 1:
+            lines.append(f"- `{configuration[0].name}`: {floor(mean)}")
+        else:
+            name, seeds = configuration_name(configuration[0]), len(configuration)
+            lines.append(f"- `{name}` (mean of {seeds} seeds): {floor(mean)}")
+    return lines
 
 
 def cells(values: dict[str, float], columns: list[tuple[str, str]] = COLUMNS) -> list[str]:
@@ -293,6 +329,7 @@ def write_report(runs: list[RunRecord], out: Path, failed: dict[str, str] | None
     distributions = distribution_table(runs)
     seeds_distributions = distribution_table(runs, seeds=True) if several else ""
     notes = report_plots.draw_all(runs, list(groups.values()), out)
+    worse = floors(runs)
     data_lines = [f"- data {i}: {describe_data(g[0].recipe['data'])}" for i, g in enumerate(groups.values(), 1)]
     lines = [
         f"# Comparison of {len(runs)} runs ({time.strftime('%Y-%m-%d %H:%M')})",
@@ -305,6 +342,13 @@ def write_report(runs: list[RunRecord], out: Path, failed: dict[str, str] | None
         "",
         test_table,
         "",
+        *(
+            ["Where the model is worse than a baseline (test MAE at each horizon step, the same windows):", ""]
+            if worse
+            else []
+        ),
+        *worse,
+        *([""] if worse else []),
         *(data_lines if len(groups) > 1 else [f"Data: {describe_data(runs[0].recipe['data'])}."]),
         "",
         *(["## Forecast distributions", "", DISTRIBUTIONS_NOTE, "", distributions, ""] if distributions else []),
@@ -323,6 +367,7 @@ def write_report(runs: list[RunRecord], out: Path, failed: dict[str, str] | None
     save_text("\n".join(lines) + "\n", out / "report.md")
     printed = [
         test_table,
+        *(["\n".join(worse)] if worse else []),
         *([f"Forecast distributions\n{distributions}"] if distributions else []),
         *([f"Mean ± sd over seeds\n{seeds}"] if seeds else []),
         *([f"Forecast distributions, mean ± sd over seeds\n{seeds_distributions}"] if seeds_distributions else []),

@@ -104,3 +104,28 @@ class HorizonMetrics:
                 result[f"width{percent}{label}"] = width / count if count else float("nan")
             result[f"crps{label}"] = float(self.crps_sums[s].sum()) / count if count else float("nan")
         return result
+
+
+def floor(mae_by_step: dict[str, list[float]]) -> str:
+    """Where the model loses to a baseline, from the test MAE at every horizon step of the model and of each
+    baseline (metrics.json's ``test_mae_by_step``): ``"worse than historical_average at @9..@12"``, one clause per
+    baseline it loses to, or ``"not worse than any baseline at any horizon step"``; a baseline without MAE
+    (NaN: e.g. seasonal_naive on data shorter than two weeks) is left out."""
+    model = mae_by_step["model"]
+    clauses = []
+    for name, baseline in mae_by_step.items():
+        worse = [h for h, (m, b) in enumerate(zip(model, baseline), 1) if m > b]  # NaN compares False
+        if name != "model" and worse:
+            clauses.append(f"worse than {name} at {step_ranges(worse)}")
+    return "; ".join(clauses) or "not worse than any baseline at any horizon step"
+
+
+def step_ranges(steps: list[int]) -> str:
+    """Horizon steps as runs: [1, 2, 3, 9, 10, 12] → "@1..@3, @9..@10, @12"."""
+    runs: list[list[int]] = []
+    for step in steps:
+        if runs and step == runs[-1][-1] + 1:
+            runs[-1].append(step)
+        else:
+            runs.append([step])
+    return ", ".join(f"@{run[0]}" if len(run) == 1 else f"@{run[0]}..@{run[-1]}" for run in runs)

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from core.api import Collator, DatasetSpec, Windows
+from core.data.calendar import calendar_columns
 from core.data.road_graph import RoadGraph
-from core.data.windows import calendar_columns
 from core.recipe import Registry
 from core.sequence import real_steps
 
@@ -18,17 +18,25 @@ N_VDS, HISTORY, HORIZON = 9, 8, 3  # 9: no calendar table (7 days, 24 hours, 288
 _LENGTHS = torch.tensor([[5, 3, 0, 4, 0, 5, 2, 6, 0], [HISTORY] * N_VDS, [6, 0, 7, 2, HISTORY, 3, 0, 4, 5]])
 
 
+HOLIDAYS = "US"  # the region of the kit's holiday covariate
 CALENDAR = tuple(
-    calendar_columns(np.zeros(1, np.int64), time_of_day=True, weekend=True, day_of_week=True)
+    calendar_columns(np.zeros(1, np.int64), time_of_day=True, weekend=True, day_of_week=True, holidays=HOLIDAYS)
 )  # every covariate's name
 
 
 def synthetic_spec(
-    vds: int = 100, features: int = 1, covariates: int = 2, seed: int = 0, history: int = 12, horizon: int = 12
+    vds: int = 100,
+    features: int = 1,
+    covariates: int = 2,
+    seed: int = 0,
+    history: int = 12,
+    horizon: int = 12,
+    interval: int = 300,
 ) -> DatasetSpec:
     """N VDs at distinct random points of a 500 m grid (about half its cells taken), a road graph of links
     VD i → i + 1 and i → i + 3 (their straight-line lengths as costs); the first ``covariates`` calendar
-    covariates (2: time of day; 4: also weekend and day of week)."""
+    covariates (2: time of day; 4: also weekend and day of week; 5: also US holidays), at steps of ``interval``
+    seconds."""
     side = max(2, round((2 * vds) ** 0.5))
     cells = torch.randperm(side * side, generator=torch.Generator().manual_seed(seed))[:vds]
     positions = torch.stack([cells % side, cells // side], 1).float() * 500.0
@@ -45,6 +53,7 @@ def synthetic_spec(
         positions_xy=positions,
         covariate_names=CALENDAR[:covariates],
         road_graph=RoadGraph(vds, source, target, cost=cost),
+        interval=interval,
     )
 
 
@@ -85,9 +94,11 @@ def make_windows(spec: DatasetSpec, lengths: torch.Tensor | None, seed: int = 0)
 
 
 def calendar(spec: DatasetSpec, b: int, t: int, generator: torch.Generator) -> torch.Tensor:
-    """``[B, T, K]`` the spec's calendar covariates of ``b`` windows at random 5-minute steps of a year."""
-    steps = torch.randint(0, 365 * 288, (b, 1), generator=generator) + torch.arange(t)
-    columns = calendar_columns((steps * 300).flatten().numpy(), time_of_day=True, weekend=True, day_of_week=True)
+    """``[B, T, K]`` the spec's calendar covariates of ``b`` windows at random steps (``spec.interval``) of a year."""
+    steps = torch.randint(0, 365 * spec.slots_per_day, (b, 1), generator=generator) + torch.arange(t)
+    columns = calendar_columns(
+        (steps * spec.interval).flatten().numpy(), time_of_day=True, weekend=True, day_of_week=True, holidays=HOLIDAYS
+    )
     return torch.from_numpy(np.stack([columns[name] for name in spec.covariate_names], -1).astype(np.float32)).reshape(
         b, t, -1
     )
