@@ -17,8 +17,8 @@ import attrs
 import torch
 from torch import nn
 
-from core.data.road_graph import RoadGraph
 from core.errors import DataError
+from core.graph import RoadGraph
 from core.sequence import real_steps
 
 

@@ -22,8 +22,8 @@ import h5py
 import numpy as np
 
 from core.data.dataset import TrafficData
-from core.data.road_graph import RoadGraph
 from core.errors import DataError
+from core.graph import RoadGraph
 from core.io import atomic_write
 
 

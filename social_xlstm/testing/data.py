@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from core.api import Collator, DatasetSpec, Windows
-from core.data.road_graph import RoadGraph
 from core.data.windows import calendar_columns
+from core.graph import RoadGraph
 from core.recipe import Registry
 from core.sequence import real_steps
 
