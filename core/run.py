@@ -23,9 +23,10 @@ from core.data import load_source
 from core.data.windows import Prepared, prepare
 from core.errors import RecipeError, TrainingError, run_cli
 from core.experiments.suite import Workers, is_suite, run_suite
+from core.host.registry import Registry
 from core.io import save_text
 from core.model import Forecaster, build_forecaster
-from core.recipe import Recipe, Registry, load_recipe
+from core.recipe import Recipe, load_recipe
 from core.training import calibration, checkpoints, report, signals
 from core.training.callbacks import EpochEnd, History, TensorBoard, asking
 from core.training.distributed import Distributed, Silent, setup

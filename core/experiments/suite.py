@@ -53,7 +53,8 @@ from core.experiments.study import (
     shown,
     train_trial,
 )
-from core.recipe import build_config, flatten, load_recipe, read_toml
+from core.host.options import build_config
+from core.recipe import flatten, load_recipe, read_toml
 
 
 def _seeds_are_valid(instance, attribute, value) -> None:
