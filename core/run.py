@@ -22,7 +22,8 @@ from core.api import Collator, DatasetSpec
 from core.data import load_source
 from core.data.windows import Prepared, prepare
 from core.errors import RecipeError, TrainingError, run_cli
-from core.experiments.suite import Workers, is_suite, run_suite
+from core.experiments.launch import run_suite
+from core.experiments.suite import Workers, is_suite
 from core.host.registry import Registry
 from core.io import save_text
 from core.model import Forecaster, build_forecaster

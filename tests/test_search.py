@@ -136,7 +136,7 @@ def test_an_interrupted_trial_resumes_its_run_when_the_command_is_rerun(files, t
 
         return run(recipe, overrides, resume_dir, stop)
 
-    from core.experiments.suite import run_suite
+    from core.experiments.launch import run_suite
 
     with pytest.raises(Interrupted):
         run_suite(suite, [], interrupted_after_epoch_2)
