@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from core.api import Batch
+from core.api import Batch, DistributedBatch
 from core.data.windows import Normaliser
 from core.model import Forecaster
 from core.recipe import TrainerConfig
@@ -54,7 +54,7 @@ class Engine:
         (mean,), (std,) = normaliser.select((target,))
         self.mean, self.std = float(mean), float(std)
 
-    def run(self, batch: Any, training: bool = False) -> tuple[Batch, torch.Tensor]:
+    def run(self, batch: Batch | DistributedBatch, training: bool = False) -> tuple[Batch, torch.Tensor]:
         """The forward pass: the batch on the device in the canonical layout (in ``training``, with the
         ``trainer.whiten`` fraction of its inputs hidden: SPIN's whitening) and the model's output for it, float32."""
         batch = batch.to(self.device).canonical()
@@ -65,7 +65,7 @@ class Engine:
         return batch, output.float()
 
     @torch.no_grad()
-    def outputs(self, batches: Iterable[Any]) -> Iterator[tuple[Batch, torch.Tensor]]:
+    def outputs(self, batches: Iterable[Batch | DistributedBatch]) -> Iterator[tuple[Batch, torch.Tensor]]:
         """Every batch (on the device, canonical) beside the model's output for it, in eval mode."""
         self.model.eval()
         for batch in batches:
@@ -93,14 +93,14 @@ class Engine:
         quantiles = self.denormalise(self.quantiles(output, batch)) if self.head.distribution else None
         return Forecast(self.denormalise(self.point(output, batch)), quantiles)
 
-    def forecasts(self, batches: Iterable[Any]) -> Iterator[tuple[Batch, Forecast]]:
+    def forecasts(self, batches: Iterable[Batch | DistributedBatch]) -> Iterator[tuple[Batch, Forecast]]:
         """Every batch (on the device, canonical) beside its forecast in the data's units."""
         for batch, output in self.outputs(batches):
             yield batch, self.forecast(output, batch)
 
     @torch.no_grad()
     def evaluate(
-        self, batches: Iterable[Any], baselines: Baselines | None = None
+        self, batches: Iterable[Batch | DistributedBatch], baselines: Baselines | None = None
     ) -> tuple[dict[str, Any], dict[str, HorizonMetrics]]:
         """The mean loss and the metrics of the model (and of the ``baselines``, if given) over ``batches``, in the
         data's units, and the accumulators they were computed from (for per-step and per-VD errors)."""
