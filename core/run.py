@@ -182,6 +182,7 @@ def calibrate_and_test(trainer: Trainer, board: TensorBoard) -> dict:
     uncalibrated = None
     with signals.at_once(run_dir):
         if calibration.requested(engine.head):
+            engine.head.offsets.zero_()  # a finished run's best_model.pt holds them: its resumed test starts over
             uncalibrated = engine.evaluate(loaders.evaluate("test"))[0]["model"]
             calibration.calibrate(engine, loaders)
             checkpoints.save_best_weights(run_dir, best, engine.model.state_dict())

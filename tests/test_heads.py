@@ -159,6 +159,9 @@ def test_a_quantile_head_run_calibrates_on_val_saves_the_offsets_and_scores_besi
             assert math.isfinite(section[key]), key
     assert metrics["test"]["coverage90@12"] != metrics["test_uncalibrated"]["coverage90@12"]
     assert len(metrics["test_reliability"]["model"]) == 12
+    # resuming the finished run repeats calibration and test from best_model.pt, which holds the offsets now
+    assert main(["--resume", str(run_dir)]) == 0
+    assert json.loads((run_dir / "metrics.json").read_text()) == metrics
 
 
 def test_a_checkpoint_from_before_heads_loads_into_the_point_head():
