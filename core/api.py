@@ -17,9 +17,9 @@ import attrs
 import torch
 from torch import nn
 
-from core.data.calendar import slots_per_day
-from core.data.road_graph import RoadGraph
+from core.calendar import slots_per_day
 from core.errors import DataError
+from core.graph import RoadGraph
 from core.sequence import real_steps
 
 

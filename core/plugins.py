@@ -19,7 +19,10 @@ import attrs
 
 from core.api import PLUGIN_KINDS, DatasetSpec, Encoder, Head, Pooling, capabilities
 from core.errors import PluginError, RecipeError, closest, run_cli
-from core.recipe import PluginInfo, Registry, apply_override, describe_fields, read_toml, write_package
+from core.host.options import describe_fields
+from core.host.registry import PluginInfo, Registry
+from core.host.scaffold import write_package
+from core.recipe import apply_override, read_toml
 from social_xlstm.testing import run_checks
 from social_xlstm.testing.data import CALENDAR, synthetic_spec
 

@@ -10,7 +10,6 @@ the run fails before its first checkpoint. Under ``torchrun`` the same command t
 from __future__ import annotations
 
 import argparse
-import math
 import shutil
 import sys
 import time
@@ -23,16 +22,20 @@ from core.api import Collator, DatasetSpec
 from core.data import load_source
 from core.data.windows import Prepared, prepare
 from core.errors import RecipeError, TrainingError, run_cli
-from core.experiments.suite import Workers, is_suite, run_suite
+from core.experiments.launch import run_suite
+from core.experiments.suite import Workers, is_suite
+from core.host.registry import Registry
 from core.io import save_text
 from core.model import Forecaster, build_forecaster
-from core.recipe import Recipe, Registry, load_recipe
-from core.training import report
-from core.training.checkpoints import resumable
+from core.recipe import Recipe, load_recipe
+from core.training import calibration, checkpoints, report, signals
+from core.training.callbacks import EpochEnd, History, TensorBoard, asking
 from core.training.distributed import Distributed, Silent, setup
+from core.training.engine import Engine
+from core.training.loaders import Loaders
 from core.training.metrics import HORIZONS, METRICS, floor, widest_intervals
 from core.training.tensorboard import RunLogger
-from core.training.trainer import EpochEnd, Trainer
+from core.training.trainer import Trainer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(
     recipe_path: Path, overrides: list[str], resume_dir: Path | None = None, on_epoch_end: EpochEnd | None = None
 ) -> int:
-    """Train, test and report one run (``resume_dir``: continue that run); ``on_epoch_end``: ``trainer.EpochEnd``."""
+    """Train, test and report one run (``resume_dir``: continue that run); ``on_epoch_end``: ``callbacks.EpochEnd``."""
     recipe, registry = load_recipe(recipe_path, overrides)
     dist = setup(recipe)  # several processes under torchrun
     torch.manual_seed(recipe.run.seed)
@@ -131,12 +134,16 @@ def train(
     dist: Distributed = Distributed(),
     on_epoch_end: EpochEnd | None = None,
 ) -> int:
-    """Fit (or go on fitting), test and report; every output goes to ``run_dir``, written by rank 0 alone."""
-    checkpoint, changes = resumable(run_dir, recipe, spec) if resume else (None, [])
+    """Fit (or go on fitting), calibrate, test and report; every output goes to ``run_dir``, written by rank 0 alone."""
+    checkpoint, changes = checkpoints.resumable(run_dir, recipe, spec) if resume else (None, [])
     purge_step = checkpoint["state"]["global_step"] + 1 if checkpoint else None  # a crash's later events
     logger = RunLogger(run_dir, purge_step=purge_step) if dist.is_main else Silent()
     try:
-        trainer = Trainer(recipe, model, collator, prepared, spec, run_dir, logger, dist, on_epoch_end)
+        engine = Engine(model, recipe.trainer, prepared.normaliser, recipe.data.target, dist)
+        loaders = Loaders(prepared, collator, recipe.trainer, recipe.run.seed, engine.device, dist)
+        board = TensorBoard(logger, engine, collator, prepared, spec, recipe)
+        callbacks = [board, History(run_dir, dist.is_main), *([asking(on_epoch_end)] if on_epoch_end else [])]
+        trainer = Trainer(recipe, engine, loaders, prepared, spec, run_dir, logger, dist, callbacks)
         if checkpoint:
             try:  # on every rank
                 trainer.load_state_dict(checkpoint)
@@ -149,7 +156,7 @@ def train(
         logger.recipe(recipe.to_toml())
         print(header(recipe, prepared, trainer, run_dir, resume))
         trainer.fit()
-        metrics = dist.from_main(lambda: report.test(trainer))
+        metrics = dist.from_main(lambda: calibrate_and_test(trainer, board))
         logger.hparams(
             recipe.flat(),
             {f"test/{k}": v for k, v in metrics["test"].items()} | {"best_val_mae": metrics["best_val_mae"]},
@@ -166,6 +173,22 @@ def train(
     return 0
 
 
+def calibrate_and_test(trainer: Trainer, board: TensorBoard) -> dict:
+    """After the fit: the best checkpoint, calibrated on the validation split when its head asks (the offsets
+    saved into ``best_model.pt``, its uncalibrated test metrics kept beside), then tested and reported."""
+    engine, loaders, run_dir = trainer.engine, trainer.loaders, trainer.run_dir
+    best = checkpoints.load_best(run_dir)
+    engine.model.load_state_dict(best["model"])
+    uncalibrated = None
+    with signals.at_once(run_dir):
+        if calibration.requested(engine.head):
+            engine.head.offsets.zero_()  # a finished run's best_model.pt holds them: its resumed test starts over
+            uncalibrated = engine.evaluate(loaders.evaluate("test"))[0]["model"]
+            calibration.calibrate(engine, loaders)
+            checkpoints.save_best_weights(run_dir, best, engine.model.state_dict())
+        return report.test(trainer, board, uncalibrated)
+
+
 def header(recipe: Recipe, prepared: Prepared, trainer: Trainer, run_dir: Path, resume: bool) -> str:
     """What a run says before its first epoch: model, device, data, windows, run directory."""
     data = prepared.data
@@ -173,8 +196,8 @@ def header(recipe: Recipe, prepared: Prepared, trainer: Trainer, run_dir: Path, 
     sizes = ", ".join(f"{part} {len(ds)}" for part, ds in prepared.splits.items())
     head = "" if recipe.head.name == "point" else f" + {recipe.head.name} head"
     return (
-        f"{recipe.encoder.name} + {recipe.pooling.name} pooling{head} ({parameters:,} parameters) on {trainer.device}, "
-        f"precision {recipe.trainer.precision}\n"
+        f"{recipe.encoder.name} + {recipe.pooling.name} pooling{head} ({parameters:,} parameters) on "
+        f"{trainer.engine.device}, precision {recipe.trainer.precision}\n"
         f"data {data.source}: {data.num_steps} steps x {len(data.vd_ids)} VDs x {len(prepared.input_features)} "
         f"features; windows {sizes}{jumps_note(prepared)}\nrun directory {run_dir}"
         + (f" (resuming at epoch {trainer.state.epoch + 1}, batch {trainer.state.batch + 1})" if resume else "")
@@ -213,8 +236,7 @@ def format_table(metrics: dict, target: str) -> str:
     """Test MAE/RMSE/MAPE per horizon for the model beside the baselines (those the data allows); for a
     distribution head, then the coverage (%) and width of its two widest central intervals and the CRPS; last,
     the horizon steps where the model is worse than a baseline."""
-    baselines = {name: m for name, m in metrics["baselines"].items() if not math.isnan(m["mae@avg"])}
-    methods = {"model": metrics["test"], **baselines}
+    methods = {"model": metrics["test"], **metrics["baselines"]}
     labels = [f"@{h}" for h in HORIZONS if f"mae@{h}" in metrics["test"]] + ["@avg"]
     tables = [(f"test ({target})", [(k.upper().replace("MAPE", "MAPE%"), k, 8) for k in METRICS])]
     percents = widest_intervals(metrics["test"])

@@ -35,7 +35,7 @@ from core.api import (
 )
 from core.errors import DataError, RecipeError
 from core.heads import DEFAULT_LEVELS, DistributionConfig, DistributionHead, PointHead, central_intervals
-from core.hookspecs import hookimpl
+from core.host.hookspecs import hookimpl
 from core.model.neighbours import (
     EdgeRecordingPooling,
     NeighbourhoodConfig,

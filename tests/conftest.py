@@ -74,7 +74,7 @@ def make_spec(
 
 def registry_with(*classes: type):
     """The default registry plus ``classes``, registered by a module-like object ``test module``."""
-    from core.recipe import Registry
+    from core.host.registry import Registry
     from social_xlstm import hookimpl
 
     class Module:

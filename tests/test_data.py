@@ -10,9 +10,9 @@ import pytest
 import torch
 from pyproj import Geod
 
+from core.calendar import calendar_columns
 from core.data import TrafficData, read_hdf5, write_hdf5
 from core.data.__main__ import main as data_cli
-from core.data.calendar import calendar_columns
 from core.data.config import DataConfig
 from core.data.geo import project_to_metres
 from core.data.importers import import_pandas_h5, import_per_detector, import_wide_csv, read_vd_attributes

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from core.data.importers import import_per_detector, import_wide_csv, read_locations
 from core.errors import DataError, SocialXLSTMError
-from core.recipe import Recipe, Registry, load_recipe
+from core.host.registry import Registry
+from core.recipe import Recipe, load_recipe
 from core.recipe.load import ALL_TABLES, FIXED_TABLES
 
 FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])

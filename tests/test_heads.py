@@ -96,18 +96,25 @@ def test_scores_of_quantiles_by_hand_and_masked_targets_count_nowhere():
     assert metrics.reliability() == [pytest.approx([0.0, 0.0, 0.5])]
 
 
-def calibrating_trainer(targets: torch.Tensor, mask: torch.Tensor, head: QuantileHead):
-    """A trainer whose model forecasts quantiles -1, 0, 1 for every validation target ``[S, H, N]``."""
+def calibrating(targets: torch.Tensor, mask: torch.Tensor, head: QuantileHead):
+    """An engine whose model forecasts quantiles -1, 0, 1 for every validation target ``[S, H, N]``, and the
+    loaders of those targets: what ``calibration.calibrate`` takes."""
     batches = [  # what calibration reads of a batch: its targets and their mask
         types.SimpleNamespace(target=targets[i : i + 4], target_mask=mask[i : i + 4]) for i in range(0, len(targets), 4)
     ]
     output = torch.tensor([-1.0, 0.0, 1.0])
-    return types.SimpleNamespace(
-        model=types.SimpleNamespace(head=head),
-        prepared=types.SimpleNamespace(splits={"val": targets}),
-        spec=make_spec(n=targets.shape[2], horizon=targets.shape[1]),
-        outputs=lambda split, stride: [(batch, output.expand(*batch.target.shape, 3)) for batch in batches],
+    engine = types.SimpleNamespace(
+        head=head,
+        outputs=lambda batches: [(batch, output.expand(*batch.target.shape, 3)) for batch in batches],
+        quantiles=lambda output, batch: head.quantiles(output),
     )
+    loaders = types.SimpleNamespace(
+        prepared=types.SimpleNamespace(
+            splits={"val": targets}, data=types.SimpleNamespace(vd_ids=range(targets.shape[2]))
+        ),
+        evaluate=lambda split, stride: batches,
+    )
+    return engine, loaders
 
 
 def test_calibration_shifts_each_quantile_to_its_level_on_the_validation_targets():
@@ -115,7 +122,7 @@ def test_calibration_shifts_each_quantile_to_its_level_on_the_validation_targets
     targets = torch.randn(40, 2, 5) * torch.tensor([3.0, 0.2])[None, :, None] + 1.0  # step 2: narrow, both shifted
     mask = torch.rand(40, 2, 5) > 0.2
     head = QuantileHead(DistributionConfig(levels=LEVELS), make_spec(n=5, horizon=2), 4)
-    offsets = calibration.calibrate(calibrating_trainer(targets, mask, head))
+    offsets = calibration.calibrate(*calibrating(targets, mask, head))
     assert torch.equal(head.offsets, offsets)
     base = torch.tensor([-1.0, 0.0, 1.0])
     for h in range(2):
@@ -127,7 +134,7 @@ def test_calibration_shifts_each_quantile_to_its_level_on_the_validation_targets
     assert offsets[0, 2] - offsets[0, 0] > 5 * (offsets[1, 2] - offsets[1, 0])  # each step its own spread
 
     mask_only = targets.where(mask, torch.tensor(1e6))  # masked targets count nowhere
-    assert torch.equal(calibration.calibrate(calibrating_trainer(mask_only, mask, head)), offsets)
+    assert torch.equal(calibration.calibrate(*calibrating(mask_only, mask, head)), offsets)
 
 
 def test_a_quantile_head_run_calibrates_on_val_saves_the_offsets_and_scores_beside_the_baselines(small_h5, tmp_path):
@@ -159,6 +166,9 @@ def test_a_quantile_head_run_calibrates_on_val_saves_the_offsets_and_scores_besi
     assert all(math.isnan(value) for value in baselines["seasonal_naive"].values())  # less than two weeks of data
     assert metrics["test"]["coverage90@12"] != metrics["test_uncalibrated"]["coverage90@12"]
     assert len(metrics["test_reliability"]["model"]) == 12
+    # resuming the finished run repeats calibration and test from best_model.pt, which holds the offsets now
+    assert main(["--resume", str(run_dir)]) == 0
+    assert json.loads((run_dir / "metrics.json").read_text()) == metrics
 
 
 def test_a_checkpoint_from_before_heads_loads_into_the_point_head():

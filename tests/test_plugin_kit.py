@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from core.host.registry import Registry
 from core.plugins import main
-from core.recipe import Registry
 from social_xlstm.testing import check_head, check_plugin, run_checks
 
 MODULES = ["tests.kit_plugins"]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from core.calendar import calendar_columns
 from core.data import TrafficData
-from core.data.calendar import calendar_columns
 from core.data.config import DataConfig
 from core.data.profile import Profile
 from core.data.synthetic import generate
@@ -143,7 +143,9 @@ def test_seasonal_naive_is_the_reading_a_week_earlier_else_the_profile():
     week = 7 * 288
     prepared = prepare(data, DataConfig(target="volume"))
     baselines = Baselines(prepared)
-    assert baselines.seasonal and set(baselines.predict(torch.tensor([0]))) == set(Baselines.names)
+    assert baselines.seasonal and set(baselines.predict(torch.tensor([0]))) == set(Baselines.NAMES) == set(
+        baselines.names
+    )
     raw = data.features[..., 2]
     starts = prepared.splits["test"].starts
     future = (starts[:, None] + 12 + torch.arange(12)).numpy()

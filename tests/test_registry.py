@@ -10,12 +10,13 @@ import pytest
 import torch
 
 import core.api
-import core.hookspecs
+import core.host.hookspecs
 import core.sequence
 import social_xlstm
 from core.errors import PluginError, RecipeError
+from core.host.registry import Registry
 from core.model import build_forecaster, build_model
-from core.recipe import Registry, load_recipe
+from core.recipe import load_recipe
 from core.run import main as run_main
 from tests.conftest import make_spec, registry_with
 from tests.helpers import short_run
@@ -244,7 +245,7 @@ def test_listing_shows_each_head_whole_with_whether_it_forecasts_a_distribution(
 
 def test_the_public_api_is_core_re_exported_and_the_old_imports_still_work():
     assert social_xlstm.Encoder is core.api.Encoder and social_xlstm.Batch is core.api.Batch
-    assert social_xlstm.hookimpl is core.hookspecs.hookimpl
+    assert social_xlstm.hookimpl is core.host.hookspecs.hookimpl
     assert social_xlstm.causal_over_padding is core.sequence.causal_over_padding
     assert all(hasattr(social_xlstm, name) for name in social_xlstm.__all__)
 

@@ -26,6 +26,7 @@ from core.errors import run_cli
 from core.io import atomic_write, save_checkpoint, save_json
 from core.recipe import load_recipe
 from core.run import create_run_dir, main
+from core.training.engine import Engine
 from core.training.trainer import Trainer
 from tests.helpers import short_run
 
@@ -396,14 +397,14 @@ def test_resume_refuses_a_recipe_that_changes_what_the_checkpoint_means(finished
 def test_a_signal_during_the_final_test_says_what_is_saved_and_how_to_resume(
     make_recipe, tmp_path, monkeypatch, capsys
 ):
-    original = Trainer.evaluate
+    original = Engine.evaluate
 
-    def evaluate(self, split, baselines=None):
-        if split == "test":
+    def evaluate(self, batches, baselines=None):
+        if baselines is not None:  # the final test: beside the baselines
             signal.raise_signal(signal.SIGTERM)  # in this thread, at once
-        return original(self, split, baselines)
+        return original(self, batches, baselines)
 
-    monkeypatch.setattr(Trainer, "evaluate", evaluate)
+    monkeypatch.setattr(Engine, "evaluate", evaluate)
     assert main([str(make_recipe(tmp_path)), "--set", "trainer.epochs=1"]) == 128 + signal.SIGTERM
     run_dir = only_run(tmp_path / "runs")
     assert last_line(capsys.readouterr().err) == (
@@ -411,7 +412,7 @@ def test_a_signal_during_the_final_test_says_what_is_saved_and_how_to_resume(
         f"resume with: python -m core.run --resume {run_dir} (it repeats the test)\n"
     )
     assert not (run_dir / "metrics.json").exists() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-    monkeypatch.setattr(Trainer, "evaluate", original)
+    monkeypatch.setattr(Engine, "evaluate", original)
     assert main(["--resume", str(run_dir)]) == 0
     assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 1
 

@@ -12,8 +12,9 @@ import pytest
 
 from core.data import read_hdf5
 from core.data.__main__ import main as data_cli
-from core.data.road_graph import RoadGraph, read_adjacency, read_edges
+from core.data.road_graph import read_adjacency, read_edges
 from core.errors import DataError, RecipeError
+from core.graph import RoadGraph
 from core.recipe import load_recipe
 from tests.helpers import short_run
 

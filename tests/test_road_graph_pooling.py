@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.data.road_graph import RoadGraph
+from core.graph import RoadGraph
 from core.model import Forecaster
 from core.recipe import ModelConfig
 from plugins.encoders.lstm import LSTMConfig, LSTMEncoder

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from core.errors import PluginError
+from core.host.registry import Registry
+from core.host.scaffold import plugin_module, write_package
 from core.plugins import main
-from core.recipe import Registry
-from core.recipe.scaffold import plugin_module, write_package
 from social_xlstm.testing import check_plugin
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -25,7 +25,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from core.errors import Interrupted, RecipeError
 from core.experiments import search
 from core.experiments import study as study_module
-from core.experiments.suite import load_suite, run_suite
+from core.experiments.launch import run_suite
+from core.experiments.suite import load_suite
 from core.recipe import load_recipe
 from core.run import main, run
 from tests.helpers import short_run

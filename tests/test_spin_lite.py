@@ -12,11 +12,13 @@ import torch
 
 from core.api import EncoderInput
 from core.errors import DataError
+from core.host.registry import Registry
 from core.model import Forecaster
-from core.plugins import main, parameter_count, synthetic_spec
-from core.recipe import ModelConfig, Registry, load_recipe
+from core.plugins import main, parameter_count
+from core.recipe import ModelConfig, load_recipe
 from plugins.encoders.spin_lite import SpinLiteConfig, SpinLiteEncoder
 from plugins.pooling.none import NoPooling
+from social_xlstm.testing.data import synthetic_spec
 from tests.conftest import make_spec
 from tests.helpers import fit_and_score, network, random_input, train_and_score
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from core.api import EncoderInput
+from core.calendar import calendar_columns
 from core.data import write_hdf5
-from core.data.calendar import calendar_columns
 from core.data.config import DataConfig
 from core.data.resample import resample
 from core.data.windows import prepare

@@ -7,7 +7,7 @@ from typing import Literal
 import attrs
 from attrs.validators import ge, gt, lt
 
-from core.data.calendar import check_region
+from core.calendar import check_region
 
 
 def _region_is_known(instance, attribute, value) -> None:

@@ -9,8 +9,8 @@ import attrs
 import numpy as np
 
 from core.data.geo import project_to_metres
-from core.data.road_graph import RoadGraph
 from core.errors import DataError, closest
+from core.graph import RoadGraph
 
 
 @attrs.frozen(eq=False)

@@ -23,8 +23,8 @@ import h5py
 import numpy as np
 
 from core.data.dataset import Layout, TrafficData, check_finite
-from core.data.road_graph import RoadGraph
 from core.errors import DataError
+from core.graph import RoadGraph
 from core.io import atomic_write
 
 

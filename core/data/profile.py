@@ -10,7 +10,7 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
-from core.data.calendar import DAY_S, day_index, holiday_days, slots_per_day, time_slot
+from core.calendar import DAY_S, day_index, holiday_days, slots_per_day, time_slot
 
 MIN_READINGS = 2  # readings a mean needs; also the days of each kind that split weekdays from weekends
 

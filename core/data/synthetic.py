@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.data.dataset import TrafficData
-from core.data.road_graph import RoadGraph
+from core.graph import RoadGraph
 
 # (name, start lat, start lon, bearing in degrees, number of VDs): roughly National Freeway 1 and 3, Taipei.
 CORRIDORS = (

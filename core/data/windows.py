@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from core.api import DatasetSpec, Windows
-from core.data.calendar import calendar_columns
+from core.calendar import calendar_columns
 from core.data.config import DataConfig
 from core.data.dataset import TrafficData
 from core.data.profile import Profile

@@ -12,19 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import re
 import statistics
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
-import attrs
-
-from core.data.config import DataConfig
-from core.errors import CompareError, run_cli
+from core.errors import run_cli
 from core.experiments import report_plots
+from core.experiments.runs import RunRecord, load_run
 from core.io import save_text
 from core.recipe import flatten
 from core.training.metrics import floor, widest_intervals
@@ -46,10 +42,6 @@ SPLIT_KEYS = (
     "holidays",
 )
 SEED_KEYS = ("seed", "name", "output_dir")  # the [run] keys that runs of one configuration may differ in
-DATA_DEFAULTS = {
-    field.name: list(field.default) if isinstance(field.default, tuple) else field.default
-    for field in attrs.fields(DataConfig)
-}
 SEEDS_NOTE = (
     "Runs whose recipes differ only in `run.seed` (and their names and folders) are one configuration: its test MAE "
     "as mean ± sample standard deviation over its runs (one run: the value), and its mean training seconds."
@@ -63,45 +55,6 @@ DISTRIBUTIONS_NOTE = (
 )
 SEEDS_DISTRIBUTIONS_NOTE = "The scores of their forecast distributions, as mean ± sd over the seeds:"
 SHORT = {"coverage": "cov", "width": "w", "crps": "CRPS"}
-
-
-@attrs.frozen
-class RunRecord:
-    """What a finished run directory holds, as read by compare."""
-
-    path: Path
-    recipe: dict[str, Any]
-    metrics: dict[str, Any]
-    history: list[dict[str, float]]
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    def split_key(self) -> str:
-        return json.dumps([self.recipe["data"][key] for key in SPLIT_KEYS])
-
-
-def load_run(path: Path) -> RunRecord:
-    """A finished run directory; anything else is an error naming the folder."""
-    if not path.is_dir():
-        raise CompareError(f"{path}: {'not a folder' if path.exists() else 'no such folder'}")
-    if not (path / "recipe.toml").is_file():
-        raise CompareError(f"{path}: not a run directory (no recipe.toml)")
-    if not (path / "metrics.json").is_file():
-        raise CompareError(
-            f"{path}: unfinished run (no metrics.json); finish it with: python -m core.run --resume {path}"
-        )
-    history = path / "training_history.json"
-    try:
-        recipe = tomllib.loads((path / "recipe.toml").read_text(encoding="utf-8"))
-        recipe["data"] = {**DATA_DEFAULTS, **recipe.get("data", {})}  # a run from before a data key has its default
-        metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
-        return RunRecord(
-            path, recipe, metrics, json.loads(history.read_text(encoding="utf-8")) if history.is_file() else []
-        )
-    except (OSError, UnicodeDecodeError, ValueError) as error:  # tomllib and json errors are ValueErrors
-        raise CompareError(f"{path}: unreadable run files ({type(error).__name__}: {error})") from None
 
 
 def split_groups(runs: list[RunRecord]) -> dict[str, list[RunRecord]]:
@@ -268,10 +221,9 @@ def baseline_rows(
 
 
 def available_baselines(run: RunRecord) -> list[str]:
-    """The baselines the run has values of: seasonal_naive needs two weeks of data (NaN else) and runs from before
-    it have none."""
-    measured = run.metrics["baselines"]
-    return [name for name in BASELINES if name in measured and not math.isnan(measured[name]["mae@avg"])]
+    """The baselines the run has values of: seasonal_naive needs two weeks of data, and runs from before it have
+    none."""
+    return [name for name in BASELINES if name in run.metrics["baselines"]]
 
 
 def floors(runs: list[RunRecord]) -> list[str]:

@@ -24,7 +24,6 @@ import attrs
 import h5py
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from core.api import Collator
 from core.data.dataset import TrafficData
@@ -32,9 +31,10 @@ from core.data.hdf5 import read_hdf5
 from core.data.windows import Normaliser, Series, WindowDataset, build_series, dataset_spec
 from core.errors import DataError, TrainingError, run_cli
 from core.io import atomic_write, load_checkpoint
-from core.model import Forecaster, build_forecaster
+from core.model import build_forecaster
 from core.recipe import Recipe, TrainerConfig, load_recipe
-from core.training.device import AUTOCAST, resolve_device
+from core.training.engine import Engine
+from core.training.loaders import batches
 
 CHECKPOINT_KEYS = ("model", "normaliser", "vd_ids", "input_features", "target")
 
@@ -84,13 +84,11 @@ def predict(run_dir: Path, data_path: Path, out: Path, latest: bool = False) -> 
     spec = dataset_spec(data, series, tuple(checkpoint["input_features"]))
     model, collator = build_forecaster(recipe, registry, spec, data.source)
     model.load_state_dict(checkpoint["model"])
-    z, z_quantiles = forecast(model, collator, dataset, recipe.trainer)
-    (mean,), (std,) = normaliser.select((checkpoint["target"],))
-    values = (z * float(std) + float(mean)).numpy()
-    quantiles = None if z_quantiles is None else (z_quantiles * float(std) + float(mean)).numpy()
+    cfg = attrs.evolve(recipe.trainer, compile=False)  # one pass over the data: not worth compiling
+    values, quantiles = forecast(Engine(model, cfg, normaliser, checkpoint["target"]), collator, dataset, cfg)
     lengths = series.lengths(dataset.starts)
     if lengths is not None:  # a VD that sits a window out is not forecast
-        absent = (lengths == 0)[:, None, :].expand_as(z).numpy()
+        absent = np.broadcast_to((lengths == 0)[:, None, :].numpy(), values.shape)
         values[absent] = np.nan
         if quantiles is not None:
             quantiles[absent] = np.nan
@@ -171,32 +169,17 @@ def model_series(recipe: Recipe, checkpoint: dict, normaliser: Normaliser, data:
     return build_series(data, normaliser, cfg, tuple(checkpoint["input_features"]))
 
 
-@torch.no_grad()
 def forecast(
-    model: Forecaster, collator: Collator, dataset: WindowDataset, cfg: TrainerConfig
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The z-scored point forecasts ``[W, H, N]`` of every window (``head.point``) and, for a distribution head,
-    its calibrated quantiles ``[W, H, N, L]`` (else None), in batches of ``eval_batch_size`` on the run's device
-    and precision."""
-    device = resolve_device(cfg.device)
-    model.to(device).eval()
-    dtype = AUTOCAST[cfg.precision]
-    loader = DataLoader(
-        dataset,
-        batch_size=cfg.eval_batch_size,
-        collate_fn=collator,
-        num_workers=cfg.num_workers,
-        pin_memory=device.type == "cuda",
-    )
-    head = model.head
+    engine: Engine, collator: Collator, dataset: WindowDataset, cfg: TrainerConfig
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The point forecasts ``[W, H, N]`` of every window in the data's units and, for a distribution head, its
+    calibrated quantiles ``[W, H, N, L]`` (else None), in batches of ``eval_batch_size``."""
     points, quantiles = [], []
-    for batch in loader:
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            output = model(batch.to(device).canonical()).float()
-        points.append(head.point(output).cpu())
-        if head.distribution:
-            quantiles.append(head.quantiles(output).cpu())
-    return torch.cat(points), torch.cat(quantiles) if quantiles else None
+    for _, forecast in engine.forecasts(batches(dataset, collator, cfg, engine.device, batch_size=cfg.eval_batch_size)):
+        points.append(forecast.point.cpu())
+        if forecast.quantiles is not None:
+            quantiles.append(forecast.quantiles.cpu())
+    return torch.cat(points).numpy(), torch.cat(quantiles).numpy() if quantiles else None
 
 
 def write_forecast(

@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from core.experiments.runs import RunRecord
 from core.training.tensorboard import BASELINE_STYLES, ReliabilityCurve, reliability_figure
-
-if TYPE_CHECKING:
-    from core.experiments.compare import RunRecord
 
 TITLES = {
     "learning curves": "learning_curves.png",

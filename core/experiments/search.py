@@ -53,8 +53,9 @@ from core.experiments.suite import (
     work_on_suite,
     worker_command,
 )
+from core.host.options import build_config
 from core.io import save_text
-from core.recipe import build_config, flatten, load_recipe
+from core.recipe import flatten, load_recipe
 
 KINDS = ("log_uniform", "uniform", "int", "choice")
 

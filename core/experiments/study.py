@@ -48,7 +48,7 @@ from core.errors import Interrupted, RecipeError
 from core.experiments.compare import RunRecord, load_run
 from core.recipe import load_recipe
 from core.training import signals
-from core.training.trainer import EpochEnd
+from core.training.callbacks import EpochEnd
 
 HEARTBEAT_S = 20  # a running trial's heartbeat
 GRACE_S = 120  # a trial whose heartbeat is older is failed and retried (its worker is gone)

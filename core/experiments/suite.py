@@ -37,7 +37,6 @@ from typing import Any
 
 import attrs
 import optuna
-import torch
 from optuna.storages import RDBStorage
 from optuna.trial import Trial, TrialState
 
@@ -46,15 +45,12 @@ from core.experiments.compare import RunRecord, load_run, write_report
 from core.experiments.study import (
     Study,
     Train,
-    default_storage,
-    follow_launcher,
-    launch_workers,
-    open_storage,
     open_study,
     shown,
     train_trial,
 )
-from core.recipe import build_config, flatten, load_recipe, read_toml
+from core.host.options import build_config
+from core.recipe import flatten, load_recipe, read_toml
 
 
 def _seeds_are_valid(instance, attribute, value) -> None:
@@ -214,41 +210,6 @@ class Workers:
     storage: str | None = None  # --storage: the study's database URL (None: SQLite in the suite's folder)
     study: str | None = None  # --study: the study's name, and its folder's (None: the suite's name)
     worker: int = 0  # k > 0: the k-th of the processes the command starts (no report, each run's output in its log)
-
-
-def run_suite(path: Path, cli_overrides: list[str], train: Train, options: Workers = Workers()) -> int:
-    """Work on the suite's study (train its runs, or a search's trials and finalists) in this process, or in
-    ``options.count`` worker processes; then report the finished runs in the suite's folder. Exit code 1 when a
-    run failed or some are left."""
-    from core.experiments import search  # search builds on this module
-
-    suite, runs = load_suite(path, cli_overrides)
-    name = options.study or suite.name
-    folder = Path(suite.output_dir) / name
-    found = None if suite.search is None else search.load(path, suite, runs[0], name, folder, cli_overrides)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise RecipeError(
-            f"{path}: [suite] output_dir = '{suite.output_dir}': cannot create {folder}: {error.strerror}"
-        ) from None
-    url = options.storage or default_storage(folder)
-    storage = open_storage(url)
-    if options.worker:
-        print(f"=== worker {options.worker} (pid {os.getpid()}, {torch.get_num_threads()} threads) on {shown(url)}")
-        follow_launcher()  # it stops when its launcher says so, or is gone
-    if found is not None:
-        return search.run(found, suite, storage, train, options)
-    study = suite_study(path, storage, name, runs, folder)
-    count = options.count or suite.parallel
-    if count > 1 and not options.worker:
-        print(f"=== suite {name}: {len(runs)} runs, study '{name}' in {shown(url)}")
-        launch_workers(worker_command(path, cli_overrides, url, name), count, folder, lambda: [study])
-    else:
-        work_on_suite(study, runs, folder, train, f"suite {name}", options.worker > 0)
-        if options.worker:
-            return 0
-    return report_suite(study, runs, folder, f"suite {name}", url)
 
 
 def worker_command(path: Path, cli_overrides: list[str], url: str, name: str) -> Callable[[int], list[str]]:

@@ -11,8 +11,8 @@ from attrs.validators import gt
 from torch import nn
 
 from core.api import DatasetSpec, Pooling, require_positions
-from core.data.road_graph import RoadGraph
 from core.errors import DataError
+from core.graph import RoadGraph
 
 
 @attrs.frozen

@@ -1,8 +1,8 @@
-"""Recipes, the start of the flow: TOML read, overridden and validated into options; the registry of plugins."""
+"""Recipes, the start of the flow: TOML read, overridden and validated into options (the plugins they name looked
+up in the plugin host's registry, ``core.host``)."""
 
 from core.recipe.load import (
     ModelConfig,
-    PluginChoice,
     Recipe,
     TrainerConfig,
     apply_override,
@@ -10,22 +10,5 @@ from core.recipe.load import (
     load_recipe,
     read_toml,
 )
-from core.recipe.options import build_config, describe_fields
-from core.recipe.registry import PluginInfo, Registry
-from core.recipe.scaffold import write_package
 
-__all__ = [
-    "ModelConfig",
-    "PluginChoice",
-    "PluginInfo",
-    "Recipe",
-    "Registry",
-    "TrainerConfig",
-    "apply_override",
-    "build_config",
-    "describe_fields",
-    "flatten",
-    "load_recipe",
-    "read_toml",
-    "write_package",
-]
+__all__ = ["ModelConfig", "Recipe", "TrainerConfig", "apply_override", "flatten", "load_recipe", "read_toml"]

@@ -15,8 +15,8 @@ from core.api import LayerwiseEncoder, NoOptions
 from core.data import describe_source
 from core.data.config import DataConfig
 from core.errors import PluginError, RecipeError, closest
-from core.recipe.options import build_config, config_to_dict
-from core.recipe.registry import Registry
+from core.host.options import build_config, config_to_dict
+from core.host.registry import PluginChoice, Registry
 
 
 def _device_is_valid(instance, attribute, value) -> None:
@@ -66,12 +66,6 @@ class TrainerConfig:
     checkpoint_every: int = attrs.field(default=0, validator=ge(0))  # batches between mid-epoch last.pt; 0 = per epoch
     on_nonfinite: Literal["stop", "skip"] = "stop"  # a non-finite loss or gradient stops the run, or skips the step
     max_skipped_steps: int = attrs.field(default=10, validator=gt(0))  # "skip": stop after this many in a row
-
-
-@attrs.frozen
-class PluginChoice:
-    name: str
-    config: Any
 
 
 @attrs.frozen

@@ -1,1 +1,2 @@
-"""Training, after the model: the loop, its checkpoints, signals, devices, processes, metrics and TensorBoard."""
+"""Training, after the model: the engine (the one forward path), the loop and its epoch-end callbacks, calibration,
+the final report, checkpoints, signals, devices, processes, metrics and TensorBoard."""

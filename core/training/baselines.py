@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import torch
 
-from core.data import calendar
+from core import calendar
 from core.data.windows import Prepared
 
 
@@ -18,8 +18,8 @@ class Baselines:
     ``historical_average``: the target's historical profile (``core.data.profile``: the training part's mean per
     VD and time-of-day slot, weekdays and weekends apart where it holds enough of both).
     ``seasonal_naive``: the reading at the same time one week earlier (the profile where that reading is missing
-    or before the file's start); only where the data spans at least two weeks (``seasonal``), else it forecasts
-    nothing and its metrics are NaN.
+    or before the file's start); only where the data spans at least two weeks (``seasonal``): ``names`` are the
+    baselines the data allows.
 
     With quantile ``levels``, ``quantiles`` gives each one's distribution: the last value plus the quantiles of the
     training part's residuals at each horizon step (all VDs together), the quantiles of the training part's
@@ -27,7 +27,7 @@ class Baselines:
     forecast plus the quantiles of its residuals in the training part (all VDs together).
     """
 
-    names = ("last_value", "historical_average", "seasonal_naive")
+    NAMES = ("last_value", "historical_average", "seasonal_naive")
 
     def __init__(self, prepared: Prepared, levels: tuple[float, ...] = ()):
         series = prepared.series
@@ -49,6 +49,7 @@ class Baselines:
         self.profile = torch.from_numpy(profile.astype(np.float32))
         week_ago = week_earlier(raw, timestamps)
         self.seasonal = seasonal(timestamps, prepared.data.interval, prepared.boundaries[0])
+        self.names = self.NAMES if self.seasonal else self.NAMES[:2]
         self.week_ago = torch.from_numpy(np.where(np.isfinite(week_ago), week_ago, profile).astype(np.float32))
         slots_per_day = calendar.slots_per_day(prepared.data.interval)
         self.slot = torch.from_numpy(calendar.time_slot(timestamps, prepared.data.interval)).long()

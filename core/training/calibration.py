@@ -10,26 +10,31 @@ buffer, saved with the model, so ``core.predict`` and the test use them.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 
-if TYPE_CHECKING:
-    from core.training.trainer import Trainer
+from core.api import Head
+from core.training.engine import Engine
+from core.training.loaders import Loaders
 
 MAX_ENTRIES = 500_000  # per horizon step: a larger validation split is calibrated on every k-th window
 
 
+def requested(head: Head) -> bool:
+    """Whether the head is a distribution head whose recipe asks for calibration."""
+    return head.distribution and getattr(head.config, "calibrate", False)
+
+
 @torch.no_grad()
-def calibrate(trainer: Trainer) -> torch.Tensor:
-    """Set the model's head's ``offsets`` ``[H, L]`` (z units) from the validation split; returns them."""
-    head = trainer.model.head
+def calibrate(engine: Engine, loaders: Loaders) -> torch.Tensor:
+    """Set the engine's head's ``offsets`` ``[H, L]`` (z units) from the validation split; returns them."""
+    head = engine.head
     head.offsets.zero_()
-    windows = len(trainer.prepared.splits["val"])
-    stride = max(1, math.ceil(windows * trainer.spec.num_vds / MAX_ENTRIES))
+    windows = len(loaders.prepared.splits["val"])
+    stride = max(1, math.ceil(windows * len(loaders.prepared.data.vd_ids) / MAX_ENTRIES))
     residuals, masks = [], []
-    for batch, output in trainer.outputs("val", stride):
-        residual = batch.target[..., None] - head.quantiles(output)  # [B, H, N, L]
+    for batch, output in engine.outputs(loaders.evaluate("val", stride)):
+        residual = batch.target[..., None] - engine.quantiles(output, batch)  # [B, H, N, L]
         residuals.append(residual.transpose(0, 1).flatten(1, 2).cpu())  # [H, B·N, L]
         masks.append(batch.target_mask.transpose(0, 1).flatten(1).cpu())
     residual, mask = torch.cat(residuals, 1), torch.cat(masks, 1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from core.api import Collator
 from core.data.windows import Prepared
@@ -49,20 +49,32 @@ class Loaders:
         generator = torch.Generator().manual_seed(self.seed * 1000 + epoch)
         permutation = torch.randperm(self.train_windows, generator=generator)
         return self.loader(
-            "train", batch_sampler=self.dist.shard(permutation[skip * self.cfg.batch_size :], self.cfg.batch_size)
+            self.prepared.splits["train"],
+            batch_sampler=self.dist.shard(permutation[skip * self.cfg.batch_size :], self.cfg.batch_size),
         )
 
     def evaluate(self, split: str, stride: int = 1) -> DataLoader:
         """A split's batches in order, of ``eval_batch_size``; with ``stride`` k, every k-th window only."""
-        return self.loader(split, stride, batch_size=self.cfg.eval_batch_size)
-
-    def loader(self, split: str, stride: int = 1, **batching) -> DataLoader:
         dataset = self.prepared.splits[split]
-        return DataLoader(
+        return self.loader(
             dataset if stride == 1 else Subset(dataset, range(0, len(dataset), stride)),
-            **batching,
-            collate_fn=self.collator,
-            num_workers=self.cfg.num_workers,
-            pin_memory=self.device.type == "cuda",
-            generator=torch.Generator().manual_seed(self.seed),
+            batch_size=self.cfg.eval_batch_size,
         )
+
+    def loader(self, dataset: Dataset, **batching) -> DataLoader:
+        return batches(dataset, self.collator, self.cfg, self.device, self.seed, **batching)
+
+
+def batches(
+    dataset: Dataset, collator: Collator, cfg: TrainerConfig, device: torch.device, seed: int = 0, **batching
+) -> DataLoader:
+    """``dataset``'s windows collated into batches by ``collator`` (``batching``: a ``batch_size`` or a
+    ``batch_sampler``), with ``cfg.num_workers`` workers, pinned for a GPU."""
+    return DataLoader(
+        dataset,
+        **batching,
+        collate_fn=collator,
+        num_workers=cfg.num_workers,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(seed),
+    )

@@ -1,49 +1,38 @@
-"""What a run reports besides the loop's scalars: the forecast figures (every epoch and after the test) and the
-final test of the best checkpoint beside the baselines, written to ``metrics.json``."""
+"""The final report of a run: the test metrics of its best checkpoint beside the baselines, written to
+``metrics.json`` and TensorBoard, with the test's forecast figure."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-import torch
+from typing import Any
 
 from core.io import save_json
-from core.training import calibration, checkpoints, signals
 from core.training.baselines import Baselines
+from core.training.callbacks import TensorBoard
+from core.training.trainer import Trainer
 
-if TYPE_CHECKING:
-    from core.training.trainer import Trainer
 
-
-def test(trainer: Trainer) -> dict[str, Any]:
-    """Test metrics of the best checkpoint beside the baselines; writes metrics.json. A distribution head with
-    ``calibrate`` is first calibrated on the validation split (the offsets saved into ``best_model.pt``), and its
-    uncalibrated test metrics are kept beside the calibrated ones."""
-    best = checkpoints.load_best(trainer.run_dir)
-    trainer.model.load_state_dict(best["model"])
-    head, state, spec = trainer.model.head, trainer.state, trainer.spec
+def test(trainer: Trainer, board: TensorBoard, uncalibrated: dict[str, float] | None = None) -> dict[str, Any]:
+    """Test the model as it is (the best checkpoint, calibrated or not) beside the baselines and report it;
+    ``uncalibrated``: a calibrated head's test metrics before calibration, kept beside. Returns the metrics."""
+    engine, state, spec = trainer.engine, trainer.state, trainer.spec
+    head = engine.head
     baselines = Baselines(trainer.prepared, head.levels)
-    extra: dict[str, Any] = {}
-    with signals.at_once(trainer.run_dir):
-        if head.distribution and getattr(head.config, "calibrate", False):
-            extra["test_uncalibrated"] = trainer.evaluate("test")[0]["model"]
-            calibration.calibrate(trainer)
-            checkpoints.save_best_weights(trainer.run_dir, best, trainer.model.state_dict())
-        result, accumulated = trainer.evaluate("test", baselines)
+    result, accumulated = engine.evaluate(trainer.loaders.evaluate("test"), baselines)
+    extra: dict[str, Any] = {} if uncalibrated is None else {"test_uncalibrated": uncalibrated}
     if head.distribution:
         extra["head"] = {
             "name": head.name,
             "levels": list(head.levels),
-            "offsets": (head.offsets * trainer.target_std).tolist(),  # [H][L] in the data's units
+            "offsets": (head.offsets * engine.std).tolist(),  # [H][L] in the data's units
         }
         extra["test_reliability"] = {name: m.reliability() for name, m in accumulated.items()}
     metrics = {
         "test": result["model"],
-        "baselines": {name: result[name] for name in Baselines.names},
+        "baselines": {name: result[name] for name in baselines.names},
         "best_epoch": state.best_epoch,
         "best_val_mae": state.best_val_mae,
         "epochs": state.epoch,
-        "parameters": sum(p.numel() for p in trainer.model.parameters()),
+        "parameters": sum(p.numel() for p in engine.model.parameters()),
         "train_seconds": state.train_seconds,
         # for python -m core.compare: MAE per horizon step (model and baselines) and per VD, VD positions in metres
         "test_mae_by_step": {name: m.mae_by_step() for name, m in accumulated.items()},
@@ -53,40 +42,11 @@ def test(trainer: Trainer) -> dict[str, Any]:
         **extra,
     }
     save_json(metrics, trainer.run_dir / "metrics.json")
-    step = state.global_step
-    trainer.logger.scalars({f"test/{k}": v for k, v in result["model"].items()}, step)
-    for name in Baselines.names:
-        trainer.logger.scalars({f"test_{name}/{k}": v for k, v in result[name].items()}, step)
+    step, logger = state.global_step, trainer.logger
+    logger.scalars({f"test/{k}": v for k, v in result["model"].items()}, step)
+    for name in baselines.names:
+        logger.scalars({f"test_{name}/{k}": v for k, v in result[name].items()}, step)
     if head.distribution:
-        trainer.logger.reliability("reliability/test", head.levels, extra["test_reliability"], step)
-    log_forecast(trainer, "test", step)
+        logger.reliability("reliability/test", head.levels, extra["test_reliability"], step)
+    board.forecast("test", step)
     return metrics
-
-
-@torch.no_grad()
-def log_forecast(trainer: Trainer, split: str, step: int) -> None:
-    """The forecast of the split's first window beside its truth, with a distribution head's quantiles
-    (``RunLogger.forecast``)."""
-    if not trainer.cfg.figure_vds:
-        return
-    dataset = trainer.prepared.splits[split]
-    batch = trainer.collator(dataset[0]).to(trainer.device).canonical()
-    head = trainer.model.head
-    trainer.model.eval()
-    with trainer.autocast():
-        output = trainer.model(batch).float()
-    forecast = trainer.denormalise(head.point(output))[0].cpu().numpy()
-    quantiles = trainer.denormalise(head.quantiles(output))[0].cpu().numpy() if head.distribution else None
-    trainer.logger.forecast(
-        f"forecast/{split}",
-        trainer.prepared.series,
-        int(dataset.starts[0]),
-        forecast,
-        trainer.spec.vd_ids,
-        trainer.cfg.figure_vds,
-        step,
-        trainer.recipe.data.target,
-        quantiles,
-        head.levels,
-    )
-    trainer.model.train()

@@ -1,4 +1,5 @@
-"""The learning-rate schedule (``trainer.scheduler``) and how a resumed run continues it.
+"""The learning-rate schedule (``trainer.scheduler``): when it steps (``LearningRate``) and how a resumed run
+continues it.
 
 ``cosine`` and ``plateau`` step once per epoch, ``onecycle`` with every update. The length of ``cosine`` and
 ``onecycle`` comes from ``trainer.epochs``: a resume that changes it (``--resume RUN --set trainer.epochs=N``)
@@ -18,12 +19,42 @@ from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from core.errors import TrainingError
 from core.recipe import TrainerConfig
 
-Schedule = LRScheduler | ReduceLROnPlateau | None
+Scheduler = LRScheduler | ReduceLROnPlateau | None
 
 LENGTH = {"cosine": "T_max", "onecycle": "total_steps"}  # the state entry that holds a schedule's length
 
 
-def build(cfg: TrainerConfig, optimizer: torch.optim.Optimizer, updates_per_epoch: int) -> Schedule:
+class LearningRate:
+    """The recipe's schedule over the optimizer, continued from a ``saved`` state (``restore``), and the one place
+    that says when it steps: ``onecycle`` after every update, ``cosine`` after every epoch, ``plateau`` after every
+    epoch on the validation MAE."""
+
+    def __init__(
+        self,
+        cfg: TrainerConfig,
+        optimizer: torch.optim.Optimizer,
+        updates_per_epoch: int,
+        saved: dict[str, Any] | None = None,
+    ):
+        self.name = cfg.scheduler
+        self.scheduler = restore(cfg, optimizer, updates_per_epoch, saved)
+
+    def updated(self) -> None:
+        """After an optimizer step."""
+        if self.name == "onecycle":
+            self.scheduler.step()
+
+    def epoch_ended(self, val_mae: float) -> None:
+        if self.name == "cosine":
+            self.scheduler.step()
+        elif self.name == "plateau":
+            self.scheduler.step(val_mae)
+
+    def state_dict(self) -> dict[str, Any] | None:
+        return None if self.scheduler is None else self.scheduler.state_dict()
+
+
+def build(cfg: TrainerConfig, optimizer: torch.optim.Optimizer, updates_per_epoch: int) -> Scheduler:
     """The recipe's schedule over ``cfg.epochs`` epochs of ``updates_per_epoch`` updates."""
     return {
         "none": lambda: None,
@@ -38,7 +69,7 @@ def build(cfg: TrainerConfig, optimizer: torch.optim.Optimizer, updates_per_epoc
 
 def restore(
     cfg: TrainerConfig, optimizer: torch.optim.Optimizer, updates_per_epoch: int, saved: dict[str, Any] | None
-) -> Schedule:
+) -> Scheduler:
     """The schedule a resumed run continues on, ``optimizer`` already restored: the saved one, or, when
     ``trainer.epochs`` changed its length, the schedule of the new length stepped as often as the saved one
     was. Refused when the run is already past the end of the new schedule."""

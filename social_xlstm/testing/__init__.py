@@ -21,7 +21,8 @@ from typing import Any
 
 import torch
 
-from core.recipe import PluginChoice, Registry, build_config
+from core.host.options import build_config
+from core.host.registry import PluginChoice, Registry
 from social_xlstm.testing.collator import CollatorChecks
 from social_xlstm.testing.data import kit_spec
 from social_xlstm.testing.encoder import EncoderChecks

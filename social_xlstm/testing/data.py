@@ -8,9 +8,9 @@ import numpy as np
 import torch
 
 from core.api import Collator, DatasetSpec, Windows
-from core.data.calendar import calendar_columns
-from core.data.road_graph import RoadGraph
-from core.recipe import Registry
+from core.calendar import calendar_columns
+from core.graph import RoadGraph
+from core.host.registry import Registry
 from core.sequence import real_steps
 
 N_VDS, HISTORY, HORIZON = 9, 8, 3  # 9: no calendar table (7 days, 24 hours, 288 slots) is mistaken for per-VD weights

@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 
 from core.api import DatasetSpec, EncoderInput, LayerwiseEncoder
-from core.model import construct
-from core.recipe import PluginChoice, Registry
+from core.host.construct import construct
+from core.host.registry import PluginChoice, Registry
 from social_xlstm.testing.data import HISTORY, make_windows, reference, select
 from social_xlstm.testing.forecaster import Check, ForecasterChecks, forecaster
 from social_xlstm.testing.result import TOLERANCE, CheckResult, at_most, gap, skipped

@@ -13,8 +13,9 @@ import torch
 from torch import nn
 
 from core.api import Batch, DatasetSpec, Encoder, Head, LayerwiseEncoder, Pooling
+from core.host.registry import Registry
 from core.model import Forecaster, inner_layers
-from core.recipe import ModelConfig, Registry
+from core.recipe import ModelConfig
 from core.training.metrics import masked_mean
 from social_xlstm.testing.data import BuiltinCollators, histories, make_windows, select
 from social_xlstm.testing.result import BF16_LIMIT, TOLERANCE, CheckResult, at_most, gap, skipped

@@ -13,8 +13,8 @@ import torch
 
 from core.api import DatasetSpec, Head
 from core.heads import central_intervals
-from core.model import construct
-from core.recipe import PluginChoice, Registry
+from core.host.construct import construct
+from core.host.registry import PluginChoice, Registry
 from core.training.metrics import masked_mean
 from social_xlstm.testing.data import reference
 from social_xlstm.testing.forecaster import Check, ForecasterChecks, forecaster

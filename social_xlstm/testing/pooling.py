@@ -8,8 +8,8 @@ import math
 import torch
 
 from core.api import DatasetSpec
-from core.model import construct
-from core.recipe import PluginChoice, Registry
+from core.host.construct import construct
+from core.host.registry import PluginChoice, Registry
 from social_xlstm.testing.data import N_VDS, reference
 from social_xlstm.testing.forecaster import Check, ForecasterChecks, forecaster
 from social_xlstm.testing.result import TOLERANCE, CheckResult, at_most, gap

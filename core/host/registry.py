@@ -7,16 +7,25 @@ import importlib
 import importlib.metadata
 import pkgutil
 from collections.abc import Iterable
+from typing import Any
 
 import attrs
 import pluggy
 
-from core import hookspecs
 from core.api import PLUGIN_KINDS
 from core.errors import PluginError, closest
-from core.recipe.options import SUPPORTED_TYPES, unsupported_fields
+from core.host import hookspecs
+from core.host.options import SUPPORTED_TYPES, unsupported_fields
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT
+
+
+@attrs.frozen
+class PluginChoice:
+    """A plugin chosen by name (a recipe's table), with its validated config."""
+
+    name: str
+    config: Any
 
 
 @attrs.frozen

@@ -12,7 +12,7 @@ from string import Template
 
 from core.api import PLUGIN_KINDS
 from core.errors import PluginError
-from core.recipe.registry import Registry
+from core.host.registry import Registry
 
 PLUGINS = {
     "encoder": '''"""Encoder ``$name``: a GRU shared by every VD (VDs folded into the batch), exact under left time
