@@ -103,8 +103,8 @@ def test_metrics_json_has_per_step_and_per_vd_mae(runs, small_data):
     assert metrics["vd_ids"] == list(small_data.vd_ids)
     assert len(metrics["test_mae_by_vd"]) == len(metrics["positions_xy"]) == len(small_data.vd_ids)
     by_step = metrics["test_mae_by_step"]
-    assert set(by_step) == {"model", "last_value", "historical_average", "seasonal_naive"}
-    assert len(by_step["model"]) == 12 and all(math.isnan(mae) for mae in by_step["seasonal_naive"])  # 4 days of data
+    assert set(by_step) == {"model", "last_value", "historical_average"}  # 4 days of data: no seasonal_naive
+    assert set(metrics["baselines"]) == {"last_value", "historical_average"} and len(by_step["model"]) == 12
     assert by_step["model"][2] == pytest.approx(metrics["test"]["mae@3"])
     assert by_step["last_value"][11] == pytest.approx(metrics["baselines"]["last_value"]["mae@12"])
 
