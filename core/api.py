@@ -63,7 +63,8 @@ class Batch:
     first, padded to the batch's largest active set. Targets and forecasts always cover all N VDs.
     ``future_covariates`` are the calendar of the target steps (the same K columns as ``covariates``), which a
     collator passes on from its ``Windows`` unchanged; ``target_profile`` (None where the data has no profile)
-    is the training split's historical profile of the target at the target steps.
+    is the training split's historical profile of the target at the target steps, in the data's units (the
+    historical-average baseline's forecast; the base of ``[model] residual = "profile"``).
     """
 
     values: torch.Tensor  # [B, T, N, F]
@@ -77,7 +78,7 @@ class Batch:
     step_mask: torch.Tensor | None = None  # [B, T, M] False on time padding (left: the last step is real); None = none
     vd_index: torch.Tensor | None = None  # [B, M] the VD in each slot; None = M = N, slot i holds VD i
     future_covariates: torch.Tensor | None = None  # [B, H, K] the covariates of the H target steps (known ahead)
-    target_profile: torch.Tensor | None = None  # [B, H, N] z-scored historical profile of the target steps
+    target_profile: torch.Tensor | None = None  # [B, H, N] the target's historical profile, in the data's units
 
     def to(self, device: torch.device | str) -> Batch:
         return attrs.evolve(
@@ -128,7 +129,7 @@ class DistributedBatch:
     start: torch.Tensor  # [B]
     step_masks: dict[str, torch.Tensor] | None = None  # vd -> [B, T] bool, False on time padding
     future_covariates: torch.Tensor | None = None  # [B, H, K] the covariates of the target steps
-    target_profiles: dict[str, torch.Tensor] | None = None  # vd -> [B, H] z-scored profile of the target steps
+    target_profiles: dict[str, torch.Tensor] | None = None  # vd -> [B, H] the target's profile, the data's units
 
     def to(self, device: torch.device | str) -> DistributedBatch:
         def move(value):
@@ -394,7 +395,7 @@ class Windows:
     start: torch.Tensor  # [B]
     future_covariates: torch.Tensor  # [B, H, K] the covariates of the target steps
     lengths: torch.Tensor | None = None  # [B, N] real history steps per VD (0 = inactive); None = all ``T``
-    target_profile: torch.Tensor | None = None  # [B, H, N] z-scored historical profile at the target steps
+    target_profile: torch.Tensor | None = None  # [B, H, N] the target's historical profile, in the data's units
 
     @property
     def active(self) -> torch.Tensor:

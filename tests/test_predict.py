@@ -34,6 +34,9 @@ RUNS = {
         "head": {"name": "quantile", "calibrate": True},
     },
     "gaussian": {"head": {"name": "gaussian", "calibrate": True, "levels": [0.1, 0.25, 0.5, 0.75, 0.9]}},
+    # the deviation from the profile, which is an input too: predict rebuilds both from the checkpoint's profile
+    "residual": {"model": {"residual": "profile"}, "data": {"profile_input": True}},
+    "residual_quantile": {"model": {"residual": "profile"}, "head": {"name": "quantile", "calibrate": True}},
 }
 
 
@@ -66,8 +69,9 @@ def reference(run_dir, split="test"):
     index = prepared.target_index
     mean, std = float(prepared.normaliser.mean[index]), float(prepared.normaliser.std[index])
     head = model.head
-    quantiles = (head.quantiles(output) * std + mean).numpy() if head.distribution else None
-    return (head.point(output) * std + mean).numpy(), quantiles, windows
+    offset = windows.target_profile if model.residual == "profile" else torch.tensor(mean)  # the data's units
+    quantiles = (head.quantiles(output) * std + offset[..., None]).numpy() if head.distribution else None
+    return (head.point(output) * std + offset).numpy(), quantiles, windows
 
 
 def test_round_trip_matches_the_model_on_the_test_windows(run_dir, small_h5, small_data, capsys):

@@ -14,7 +14,13 @@ from core.data.config import DataConfig
 from core.data.profile import Profile
 from core.data.synthetic import generate
 from core.data.windows import prepare
+from core.model import build_forecaster
+from core.recipe import load_recipe
+from core.run import prepare_data
 from core.training.baselines import Baselines
+from core.training.engine import Engine
+from core.training.loaders import Loaders
+from tests.helpers import short_run
 
 MONDAY = int(np.datetime64("2024-01-01T00:00", "s").astype(np.int64))  # 2024-01-01 was a Monday
 HOUR = 3600
@@ -109,20 +115,16 @@ def test_the_profile_comes_from_the_training_part_only():
     assert not torch.equal(changed.series.target, prepared.series.target)  # the targets did change
 
 
-def test_windows_carry_the_z_scored_profile_of_their_target_steps_and_the_baseline_is_the_profile():
+def test_windows_carry_the_profile_of_their_target_steps_and_the_baseline_is_the_profile():
     data = generate(seed=0, days=4)
     prepared = prepare(data, DataConfig(target="volume"))
-    (mean,), (std,) = prepared.normaliser.select(("volume",))
     starts = prepared.splits["test"].starts[[0, 50, 200]]
     windows = prepared.series.cut(starts)
     future = starts[:, None] + 12 + torch.arange(12)
-    profile = prepared.profile.at(data.timestamps)  # [T, N] the data's units
-    np.testing.assert_allclose(
-        windows.target_profile.numpy(), (profile[future.numpy()] - mean) / std, rtol=1e-5, atol=1e-6
-    )
+    profile = prepared.profile.at(data.timestamps)[future.numpy()].astype(np.float32)  # [B, H, N] the data's units
+    np.testing.assert_array_equal(windows.target_profile.numpy(), profile)
     historical = Baselines(prepared).predict(starts)["historical_average"]
-    np.testing.assert_array_equal(historical.numpy(), profile[future.numpy()].astype(np.float32))  # one computation
-    torch.testing.assert_close(windows.target_profile * std + mean, historical, rtol=1e-5, atol=1e-3)
+    np.testing.assert_array_equal(historical.numpy(), profile)  # one computation
 
 
 def test_profile_input_adds_the_profile_of_the_input_steps_as_a_feature():
@@ -133,7 +135,8 @@ def test_profile_input_adds_the_profile_of_the_input_steps_as_a_feature():
     windows = prepared.series.cut(starts)
     past = starts[:, None] + torch.arange(12)
     assert windows.values.shape[-1] == 3 and windows.observed[..., 2].all()
-    assert torch.equal(windows.values[..., 2], prepared.series.profile[past])
+    (mean,), (std,) = prepared.normaliser.select(("volume",))
+    torch.testing.assert_close(windows.values[..., 2], (prepared.series.profile[past] - mean) / std)
     plain = prepare(data, DataConfig(target="volume", features=("speed", "volume"))).series.cut(starts)
     assert torch.equal(windows.values[..., :2], plain.values) and torch.equal(windows.target, plain.target)
 
@@ -189,3 +192,30 @@ def test_the_covariates_of_the_target_steps_are_their_calendar_across_a_day_and_
     assert windows.future_covariates[1, :, 4].tolist() == [1.0] * 12
     assert windows.future_covariates[2, :, 3].tolist() == [6.0] * 3 + [0.0] * 9  # a week later, no holiday
     assert windows.future_covariates[2, :, 4].tolist() == [0.0] * 12
+
+
+@pytest.mark.parametrize("collator", ["centralized", "distributed", "dynamic_padding"])
+def test_residual_mode_with_a_zeroed_model_is_exactly_the_historical_average(collator, tmp_path):
+    """``[model] residual = "profile"``: the head forecasts the deviation from the profile, so with every weight at
+    zero the test metrics and forecasts are the historical-average baseline's, to the bit; the loss is the head's
+    against the target less the profile."""
+    recipe = tmp_path / "residual.toml"
+    tables = {"model": {"residual": "profile"}, "collator": {"name": collator}, "data": {"target": "volume"}}
+    recipe.write_text(short_run("residual", tmp_path / "runs", "default", **tables))
+    recipe, registry = load_recipe(recipe)
+    prepared = prepare_data(recipe)
+    model, collate = build_forecaster(recipe, registry, prepared.spec(), "test")
+    with torch.no_grad():
+        for weight in model.parameters():
+            weight.zero_()
+    engine = Engine(model, recipe.trainer, prepared.normaliser, "volume")
+    loaders = Loaders(prepared, collate, recipe.trainer, 0, engine.device)
+    baselines = Baselines(prepared)
+    result, _ = engine.evaluate(loaders.evaluate("test"), baselines)
+    assert result["model"] == result["historical_average"]
+    for batch, forecast in engine.forecasts(loaders.evaluate("test")):
+        assert torch.equal(forecast.point, baselines.predict(batch.start)["historical_average"])
+        output = engine.run(batch)[1]
+        (mean,), (std,) = prepared.normaliser.select(("volume",))
+        deviation = batch.target - (batch.target_profile - mean) / std
+        torch.testing.assert_close(engine.loss(output, batch), deviation.abs(), rtol=1e-6, atol=1e-6)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import attrs
 import numpy as np
+import torch
 
 from core.calendar import DAY_S, day_index, holiday_days, slots_per_day, time_slot
 
@@ -54,6 +55,14 @@ class Profile:
         vd_mean = np.where(observed.any(0), values.sum(0) / np.maximum(observed.sum(0), 1), overall)  # [N]
         all_days = mean_or(sums.sum(0), counts.sum(0), vd_mean)  # [S, N]
         return cls(mean_or(sums, counts, all_days), interval, holidays)
+
+    def to_dict(self) -> dict:
+        """What a model card keeps of it (``from_dict`` inverts it)."""
+        return {"table": torch.from_numpy(self.table), "interval": self.interval, "holidays": self.holidays}
+
+    @classmethod
+    def from_dict(cls, card: dict) -> Profile:
+        return cls(np.asarray(card["table"], np.float64), int(card["interval"]), str(card["holidays"]))
 
     @property
     def split(self) -> bool:

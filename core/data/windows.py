@@ -71,7 +71,7 @@ class Series:
     since_gap: torch.Tensor | None = None  # [T, N] steps since the VD's last long gap; None = fixed windows
     min_history: int = 0
     covariate_names: tuple[str, ...] = ()  # the K covariates, in order (``calendar_columns``)
-    profile: torch.Tensor | None = None  # [T, N] the target's historical profile, z-scored; None = not given
+    profile: torch.Tensor | None = None  # [T, N] the target's historical profile in the data's units; None = none
 
     def cut(self, starts: torch.Tensor) -> Windows:
         past = starts[:, None] + torch.arange(self.history)
@@ -255,13 +255,11 @@ def build_series(
     target_mask = np.isfinite(target_raw)
     (target_mean,), (target_std,) = normaliser.select((cfg.target,))
     target_z = np.where(target_mask, (target_raw - target_mean) / target_std, 0.0).astype(np.float32)
-    profile_z = (
-        None if profile is None else ((profile.at(data.timestamps) - target_mean) / target_std).astype(np.float32)
-    )
+    target_profile = None if profile is None else profile.at(data.timestamps).astype(np.float32)  # [T, N]
     if cfg.profile_input:
-        if profile_z is None:
+        if target_profile is None:
             raise DataError(f"{data.source}: [data] profile_input needs the historical profile of the training part")
-        values = np.concatenate([values, profile_z[..., None]], -1)
+        values = np.concatenate([values, ((target_profile - target_mean) / target_std)[..., None]], -1)
         observed = np.concatenate([observed, np.ones_like(observed[..., :1])], -1)
     stretch = np.zeros(data.num_steps, np.int64)
     stretch[jumps] = 1
@@ -280,7 +278,7 @@ def build_series(
         min_history=cfg.min_history,
         stretch=torch.from_numpy(stretch.cumsum()),
         covariate_names=tuple(calendar),
-        profile=None if profile_z is None else torch.from_numpy(profile_z),
+        profile=None if target_profile is None else torch.from_numpy(target_profile),
     )
 
 

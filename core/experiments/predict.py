@@ -28,7 +28,8 @@ import torch
 from core.api import Collator
 from core.data.dataset import TrafficData
 from core.data.hdf5 import read_hdf5
-from core.data.windows import Normaliser, Series, WindowDataset, build_series, dataset_spec
+from core.data.profile import Profile
+from core.data.windows import Normaliser, Series, WindowDataset, build_series, dataset_spec, profile_name
 from core.errors import DataError, TrainingError, run_cli
 from core.io import atomic_write, load_checkpoint
 from core.model import build_forecaster
@@ -68,7 +69,7 @@ def predict(run_dir: Path, data_path: Path, out: Path, latest: bool = False) -> 
     data = match_model(
         read_hdf5(data_path),
         tuple(checkpoint["vd_ids"]),
-        (*checkpoint["input_features"], checkpoint["target"]),
+        (*data_features(checkpoint), checkpoint["target"]),
         subset=bool(recipe.data.vds),
     )
     series = model_series(recipe, checkpoint, normaliser, with_blank_future(data, recipe.data.horizon))
@@ -166,7 +167,14 @@ def model_series(recipe: Recipe, checkpoint: dict, normaliser: Normaliser, data:
     """The series cut as the run cut its own (features, target, normaliser, window settings), from every observed
     reading: ``hide_inputs`` is a training experiment and is not applied to the data forecast."""
     cfg = attrs.evolve(recipe.data, target=checkpoint["target"], hide_inputs=0.0)
-    return build_series(data, normaliser, cfg, tuple(checkpoint["input_features"]))
+    profile = Profile.from_dict(checkpoint["profile"]) if "profile" in checkpoint else None  # none before 2026-12
+    return build_series(data, normaliser, cfg, data_features(checkpoint), profile=profile)
+
+
+def data_features(checkpoint: dict) -> tuple[str, ...]:
+    """The model's input features that the data holds (its ``[data] profile_input`` feature is made from the
+    profile the checkpoint keeps)."""
+    return tuple(name for name in checkpoint["input_features"] if name != profile_name(checkpoint["target"]))
 
 
 def forecast(

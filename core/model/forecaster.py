@@ -49,6 +49,7 @@ class Forecaster(nn.Module):
         so that the weights of a seeded run start the same whichever head it has."""
         super().__init__()
         self.num_vds = encoder.spec.num_vds
+        self.residual = model.residual  # what the head forecasts: the target, or its deviation from the profile
         self.encoder = encoder
         self.pooling = pooling
         e = encoder.out_dim

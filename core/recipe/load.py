@@ -41,6 +41,9 @@ class ModelConfig:
     # last: pool the encoder's last states; every_step: also pool every step's input states into the first layer;
     # interleaved: also a pooling layer (own weights) between every two encoder layers
     social: Literal["last", "every_step", "interleaved"] = "last"
+    # none: forecast the target; profile: forecast its deviation from the historical profile of the target steps
+    # (the historical average: a model whose head outputs 0 forecasts exactly that baseline)
+    residual: Literal["none", "profile"] = "none"
 
 
 @attrs.frozen

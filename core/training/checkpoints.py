@@ -51,6 +51,7 @@ def model_card(recipe: Recipe, prepared: Prepared, spec: DatasetSpec) -> dict[st
     return {
         "recipe": recipe.to_dict(),
         "normaliser": prepared.normaliser.to_dict(),
+        "profile": prepared.profile.to_dict(),
         "vd_ids": list(spec.vd_ids),
         "input_features": list(prepared.input_features),
         "target": recipe.data.target,

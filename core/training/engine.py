@@ -2,8 +2,12 @@
 
 Training, validation, calibration, the final test, the forecast figures and ``core.predict`` all go through it, so
 each step is written once here: the forward pass of a batch (``run``: device, canonical layout, autocast, forward,
-float32), and from the head's output to the loss against the target (``loss``), to the point forecast
-(``point``) and to the quantiles (``quantiles``), in z units, then in the data's units (``forecast``).
+float32), and from the head's output to the loss against the target (``loss``), to the quantiles in z units
+(``quantiles``, which calibration shifts) and to the forecast in the data's units (``forecast``).
+
+The head forecasts the target less a base (``offset``): the target's mean, or with ``[model] residual =
+"profile"`` each window's historical profile (``Batch.target_profile``), so that a model whose head outputs 0
+forecasts exactly the historical average.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import torch
 
 from core.api import Batch, DistributedBatch
 from core.data.windows import Normaliser
+from core.errors import TrainingError
 from core.model import Forecaster
 from core.recipe import TrainerConfig
 from core.training.baselines import Baselines
@@ -47,6 +52,7 @@ class Engine:
         self.device = resolve_device(cfg.device)
         self.model = model.to(self.device)
         self.head = model.head
+        self.residual = model.residual
         self.forward = torch.compile(self.model) if cfg.compile else self.model  # same weights, same state dict
         self.train_forward = dist.wrap(self.model, cfg.compile) if dist.enabled else self.forward
         self.autocast_dtype = AUTOCAST[cfg.precision]
@@ -71,27 +77,43 @@ class Engine:
         for batch in batches:
             yield self.run(batch)
 
-    def loss(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """The head's loss ``[B, H, N]`` of ``output`` against the batch's z-scored target, per entry (the caller
-        averages it over ``target_mask``)."""
-        return self.head.loss(output, batch.target)
+    def offset(self, batch: Batch) -> torch.Tensor | float:
+        """What the head's output is added to, in the data's units: the target's mean, or each window's profile
+        ``[B, H, N]`` (``[model] residual = "profile"``)."""
+        if self.residual == "none":
+            return self.mean
+        if batch.target_profile is None:
+            raise TrainingError(
+                '[model] residual = "profile" forecasts the deviation from the windows\' target_profile, and the '
+                "batch has none: the collator must pass its windows' target_profile on"
+            )
+        return batch.target_profile
 
-    def point(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """The point forecast ``[B, H, N]`` in z units."""
-        return self.head.point(output)
+    def base(self, batch: Batch) -> torch.Tensor | float:
+        """``offset`` in z units: 0, or the z-scored profile."""
+        return 0.0 if self.residual == "none" else (self.offset(batch) - self.mean) / self.std
+
+    def loss(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """The head's loss ``[B, H, N]`` of ``output`` against the batch's z-scored target less the ``base``, per
+        entry (the caller averages it over ``target_mask``)."""
+        return self.head.loss(output, batch.target - self.base(batch))
 
     def quantiles(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
         """A distribution head's quantiles ``[B, H, N, L]`` in z units, calibrated (its ``offsets``)."""
-        return self.head.quantiles(output)
+        return self.head.quantiles(output) + per_level(self.base(batch))
 
     def denormalise(self, z: torch.Tensor) -> torch.Tensor:
         """Values of the z-scored target in the data's units."""
         return z * self.std + self.mean
 
     def forecast(self, output: torch.Tensor, batch: Batch) -> Forecast:
-        """The model's ``output`` for ``batch`` as a forecast in the data's units."""
-        quantiles = self.denormalise(self.quantiles(output, batch)) if self.head.distribution else None
-        return Forecast(self.denormalise(self.point(output, batch)), quantiles)
+        """The model's ``output`` for ``batch`` as a forecast in the data's units: the head's values scaled, plus
+        the ``offset``."""
+        offset = self.offset(batch)
+        point = self.head.point(output) * self.std + offset
+        if not self.head.distribution:
+            return Forecast(point, None)
+        return Forecast(point, self.head.quantiles(output) * self.std + per_level(offset))
 
     def forecasts(self, batches: Iterable[Batch | DistributedBatch]) -> Iterator[tuple[Batch, Forecast]]:
         """Every batch (on the device, canonical) beside its forecast in the data's units."""
@@ -125,3 +147,8 @@ class Engine:
         if self.autocast_dtype is None:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+
+def per_level(base: torch.Tensor | float) -> torch.Tensor | float:
+    """A base ``[B, H, N]`` (or a scalar) broadcast over quantile levels."""
+    return base[..., None] if torch.is_tensor(base) else base
