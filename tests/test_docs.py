@@ -169,3 +169,63 @@ def test_every_plugin_example_imports_only_social_xlstm():
                 names = [node.module or ""]
             wrong += [f"{where}: {name}" for name in names if name.split(".")[0] in ("core", "plugins", "tests")]
     assert len(plugin_sources()) >= 6 and not wrong
+
+
+REFERENCE = runpy.run_path(str(ROOT / "docs_reference.py"))
+
+
+def test_the_reference_lists_on_the_pages_are_the_codes():
+    """The lists rendered from the code (every recipe key, every plugin) are on the pages as the code renders them
+    (mkdocs renders them afresh too; ``python docs_reference.py`` rewrites the pages)."""
+    blocks = {match[1] for text in TEXT.values() for match in REFERENCE["BLOCK"].findall(text)}
+    assert blocks == set(REFERENCE["RENDER"])
+    stale = [page.name for page, text in TEXT.items() if REFERENCE["render"](text) != text]
+    assert not stale, f"{stale}: run python docs_reference.py"
+
+
+def test_the_reference_lists_name_every_key_and_plugin():
+    from core.host.options import describe_fields
+    from core.host.registry import Registry
+    from core.recipe.load import FIXED_TABLES, PLUGIN_TABLES
+
+    keys, plugins = REFERENCE["recipe_keys"](), REFERENCE["plugins"]()
+    for table, cls in FIXED_TABLES.items():
+        rows = keys[keys.index(f"`[{table}]`") :]
+        assert all(f"| `{key}` |" in rows for key, _, _ in describe_fields(cls)), table
+    assert all(f"| `[{table}]` | `name`" in keys for table in PLUGIN_TABLES)
+    assert '| `[run]` | `name` | `"run"` |' in keys and "| `lr` | `0.001` |" in keys  # values as a recipe writes them
+    registry = Registry()
+    registry.load_builtins()
+    for info in registry:
+        row = next(line for line in plugins.splitlines() if line.startswith(f"| `{info.name}` |"))
+        assert all(f"`{name}` (" in row for name, _, _ in describe_fields(info.cls.Config)), info.name
+    assert "| `spin_lite` |" in plugins and "`max_neighbours` (`16`)" in plugins
+
+
+def test_every_tensorboard_tag_the_code_writes_is_on_the_tensorboard_page():
+    tag = re.compile(r"(train|val|test|pooling|forecast|reliability|hparam)/[a-z_]+")
+    written = {
+        node.value
+        for path in [*(ROOT / "core").rglob("*.py"), *(ROOT / "plugins").rglob("*.py")]
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and tag.fullmatch(node.value)
+    }
+    assert {"train/loss_step", "pooling/link_factor_mean", "reliability/test"} <= written
+    page = TEXT[ROOT / "docs" / "tensorboard.md"]
+    assert not [t for t in sorted(written) if f"`{t}`" not in page]
+
+
+def test_every_capability_flag_is_in_the_flags_table():
+    from core.api import PLUGIN_KINDS, capabilities
+
+    table = TEXT[ROOT / "docs" / "writing-a-plugin.md"].split("## Capability flags")[1].split("\n## ")[0]
+    flags = {flag for base in PLUGIN_KINDS.values() for flag in capabilities(base)}
+    assert "uses_road_graph" in flags
+    named = {flag: "`LayerwiseEncoder`" if flag == "layerwise" else f"`{flag}`" for flag in flags}
+    assert not [flag for flag, text in named.items() if text not in table]
+
+
+@pytest.mark.parametrize("folder, page", [("recipes", "recipes.md"), ("suites", "experiments.md")])
+def test_every_shipped_recipe_and_suite_is_listed(folder, page):
+    text = TEXT[ROOT / "docs" / page]
+    assert not [p.name for p in sorted((ROOT / folder).glob("*.toml")) if f"`{folder}/{p.name}`" not in text]
