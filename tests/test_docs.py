@@ -253,3 +253,23 @@ def test_the_file_layouts_on_the_data_page_import_as_shown(tmp_path):
     single = import_per_detector([tmp_path / "speed-400001.csv"], tmp_path / "locations.csv")
     assert single.vd_ids == ("400001",) and single.feature_names == ("speed",)
     assert single.features[:, 0, 0].tolist() == pytest.approx([71.4, 71.1])
+
+
+def test_every_class_and_function_of_the_api_reference_has_a_docstring():
+    """docs/api.md renders social_xlstm and social_xlstm.testing from their docstrings."""
+    import inspect
+
+    import social_xlstm
+    import social_xlstm.testing
+
+    page = TEXT[ROOT / "docs" / "api.md"]
+    modules = [social_xlstm, social_xlstm.testing]
+    assert all(f"::: {module.__name__}\n" in page for module in modules)
+    undocumented = [
+        f"{module.__name__}.{name}"
+        for module in modules
+        for name in module.__all__
+        if (inspect.isclass(obj := getattr(module, name)) or inspect.isfunction(obj))
+        and not (obj.__doc__ or "").strip()
+    ]
+    assert not undocumented
