@@ -273,3 +273,15 @@ def test_every_class_and_function_of_the_api_reference_has_a_docstring():
         and not (obj.__doc__ or "").strip()
     ]
     assert not undocumented
+
+
+def test_every_glossary_word_is_linked_from_a_page():
+    """Each word of the glossary is linked where it is used, so a reader meets the explanation."""
+    glossary = ROOT / "docs" / "glossary.md"
+    linked = {
+        anchor
+        for page, text in TEXT.items()
+        if page != glossary
+        for anchor in re.findall(r"\]\((?:docs/)?glossary\.md#([\w-]+)\)", text)
+    }
+    assert headings(glossary) - {"glossary"} <= linked, headings(glossary) - {"glossary"} - linked
