@@ -13,7 +13,7 @@ from pathlib import Path
 from core.api import PLUGIN_KINDS, capabilities
 from core.host.options import describe_fields
 from core.host.registry import Registry
-from core.recipe.load import FIXED_TABLES, PLUGIN_TABLES, _PluginsTable
+from core.recipe.load import FIXED_TABLES, PLUGIN_TABLES, PluginsTable
 
 BLOCK = re.compile(r"(<!-- reference: ([\w-]+) -->\n)(.*?)(<!-- /reference -->)", re.S)
 
@@ -37,7 +37,7 @@ def shown(default: object) -> str:
 def recipe_keys() -> str:
     """Every table and key of a recipe with its default; the plugin tables' own keys are their plugins'."""
     rows = ["| table | key | default |", "|---|---|---|"]
-    for table, cls in (*FIXED_TABLES.items(), ("plugins", _PluginsTable)):
+    for table, cls in (*FIXED_TABLES.items(), ("plugins", PluginsTable)):
         for i, (key, _, default) in enumerate(describe_fields(cls)):
             rows.append(f"| {f'`[{table}]`' if i == 0 else ''} | `{key}` | {shown(default)} |")
     for table, default in PLUGIN_TABLES.items():

@@ -211,7 +211,7 @@ def load_recipe(
         if not isinstance(value, dict):
             raise RecipeError(f"{source}: '{table}' must be a table ([{table}]), got {value!r}")
 
-    modules = origins.build(_PluginsTable, raw.get("plugins", {}), "plugins").modules
+    modules = origins.build(PluginsTable, raw.get("plugins", {}), "plugins").modules
     if registry is None:
         registry = Registry.default(modules, origin=where)
     else:
@@ -226,7 +226,9 @@ def load_recipe(
 
 
 @attrs.frozen
-class _PluginsTable:
+class PluginsTable:
+    """``[plugins]``: modules to import for their plugins, beside the built-ins and installed entry points."""
+
     modules: tuple[str, ...] = ()
 
 
