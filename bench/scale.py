@@ -237,7 +237,7 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
     for row in rows:
         rate = f"{row['windows_per_s']:.1f}" if "windows_per_s" in row else ""
         lines.append(
-            f"| {row['vds']} | {row['pooling']} | {row['stage']} | {row['seconds']:.2f} | {row['peak_mb']:.0f} | "
+            f"| {row['vds']} | {row['pooling']} | {row['stage']} | {row['seconds']:.3f} | {row['peak_mb']:.0f} | "
             f"{rate} | {row['seconds'] / row['vds'] * 1000:.3f} | {row['peak_mb'] / row['vds'] * 1024:.1f} |"
         )
     return "\n".join(lines)
@@ -250,9 +250,13 @@ def growth(rows: list[dict], sizes: list[int]) -> list[dict]:
     found = []
     for pooling, stage in dict.fromkeys((row["pooling"], row["stage"]) for row in rows):
         a, b = at[small, pooling, stage], at[large, pooling, stage]
-        per_vd = lambda key: (b[key] / large) / (a[key] / small) if a[key] > 0 else math.nan  # noqa: E731
-        found.append({"pooling": pooling, "stage": stage, "time": per_vd("seconds"), "memory": per_vd("peak_mb")})
+        time_, memory = (per_vd_ratio(a[key], small, b[key], large) for key in ("seconds", "peak_mb"))
+        found.append({"pooling": pooling, "stage": stage, "time": time_, "memory": memory})
     return found
+
+
+def per_vd_ratio(small_value: float, small: int, large_value: float, large: int) -> float:
+    return (large_value / large) / (small_value / small) if small_value > 0 else math.nan
 
 
 def ratios(rows: list[dict], sizes: list[int]) -> str:
@@ -265,7 +269,8 @@ def ratios(rows: list[dict], sizes: list[int]) -> str:
     ]
     for ratio in growth(rows, sizes):
         within = "yes" if max(ratio["time"], ratio["memory"]) <= TARGET_RATIO else "NO"
-        lines.append(f"| {ratio['pooling']} | {ratio['stage']} | {ratio['time']:.2f} | {ratio['memory']:.2f} | {within} |")
+        row = f"{ratio['pooling']} | {ratio['stage']} | {ratio['time']:.2f} | {ratio['memory']:.2f}"
+        lines.append(f"| {row} | {within} |")
     return "\n".join(lines)
 
 
