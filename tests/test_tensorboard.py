@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +15,12 @@ import torch
 from tensorboard import context
 from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
 from tensorboard.plugins import base_plugin
 from tensorboard.plugins.hparams import backend_context
 
 from core.run import main as run_main
-from core.training.tensorboard import forecast_figure
+from core.training.tensorboard import RunLogger, forecast_figure
 from tests.helpers import short_run
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "tensorboard.md"
@@ -154,3 +156,44 @@ def test_the_forecast_figure_shades_the_intervals_it_is_given():
     widest = shaded.axes[0].collections[0].get_paths()[0].vertices[:, 1]
     assert widest.min() == -1.0 and widest.max() == 3.0  # the forecast ± 2
     assert [t.get_text() for t in shaded.axes[0].get_legend().get_texts()][:2] == ["90%", "80%"]
+
+
+def test_buffered_scalars_reach_the_file_with_their_times_and_order(tmp_path, monkeypatch):
+    """The per-step scalars wait in the logger (the writer's thread is not woken per step) and reach the events
+    file, before whatever is written after them, with the step, value and wall time they were logged at."""
+    monkeypatch.setattr(RunLogger, "BUFFERED", 5)
+    logger = RunLogger(tmp_path)
+    added, add_scalar = [], logger._writer.add_scalar
+    monkeypatch.setattr(logger._writer, "add_scalar", lambda *args, **kw: added.append(args) or add_scalar(*args, **kw))
+    logged = []
+    for step in range(1, 4):
+        before = time.time()
+        logger.scalars({"train/loss_step": 1.0 / step, "train/lr_step": 0.1 * step}, step)
+        logged.append((before, time.time()))
+        if step == 2:
+            assert added == []  # 4 scalars kept, fewer than BUFFERED
+    assert len(added) == 6  # the 5th and 6th: handed over, all 6 at once
+    logger.scalars({"val/mae": 2.5}, 3)
+    logger.recipe("[run]")  # after every scalar logged before it
+    logger.close()
+
+    events = [e for f in tmp_path.glob("events.*") for e in LegacyEventFileLoader(str(f)).Load() if e.summary.value]
+    tags = [(e.summary.value[0].tag, e.step) for e in events]
+    assert tags == [
+        *[(tag, step) for step in range(1, 4) for tag in ("train/loss_step", "train/lr_step")],
+        ("val/mae", 3),
+        ("recipe/text_summary", 0),
+    ]
+    for event in events[:6]:
+        before, after = logged[event.step - 1]
+        assert before <= event.wall_time <= after  # the time it was logged, not handed over
+    values = [e.summary.value[0].simple_value for e in events[:7]]
+    np.testing.assert_allclose(values, [1.0, 0.1, 0.5, 0.2, 1 / 3, 0.3, 2.5], rtol=1e-6)
+
+
+def test_scalars_kept_past_keep_s_are_handed_over(tmp_path, monkeypatch):
+    monkeypatch.setattr(RunLogger, "KEEP_S", 0.0)  # every scalar is old enough at once
+    logger = RunLogger(tmp_path)
+    logger.scalars({"train/loss_step": 1.0}, 1)
+    assert logger._scalars == []
+    logger.close()

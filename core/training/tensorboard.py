@@ -8,6 +8,7 @@ process's matplotlib backend (e.g. a notebook's) alone."""
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -38,14 +39,36 @@ class ReliabilityCurve(NamedTuple):
 
 
 class RunLogger:
-    """A SummaryWriter on the run directory; ``purge_step`` hides events a crashed run wrote past its checkpoint."""
+    """A SummaryWriter on the run directory; ``purge_step`` hides events a crashed run wrote past its checkpoint.
+
+    Scalars are kept with the time they were logged and handed to the writer ``BUFFERED`` at a time (or once the
+    oldest is ``KEEP_S`` old), and before anything else is written through ``writer`` (its flush included): the
+    events and their order are the same, and a training step no longer wakes the writer's thread for its few
+    per-step scalars (``bench/tax.py``)."""
+
+    BUFFERED = 256
+    KEEP_S = 10.0
 
     def __init__(self, run_dir: Path, purge_step: int | None = None):
-        self.writer = SummaryWriter(str(run_dir), purge_step=purge_step)
+        self._writer = SummaryWriter(str(run_dir), purge_step=purge_step)
+        self._scalars: list[tuple[str, float, int, float]] = []
+
+    @property
+    def writer(self) -> SummaryWriter:
+        """The SummaryWriter, every scalar logged so far handed to it."""
+        self.hand_over()
+        return self._writer
+
+    def hand_over(self) -> None:
+        for tag, value, step, walltime in self._scalars:
+            self._writer.add_scalar(tag, value, step, walltime=walltime)
+        self._scalars.clear()
 
     def scalars(self, values: dict[str, float], step: int) -> None:
-        for tag, value in values.items():
-            self.writer.add_scalar(tag, value, step)
+        walltime = time.time()
+        self._scalars.extend((tag, value, step, walltime) for tag, value in values.items())
+        if len(self._scalars) >= self.BUFFERED or walltime - self._scalars[0][3] >= self.KEEP_S:
+            self.hand_over()
 
     def recipe(self, toml_text: str) -> None:
         self.writer.add_text("recipe", "\n".join("    " + line for line in toml_text.splitlines()))
