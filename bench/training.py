@@ -13,6 +13,8 @@ from core.model import build_forecaster
 from core.recipe import Recipe, load_recipe
 from core.run import prepare_data
 from core.training.distributed import Silent
+from core.training.engine import Engine
+from core.training.loaders import Loaders
 from core.training.trainer import Trainer
 
 
@@ -31,26 +33,28 @@ def time_training(
     model, collator = build_forecaster(recipe, registry, spec, prepared.data.source)
     parts = {"gather + collate": [], "to device": [], "step": []}
     with tempfile.TemporaryDirectory() as run_dir:
-        trainer = Trainer(recipe, model, collator, prepared, spec, Path(run_dir), Silent())
+        engine = Engine(model, recipe.trainer, prepared.normaliser, recipe.data.target)
+        loaders = Loaders(prepared, collator, recipe.trainer, recipe.run.seed, engine.device)
+        trainer = Trainer(recipe, engine, loaders, prepared, spec, Path(run_dir), Silent())
         model.train()
         loader = iter(trainer.loaders.train(0))
         for i in range(warmup + batches):
             started = time.perf_counter()
             batch = next(loader, None) or next(loader := iter(trainer.loaders.train(i)))
             fetched = time.perf_counter()
-            batch = batch.to(trainer.device).canonical()
-            _synchronize(trainer.device)
+            batch = batch.to(engine.device).canonical()
+            _synchronize(engine.device)
             moved = time.perf_counter()
             trainer.train_step(batch, 0, i + 1, boundary=True)
-            _synchronize(trainer.device)
+            _synchronize(engine.device)
             if i >= warmup:
                 for part, seconds in zip(parts, (fetched - started, moved - fetched, time.perf_counter() - moved)):
                     parts[part].append(seconds)
         for _ in range(validations):
             started = time.perf_counter()
-            trainer.evaluate("val")
+            engine.evaluate(loaders.evaluate("val"))
             parts.setdefault("validation", []).append(time.perf_counter() - started)
-    return recipe, str(trainer.device), {part: statistics.median(times) for part, times in parts.items()}
+    return recipe, str(engine.device), {part: statistics.median(times) for part, times in parts.items()}
 
 
 def _synchronize(device: torch.device) -> None:
