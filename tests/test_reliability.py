@@ -187,12 +187,13 @@ def test_sigint_in_process_stops_at_the_batch_boundary_and_resumes(make_recipe, 
 
     monkeypatch.setattr(Trainer, "step_loss", step_loss)
     recipe = make_recipe(tmp_path, every=0)
+    before = signal.getsignal(signal.SIGINT)  # Python's, or SIG_IGN under a shell's background job
     assert main([str(recipe)]) == 128 + signal.SIGINT
     run_dir = only_run(tmp_path / "runs")
     assert last_line(capsys.readouterr().err).startswith(
         f"interrupted by SIGINT at epoch 1, batch 3 of {BATCHES}; saved {run_dir / 'last.pt'}"
     )
-    assert last_state(run_dir)["batch"] == 3 and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert last_state(run_dir)["batch"] == 3 and signal.getsignal(signal.SIGINT) is before  # restored
     monkeypatch.setattr(Trainer, "step_loss", original)
     assert main(["--resume", str(run_dir)]) == 0
     assert_tensorboard_steps(run_dir)
@@ -405,13 +406,14 @@ def test_a_signal_during_the_final_test_says_what_is_saved_and_how_to_resume(
         return original(self, batches, baselines)
 
     monkeypatch.setattr(Engine, "evaluate", evaluate)
+    before = signal.getsignal(signal.SIGTERM)
     assert main([str(make_recipe(tmp_path)), "--set", "trainer.epochs=1"]) == 128 + signal.SIGTERM
     run_dir = only_run(tmp_path / "runs")
     assert last_line(capsys.readouterr().err) == (
         f"interrupted by SIGTERM during the final test; the training is finished and saved in {run_dir / 'last.pt'}; "
         f"resume with: python -m core.run --resume {run_dir} (it repeats the test)\n"
     )
-    assert not (run_dir / "metrics.json").exists() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert not (run_dir / "metrics.json").exists() and signal.getsignal(signal.SIGTERM) is before
     monkeypatch.setattr(Engine, "evaluate", original)
     assert main(["--resume", str(run_dir)]) == 0
     assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 1
@@ -424,6 +426,7 @@ def test_sigterm_outside_training_stops_a_command_as_sigint_does(capsys):
         signal.raise_signal(signal.SIGTERM)  # in this thread, at once
         raise AssertionError("SIGTERM did not stop the command")
 
+    before = signal.getsignal(signal.SIGTERM)
     assert run_cli(body) == 128 + signal.SIGTERM
     assert capsys.readouterr().err == "interrupted by SIGTERM\n"
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert signal.getsignal(signal.SIGTERM) is before
