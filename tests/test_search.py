@@ -349,7 +349,8 @@ def start_workers(suite: Path, tmp_path: Path) -> subprocess.Popen:
 
 
 def mid_run(folder: Path, launcher: subprocess.Popen, count: int) -> list[optuna.trial.FrozenTrial]:
-    """Wait until ``count`` trials of study 'two' are in the middle of their runs (epoch 1 over, held there)."""
+    """Wait until ``count`` trials of study 'two' are in the middle of their runs (epoch 1 over and its last.pt
+    saved: the callbacks write the history file before the checkpoint)."""
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and launcher.poll() is None:
         time.sleep(0.2)
@@ -360,7 +361,7 @@ def mid_run(folder: Path, launcher: subprocess.Popen, count: int) -> list[optuna
         found = []
         for trial in running:
             dirs = [p for p in folder.glob(f"{trial.user_attrs.get('run')}-*") if p.is_dir()]
-            if trial.state == TrialState.RUNNING and dirs and (dirs[0] / "training_history.json").is_file():
+            if trial.state == TrialState.RUNNING and dirs and (dirs[0] / "last.pt").is_file():
                 found.append(trial)
         if len(found) >= count:
             return found
