@@ -45,8 +45,8 @@ class Baselines:
         self.last = torch.from_numpy(np.where(np.isfinite(filled), filled, vd_mean).astype(np.float32))
 
         timestamps = prepared.data.timestamps
-        profile = prepared.profile.at(timestamps)  # [T, N]
-        self.profile = torch.from_numpy(profile.astype(np.float32))
+        self.profile = series.profile  # [T, N] the training part's profile at every step, the data's units
+        profile = self.profile.numpy()
         week_ago = week_earlier(raw, timestamps)
         self.seasonal = seasonal(timestamps, prepared.data.interval, prepared.boundaries[0])
         self.names = self.NAMES if self.seasonal else self.NAMES[:2]
