@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.data import read_hdf5  # noqa: E402
@@ -50,8 +51,9 @@ def main() -> None:
     args = parser.parse_args()
     prepared = prepare(read_hdf5(args.data), DataConfig(weekend=True))
     series = prepared.series
-    raw = series.target.numpy()  # z-scored, 0 where missing
-    mask = series.target_mask.numpy()
+    target = series.target_at(torch.arange(series.steps))
+    mask = target.isfinite().numpy()
+    raw = series.z_target(target).nan_to_num(0.0).numpy()  # z-scored, 0 where missing
     covariates = series.covariates.numpy()
     std = prepared.normaliser.std[prepared.target_index]
     history, horizon = series.history, series.horizon

@@ -2,6 +2,8 @@
 
     python bench/scale.py                                      # 716, 2,352 and 8,600 VDs, a year at 15 minutes
     python bench/scale.py --sizes 50,100 --steps 2000 --batches 2 --val-batches 2    # a smoke run
+    python bench/scale.py --sizes 8600 --steps 105120 --interval 300 --contiguous --set 'data.store="disk"' \
+        --poolings none                                        # CA's year at 5 minutes, its readings left on disk
 
 For each size, LargeST's three files are written at that size (``bench/largest_file.py``: 5-minute flow, a road
 network, the sensors' metadata) and imported as a user would (``python -m core.data import-largest --resample 900``),
@@ -29,7 +31,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-STEP_S = 900  # the imported files' step: 15 minutes
 START = "2019-01-01"
 POOLINGS = ("none", "road_graph", "learned_graph")
 STAGES = ("import", "prepare", "train", "validate", "forecast")
@@ -45,13 +46,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.workdir) as folder:
         rows = measure(Path(folder), sizes, args)
     print(table(rows, args))
+    for size in sizes:
+        print(f"the series of {size} VDs: {args.steps * size * 4 / 2**20:,.0f} MB of float32 readings")
     print(ratios(rows, sizes))
 
 
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="716,2352,8600", help="VDs per network, comma-separated")
-    parser.add_argument("--steps", type=int, default=35040, help="15-minute steps (35,040: a year)")
+    parser.add_argument("--steps", type=int, default=35040, help="steps of the imported file (35,040: a year)")
+    parser.add_argument("--interval", type=int, default=900, help="seconds per step (900: LargeST's; 300: raw)")
+    parser.add_argument("--contiguous", action="store_true", help="import the readings uncompressed (store = disk)")
     parser.add_argument("--poolings", default=",".join(POOLINGS), help="STID's poolings, comma-separated")
     parser.add_argument("--batches", type=int, default=20, help="training batches timed")
     parser.add_argument("--val-batches", type=int, default=20, help="validation batches timed")
@@ -67,7 +72,7 @@ def measure(folder: Path, sizes: list[int], args: argparse.Namespace) -> list[di
     rows = []
     for size in sizes:
         network = folder / str(size)
-        write_largest(network, size, args.steps)
+        write_largest(network, size, args.steps * args.interval)
         imported = run_child(__file__, ["import", str(network)])
         for pooling in args.poolings.split(","):
             stages = run_child(__file__, ["run", str(network / "network.h5"), pooling])
@@ -76,16 +81,16 @@ def measure(folder: Path, sizes: list[int], args: argparse.Namespace) -> list[di
     return rows
 
 
-def write_largest(folder: Path, sensors: int, steps: int) -> None:
-    """LargeST's three files for ``sensors`` covering at least ``steps`` 15-minute steps (whole days of 5 minutes)."""
+def write_largest(folder: Path, sensors: int, seconds: int) -> None:
+    """LargeST's three files for ``sensors`` covering at least ``seconds`` (whole days of 5 minutes)."""
     from bench.largest_file import write_adjacency, write_his, write_meta
 
     folder.mkdir(parents=True)
     ids = [str(400000 + 37 * i) for i in range(sensors)]
     districts = write_meta(folder / "ca_meta.csv", ids)
     write_adjacency(folder / "ca_rn_adj.npy", districts)
-    write_his(folder / "ca_his_raw_2019.h5", ids, START, math.ceil(steps * STEP_S / 86400))
-    (folder / "steps").write_text(str(steps))
+    write_his(folder / "ca_his_raw_2019.h5", ids, START, math.ceil(seconds / 86400))
+    (folder / "seconds").write_text(str(seconds))
 
 
 def run_child(script: str, case: list[str]) -> dict:
@@ -118,20 +123,22 @@ def child(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(torch.get_num_threads())  # torch's pools are up before the baseline
     if args.child[0] == "import":
-        return import_stage(Path(args.child[1]))
+        return import_stage(Path(args.child[1]), args)
     return run_stages(Path(args.child[1]), args.child[2], args)
 
 
-def import_stage(folder: Path) -> dict:
+def import_stage(folder: Path, args: argparse.Namespace) -> dict:
     import numpy as np
 
+    from bench.largest_file import STEP_S
     from core.data.__main__ import main as data_main
 
     stages = Stages()
-    until = str(np.datetime64(START, "s") + int((folder / "steps").read_text()) * STEP_S)  # first left out
+    until = str(np.datetime64(START, "s") + int((folder / "seconds").read_text()))  # the first time left out
     argv = ["import-largest", str(folder / "ca_his_raw_2019.h5"), "--meta", str(folder / "ca_meta.csv")]
-    argv += ["--adjacency", str(folder / "ca_rn_adj.npy"), "--resample", str(STEP_S), "--until", until]
-    argv += ["--out", str(folder / "network.h5")]
+    argv += ["--adjacency", str(folder / "ca_rn_adj.npy"), "--until", until, "--out", str(folder / "network.h5")]
+    argv += ["--resample", str(args.interval)] if args.interval != STEP_S else []
+    argv += ["--contiguous"] if args.contiguous else []
     if data_main(argv):
         raise SystemExit(f"import-largest {folder} failed")
     stages.done("import")
@@ -229,8 +236,9 @@ def peak_rss_mb() -> float:
 # ------------------------------------------------------------------------------------------------- the report
 def table(rows: list[dict], args: argparse.Namespace) -> str:
     lines = [
-        f"\nscale: STID, {args.steps} steps of 15 minutes, {args.batches} training and {args.val_batches} "
-        f"validation batches of {args.batch_size} windows; peak RSS above the process's start",
+        f"\nscale: STID, {args.steps} steps of {args.interval} s, {args.batches} training and {args.val_batches} "
+        f"validation batches of {args.batch_size} windows; peak RSS above the process's start"
+        + (f"; overrides: {' '.join(args.set)}" if args.set else ""),
         "| VDs | pooling | stage | s | peak RSS +MB | windows/s | ms per VD | KB per VD |",
         "|---|---|---|---|---|---|---|---|",
     ]

@@ -42,9 +42,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.workdir) as folder:
         for size in (int(size) for size in args.sizes.split(",")):
             network = Path(folder) / str(size)
-            write_largest(network, size, args.steps)
+            write_largest(network, size, args.steps * args.interval)
             with contextlib.redirect_stdout(io.StringIO()):  # the import's summary
-                import_stage(network)
+                import_stage(network, args)
             rows.append({"vds": size, **run_child(__file__, ["tax", str(network / "network.h5")])})
     print(table(rows, args))
 
@@ -60,6 +60,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE", help="recipe overrides")
     parser.add_argument("--workdir", help="where the generated files go (default: the system's temporary folder)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)  # tax FILE
+    parser.set_defaults(interval=900, contiguous=False)  # bench/scale.py's import at 15 minutes
     return parser
 
 

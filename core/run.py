@@ -120,7 +120,8 @@ def run(
 
 def prepare_data(recipe: Recipe) -> Prepared:
     """The recipe's data source, split, normalised and windowed."""
-    return prepare(load_source(recipe.data.source, recipe.data.synthetic_seed), recipe.data, recipe.run.seed)
+    data = load_source(recipe.data.source, recipe.data.synthetic_seed, recipe.data.store)
+    return prepare(data, recipe.data, recipe.run.seed)
 
 
 def train(

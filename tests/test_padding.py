@@ -9,29 +9,29 @@ import pytest
 import torch
 
 from core.data.config import DataConfig
-from core.data.windows import prepare, steps_since_gap
+from core.data.dataset import TrafficData
+from core.data.windows import Normaliser, build_series, prepare
 from plugins.collators.centralized import CentralizedCollator
 from plugins.collators.dynamic_padding import DynamicPaddingCollator, DynamicPaddingConfig
 
 HISTORY, HORIZON, MIN_HISTORY, GAP = 12, 3, 3, 6
 
 
-def test_steps_since_gap_counts_from_the_last_long_gap():
-    missing = np.array([1, 1, 0, 0, 1, 0, 1, 1, 1, 0, 0], bool)[:, None]  # gaps of 2, 1 and 3 steps
-    assert steps_since_gap(missing, gap_steps=3)[:, 0].tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 0, 1, 2]
-    assert steps_since_gap(missing, gap_steps=2)[:, 0].tolist() == [
-        1,
-        0,
-        1,
-        2,
-        3,
-        4,
-        5,
-        0,
-        0,
-        1,
-        2,
-    ]  # causal: a gap counts once it is long
+def history_lengths(missing: np.ndarray, gap_steps: int) -> list[int]:
+    """``Series.lengths`` of one VD missing where ``missing`` says, for the windows whose 11-step history ends at
+    each step (the steps before the series' start count as readings: a history is cut only by a gap in it)."""
+    readings = np.where(missing, np.nan, 1.0).astype(np.float32)[:, None, None]
+    data = TrafficData(readings, ("vd",), ("speed",), 300 * np.arange(len(missing), dtype=np.int64))
+    cfg = DataConfig(history=11, horizon=1, min_history=1, gap_steps=gap_steps)
+    normaliser = Normaliser(np.zeros(1, np.float32), np.ones(1, np.float32), ("speed",))
+    series = build_series(data, normaliser, cfg, ("speed",))
+    return series.lengths(torch.arange(len(missing)) - 10)[:, 0].tolist()
+
+
+def test_a_history_counts_from_the_last_long_gap():
+    missing = np.array([1, 1, 0, 0, 1, 0, 1, 1, 1, 0, 0], bool)  # gaps of 2, 1 and 3 steps
+    assert history_lengths(missing, gap_steps=3) == [11, 11, 11, 11, 11, 11, 11, 11, 0, 1, 2]
+    assert history_lengths(missing, gap_steps=2) == [11, 0, 1, 2, 3, 4, 5, 0, 0, 1, 2]  # causal: once it is long
 
 
 @pytest.fixture(scope="module")
@@ -105,11 +105,13 @@ def test_fixed_windows_make_a_full_batch(small_data):
 def test_hidden_inputs_are_missing_inputs_and_targets_are_kept(small_data):
     plain = prepare(small_data, DataConfig(history=HISTORY, horizon=HORIZON))
     hidden = prepare(small_data, DataConfig(history=HISTORY, horizon=HORIZON, hide_inputs=0.25), seed=1)
-    kept = hidden.series.observed.sum() / plain.series.observed.sum()
+    starts = torch.arange(0, plain.series.steps - HISTORY - HORIZON + 1, HISTORY)  # every step once, near enough
+    seen, shown = plain.series.cut(starts), hidden.series.cut(starts)
+    kept = shown.observed.sum() / seen.observed.sum()
     assert 0.74 < float(kept) < 0.76
-    assert not (hidden.series.observed & ~plain.series.observed).any()
-    assert not hidden.series.values[~hidden.series.observed].any()
-    assert torch.equal(hidden.series.target, plain.series.target)
+    assert not (shown.observed & ~seen.observed).any()
+    assert not shown.values[~shown.observed].any()
+    assert torch.equal(shown.target, seen.target)
     batch = CentralizedCollator(CentralizedCollator.Config(), plain.spec())(plain.splits["train"].__getitems__([0, 1]))
     whitened = batch.hide_inputs(0.5, torch.Generator().manual_seed(0))
     assert 0.4 < whitened.observed.sum() / batch.observed.sum() < 0.6

@@ -60,17 +60,17 @@ def test_run_writes_everything_and_resumes(small_h5, write_recipe, tmp_path, cap
 
 
 def last_value_mae(run_dir) -> float:
-    """The last-value baseline's test MAE, computed here: each VD's last reading before the window's end (its
+    """The last-value baseline's test MAE, computed here: each VD's last reading in the window's history (its
     training mean if it has none), held for the horizon, against every observed target step."""
     recipe, _ = load_recipe(run_dir / "recipe.toml")
     prepared = prepare_data(recipe)
-    raw = prepared.series.target_raw.numpy().astype(np.float64)
+    raw = prepared.data.features[..., prepared.target_index].astype(np.float64)
     history, horizon = recipe.data.history, recipe.data.horizon
     train_mean = np.nanmean(raw[: prepared.boundaries[0]], 0)
     total, count = 0.0, 0
     for start in prepared.splits["test"].starts.tolist():
         for vd in range(raw.shape[1]):
-            past = raw[: start + history, vd]
+            past = raw[start : start + history, vd]
             last = past[np.isfinite(past)][-1] if np.isfinite(past).any() else train_mean[vd]
             truth = raw[start + history : start + history + horizon, vd]
             total += np.abs(last - truth[np.isfinite(truth)]).sum()

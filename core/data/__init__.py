@@ -6,13 +6,14 @@ from core.data.hdf5 import describe_hdf5, read_hdf5, write_hdf5
 __all__ = ["TrafficData", "describe_source", "load_source", "read_hdf5", "write_hdf5"]
 
 
-def load_source(source: str, synthetic_seed: int = 0) -> TrafficData:
-    """``"default"`` → the embedded synthetic network; anything else → an HDF5 file of the schema."""
+def load_source(source: str, synthetic_seed: int = 0, store: str = "memory") -> TrafficData:
+    """``"default"`` → the embedded synthetic network; anything else → an HDF5 file of the schema, its readings
+    in memory or, with ``store = "disk"``, left on disk (``read_hdf5``)."""
     if source == "default":
         from core.data.synthetic import generate
 
         return generate(synthetic_seed)
-    return read_hdf5(source)
+    return read_hdf5(source, store)
 
 
 def describe_source(source: str) -> set[str] | None:

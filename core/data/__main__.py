@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 
 import attrs
 import numpy as np
 
 from core.data import TrafficData, importers, read_hdf5, road_graph, write_hdf5
-from core.data.dataset import FeatureCounts, Layout, regular_interval, time_jumps
+from core.data.dataset import FeatureCounts, Layout, regular_interval, time_blocks, time_jumps
+from core.data.hdf5 import read_layout, write_hdf5_stream
 from core.data.largest import FEATURE, NETWORKS, import_largest
 from core.data.resample import parse_how, resample
 from core.data.synthetic import generate
@@ -82,6 +84,12 @@ def parser() -> argparse.ArgumentParser:
     )
     largest.add_argument("--out", required=True, help="HDF5 file to write")
 
+    repack = commands.add_parser(
+        "repack", help="rewrite an HDF5 file of the schema with its readings compressed or (--contiguous) not"
+    )
+    repack.add_argument("h5")
+    repack.add_argument("--out", required=True, help="HDF5 file to write")
+
     synthetic = commands.add_parser("synthetic", help="write the embedded default network")
     synthetic.add_argument("--seed", type=int, default=0)
     synthetic.add_argument("--days", type=int, default=21)
@@ -94,6 +102,12 @@ def parser() -> argparse.ArgumentParser:
         "--how", default="", help="per feature, sum or mean (the default), e.g. flow=sum,occupancy=mean,speed=mean"
     )
     resampled.add_argument("--out", required=True, help="HDF5 file to write")
+    for sub in (largest, repack, resampled):
+        sub.add_argument(
+            "--contiguous",
+            action="store_true",
+            help='store the readings uncompressed, as [data] store = "disk" reads them (a series longer than memory)',
+        )
 
     info = commands.add_parser("info", help="summarise an HDF5 file of the schema")
     info.add_argument("h5")
@@ -110,13 +124,26 @@ def command(args: argparse.Namespace) -> int:
             data = generate(args.seed, args.days)
         else:
             data = resample(read_hdf5(args.h5), args.interval, parse_how(args.how))
-        write_hdf5(data, args.out)
+        write_hdf5(data, args.out, getattr(args, "contiguous", False))
         print(f"wrote {args.out}\n{summary(data)}")
+        return 0
+    if args.command == "repack":
+        layout, counts = repacked(args.h5, args.out, args.contiguous)
+        print(f"wrote {args.out}\n{summary(layout, counts)}")
         return 0
     zeros = tuple(name.strip() for name in args.zero_missing.split(",") if name.strip())
     if args.command == "import-largest":
         written, counts = import_largest(
-            args.his, args.meta, args.out, args.adjacency, args.network, args.since, args.until, args.resample, zeros
+            args.his,
+            args.meta,
+            args.out,
+            args.adjacency,
+            args.network,
+            args.since,
+            args.until,
+            args.resample,
+            zeros,
+            contiguous=args.contiguous,
         )
     else:
         written = imported(args, zeros)
@@ -124,6 +151,21 @@ def command(args: argparse.Namespace) -> int:
         counts = FeatureCounts.of(written.features)
     print(f"wrote {args.out}\n{summary(written, counts, zeros)}")
     return 0
+
+
+def repacked(source: str, out: str, contiguous: bool) -> tuple[Layout, FeatureCounts]:
+    """``source`` written again to ``out``, a block of steps at a time, with its readings laid out as asked."""
+    layout, f = read_layout(source)
+    with f:
+        dataset, counts = f["data/features"], FeatureCounts.of(np.zeros((0, *layout.shape[1:]), np.float32))
+
+        def blocks() -> Iterator[np.ndarray]:
+            for _, block in time_blocks(dataset):  # an h5py dataset reads the steps sliced
+                counts.add(block)
+                yield block.astype(np.float32, copy=False)
+
+        write_hdf5_stream(layout, blocks(), out, contiguous)
+    return layout, counts
 
 
 def imported(args: argparse.Namespace, zeros: tuple[str, ...]) -> TrafficData:

@@ -41,6 +41,7 @@ class DataConfig:
     gap_steps: int = attrs.field(default=12, validator=gt(0))  # missing steps that cut a VD's history
     hide_inputs: float = attrs.field(default=0.0, validator=[ge(0.0), lt(1.0)])  # experiment: inputs hidden everywhere
     vds: tuple[str, ...] = ()  # keep only these VD ids, in this order; empty = all
+    store: Literal["memory", "disk"] = "memory"  # "disk": readings read per batch from a contiguous file
     irregular_steps: Literal["refuse", "split"] = (
         "refuse"  # a file whose time step jumps: refuse it, or cut windows between jumps
     )

@@ -4,10 +4,12 @@ all of it but the readings."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 
 import attrs
 import numpy as np
 
+from core.data.disk import DiskReadings
 from core.data.geo import project_to_metres
 from core.errors import DataError, closest
 from core.graph import RoadGraph
@@ -48,9 +50,10 @@ def _readings_first(cls, fields: list[attrs.Attribute]) -> list[attrs.Attribute]
 @attrs.frozen(eq=False, field_transformer=_readings_first)
 class TrafficData(Layout):
     """A ``Layout`` with its readings ``features`` [T, N, F] (float32; NaN marks a missing reading), the first
-    argument: ``TrafficData(features, vd_ids, feature_names, timestamps, ...)``."""
+    argument: ``TrafficData(features, vd_ids, feature_names, timestamps, ...)``. The readings are in memory, or
+    left on disk (``DiskReadings``) and then only ever read a block of steps at a time (``time_blocks``)."""
 
-    features: np.ndarray  # float32 [T, N, F]
+    features: np.ndarray | DiskReadings  # float32 [T, N, F]
 
     def __attrs_post_init__(self) -> None:
         if self.features.ndim != 3:
@@ -72,7 +75,8 @@ class TrafficData(Layout):
         return time_jumps(self.timestamps)
 
     def select(self, vds: tuple[str, ...]) -> TrafficData:
-        """Only the VDs ``vds``, in that order (``[data] vds``); an unknown id is an error naming it."""
+        """Only the VDs ``vds``, in that order (``[data] vds``); an unknown id is an error naming it. Readings
+        left on disk are read into memory unless ``vds`` are all the VDs in their order."""
         index = {vd: i for i, vd in enumerate(self.vd_ids)}
         unknown = [vd for vd in vds if vd not in index]
         if unknown:
@@ -82,9 +86,11 @@ class TrafficData(Layout):
                 f"{', '.join(self.vd_ids[:3])}"
             )
         keep = np.array([index[vd] for vd in vds], dtype=np.int64)
+        if tuple(vds) == self.vd_ids:
+            return self
         return attrs.evolve(
             self,
-            features=self.features[:, keep],
+            features=np.concatenate([block[:, keep] for _, block in time_blocks(self.features)]),
             vd_ids=tuple(vds),
             latlon=None if self.latlon is None else self.latlon[keep],
             vd_attributes={name: tuple(values[i] for i in keep) for name, values in self.vd_attributes.items()},
@@ -142,13 +148,32 @@ def check_finite(
     where: str, features: np.ndarray, vd_ids: tuple[str, ...], feature_names: tuple[str, ...], first_step: int = 0
 ) -> None:
     """No infinite reading in ``features`` [t, N, F] (steps from ``first_step`` on): NaN is the missing value."""
-    infinite = np.isinf(features)
-    if infinite.any():
-        step, vd, feature = np.argwhere(infinite)[0]
+    count, example = 0, None
+    for first, block in time_blocks(features):
+        infinite = np.isinf(block)
+        if infinite.any():
+            count += int(infinite.sum())
+            example = example or (first, *np.argwhere(infinite)[0])
+    if count:
+        first, step, vd, feature = example
         raise DataError(
-            f"{where}: {int(infinite.sum())} infinite reading(s), e.g. VD {vd_ids[vd]}, "
-            f"{feature_names[feature]} at step {first_step + step} (use NaN for a missing reading)"
+            f"{where}: {count} infinite reading(s), e.g. VD {vd_ids[vd]}, {feature_names[feature]} at step "
+            f"{first_step + first + step} (use NaN for a missing reading)"
         )
+
+
+BLOCK_VALUES = 1 << 24  # readings per block of ``time_blocks`` (64 MiB of float32)
+
+
+def time_blocks(
+    features: np.ndarray | DiskReadings, stop: int | None = None, values: int = BLOCK_VALUES
+) -> Iterator[tuple[int, np.ndarray]]:
+    """``(first step, block)``: ``features[:stop]`` [T, N, F] in consecutive blocks of steps of at most ``values``
+    readings (at least one step), so that a pass over readings on disk holds one block at a time."""
+    stop = len(features) if stop is None else stop
+    rows = max(1, values // max(1, int(np.prod(features.shape[1:]))))
+    for first in range(0, stop, rows):
+        yield first, features[first : min(first + rows, stop)]
 
 
 def regular_interval(timestamps: np.ndarray) -> int:

@@ -16,38 +16,94 @@ metadata/road_graph/        optional group, attr ``directed`` (bool); one entry 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import attrs
 import h5py
 import numpy as np
 
-from core.data.dataset import Layout, TrafficData, check_finite
+from core.data.dataset import Layout, TrafficData, check_finite, check_layout, time_blocks
+from core.data.disk import DTYPE, DiskReadings
 from core.errors import DataError
 from core.graph import RoadGraph
 from core.io import atomic_write
 
 
-def read_hdf5(path: str | Path) -> TrafficData:
+def read_hdf5(path: str | Path, store: str = "memory") -> TrafficData:
+    """The file's series; ``store = "disk"`` leaves its readings on disk (``DiskReadings``), which needs them
+    stored contiguous and uncompressed (``write_hdf5(..., contiguous=True)``, ``python -m core.data repack``)."""
+    with _open(path) as (f, path):
+        layout = read_layout_of(f, path)
+        dataset = f["data/features"]
+        features = np.asarray(dataset, dtype=np.float32) if store == "memory" else _on_disk(dataset, path)
+    return TrafficData(features, **attrs.asdict(layout, recurse=False))
+
+
+def read_layout(path: str | Path) -> tuple[Layout, h5py.File]:
+    """The file's ``Layout`` and the open file, whose ``data/features`` can then be read a block at a time (the
+    caller closes it)."""
+    with _open(path, close=False) as (f, path):
+        return read_layout_of(f, path), f
+
+
+@contextmanager
+def _open(path: str | Path, close: bool = True) -> Iterator[tuple[h5py.File, Path]]:
     path = Path(path)
     if path.is_dir():
         raise DataError(f"{path}: is a folder, not an HDF5 data file")
     if not path.is_file():
         raise DataError(f"{path}: data file not found")
     try:
-        with h5py.File(path, "r") as f:
-            features = np.asarray(_require(f, path, "data/features", "float32 [T, N, F]"), dtype=np.float32)
-            vd_ids = _strings(_require(f, path, "metadata/vdids", "str [N]"))
-            names = _strings(f["metadata/feature_names"]) if "metadata/feature_names" in f else _default_names(features)
-            timestamps = _timestamps(f, path, features.shape[0])
-            latlon = _positions(f, vd_ids)
-            attributes = _attributes(f, vd_ids)
-            graph = _road_graph(f, path, features.shape[1] if features.ndim == 3 else len(vd_ids))
+        f = h5py.File(path, "r")
     except OSError as error:
         raise DataError(f"{path}: not a readable HDF5 file: {error}") from None
-    return TrafficData(
-        features, vd_ids, names, timestamps, latlon, source=str(path), vd_attributes=attributes, road_graph=graph
+    try:
+        yield f, path
+    except OSError as error:
+        f.close()
+        raise DataError(f"{path}: not a readable HDF5 file: {error}") from None
+    except BaseException:
+        f.close()
+        raise
+    if close:
+        f.close()
+
+
+def read_layout_of(f: h5py.File, path: Path) -> Layout:
+    """All of the open file ``f`` but its readings."""
+    dataset = _require(f, path, "data/features", "float32 [T, N, F]")
+    if dataset.ndim != 3:
+        raise DataError(f"{path}: data/features must be [T, N, F], got shape {dataset.shape}")
+    vd_ids = _strings(_require(f, path, "metadata/vdids", "str [N]"))
+    names = _strings(f["metadata/feature_names"]) if "metadata/feature_names" in f else _default_names(dataset.shape)
+    layout = Layout(
+        vd_ids,
+        names,
+        _timestamps(f, path, dataset.shape[0]),
+        _positions(f, vd_ids),
+        source=str(path),
+        vd_attributes=_attributes(f, vd_ids),
     )
+    check_layout(layout, dataset.shape)
+    return attrs.evolve(layout, road_graph=_road_graph(f, path, len(vd_ids)))
+
+
+def _on_disk(dataset: h5py.Dataset, path: Path) -> DiskReadings:
+    offset = dataset.id.get_offset()
+    if dataset.chunks is not None or dataset.dtype != DTYPE or offset is None:
+        stored = (
+            f"{dataset.dtype}, "
+            + ("chunked" if dataset.chunks else "contiguous")
+            + (f", {dataset.compression}" if dataset.compression else "")
+        )
+        raise DataError(
+            f'{path}: [data] store = "disk" reads data/features from the file as the windows need it, which needs '
+            f"it stored contiguous and uncompressed as float32 (this file's: {stored}); rewrite it so with "
+            f"python -m core.data repack {path} --contiguous --out NEW.h5"
+        )
+    return DiskReadings(path, offset, dataset.shape)
 
 
 def describe_hdf5(path: str | Path) -> set[str] | None:
@@ -63,24 +119,25 @@ def describe_hdf5(path: str | Path) -> set[str] | None:
     return offered | ({"positions"} if latlon is not None else set())  # a VD without one: named when built
 
 
-def write_hdf5(data: TrafficData, path: str | Path) -> Path:
-    """Write atomically: a temporary file in the same folder, renamed over ``path`` when complete."""
-    return _atomic(Path(path), lambda tmp: _write(data, tmp))
+def write_hdf5(data: TrafficData, path: str | Path, contiguous: bool = False) -> Path:
+    """Write atomically: a temporary file in the same folder, renamed over ``path`` when complete. The readings
+    are gzip-compressed in chunks, or with ``contiguous`` stored as they are, which ``[data] store = "disk"``
+    needs."""
+    return write_hdf5_stream(data, (block for _, block in time_blocks(data.features)), path, contiguous)
 
 
-def write_hdf5_stream(layout: Layout, blocks: Iterable[np.ndarray], path: str | Path) -> Path:
+def write_hdf5_stream(layout: Layout, blocks: Iterable[np.ndarray], path: str | Path, contiguous: bool = False) -> Path:
     """Write the readings that ``layout`` describes as they come: ``blocks`` are consecutive float32
     [t, N, F] steps (their t summing to T), written one at a time, so memory holds one block, never the file.
-    Atomic like ``write_hdf5``."""
+    Atomic and laid out like ``write_hdf5``."""
     path = Path(path)
 
     def write(tmp: Path) -> None:
         t, n, f = layout.shape
         rows = max(1, min(t, CHUNK_VALUES // (n * f)))
         with h5py.File(tmp, "w", rdcc_nbytes=8 * CHUNK_VALUES * 4) as out:  # a chunk half-written stays cached
-            features = out.create_dataset(
-                "data/features", (t, n, f), np.float32, chunks=(rows, n, f), compression="gzip", compression_opts=4
-            )
+            stored = {} if contiguous else {"chunks": (rows, n, f), "compression": "gzip", "compression_opts": 4}
+            features = out.create_dataset("data/features", (t, n, f), DTYPE, **stored)
             done = 0
             for block in blocks:
                 if block.shape[1:] != (n, f) or done + len(block) > t:
@@ -107,12 +164,6 @@ def _atomic(path: Path, write) -> Path:
         return atomic_write(path, write)
     except OSError as error:
         raise DataError(f"{path}: cannot write: {error.strerror or error}") from None
-
-
-def _write(data: TrafficData, tmp: Path) -> None:
-    with h5py.File(tmp, "w") as f:
-        f.create_dataset("data/features", data=data.features.astype(np.float32), compression="gzip", compression_opts=4)
-        _write_metadata(f, data)
 
 
 def _write_metadata(f: h5py.File, data: Layout) -> None:
@@ -148,8 +199,8 @@ def _strings(dataset: h5py.Dataset) -> tuple[str, ...]:
     return tuple(v.decode() if isinstance(v, bytes) else str(v) for v in dataset[()].tolist())
 
 
-def _default_names(features: np.ndarray) -> tuple[str, ...]:
-    return ("speed",) if features.shape[-1] == 1 else tuple(f"feature_{i}" for i in range(features.shape[-1]))
+def _default_names(shape: tuple[int, ...]) -> tuple[str, ...]:
+    return ("speed",) if shape[-1] == 1 else tuple(f"feature_{i}" for i in range(shape[-1]))
 
 
 def _timestamps(f: h5py.File, path: Path, steps: int) -> np.ndarray:

@@ -46,11 +46,13 @@ def import_largest(
     resample_s: int | None = None,
     zero_missing: Sequence[str] = (FEATURE,),
     read_bytes: int = READ_BYTES,
+    contiguous: bool = False,
 ) -> tuple[Layout, FeatureCounts]:
     """Write ``out`` from LargeST's readings ``his`` for the sensors of ``network`` in ``meta`` (positions and
     string attributes), with the road graph of ``adjacency``; rows from ``since`` (inclusive) to ``until``
     (exclusive), ISO 8601. Memory holds ``read_bytes`` of readings at a time, whatever the file's length.
-    Returns what was written and its counts of missing and zero readings."""
+    With ``contiguous`` the readings are written uncompressed, for ``[data] store = "disk"``. Returns what was
+    written and its counts of missing and zero readings."""
     ids, latlon, attributes, districts = read_meta(meta)
     keep = _network_rows(network, len(ids), districts, meta)
     graph = read_rn_adjacency(adjacency, len(ids), keep) if adjacency else None
@@ -74,7 +76,8 @@ def import_largest(
         rows_per_period = int(np.diff(starts, append=stop - first).max())
         per_read = max(1, read_bytes // (8 * len(frame.columns) * rows_per_period))
         mean, zeros = resample_s is not None, FEATURE in zero_missing
-        write_hdf5_stream(layout, _blocks(frame, vd_ids, first + starts, stop, per_read, mean, zeros, counts), out)
+        blocks = _blocks(frame, vd_ids, first + starts, stop, per_read, mean, zeros, counts)
+        write_hdf5_stream(layout, blocks, out, contiguous)
     return layout, counts
 
 

@@ -7,6 +7,8 @@ window (``Series``) and, with ``[data] profile_input``, an input feature.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import attrs
 import numpy as np
 import torch
@@ -38,21 +40,31 @@ class Profile:
         a slot with fewer than 2 readings over all days takes the VD's mean; a VD never observed takes the mean
         of all VDs.
         """
+        return cls.fit_blocks([raw], timestamps, interval, holidays)
+
+    @classmethod
+    def fit_blocks(
+        cls, blocks: Iterable[np.ndarray], timestamps: np.ndarray, interval: int, holidays: str = ""
+    ) -> Profile:
+        """``fit`` to the training part's target given as consecutive blocks of steps ``[t, N]``."""
         weekend = weekend_days(timestamps, holidays)
         dates = timestamps // DAY_S
         kinds = 2 if min(len(np.unique(dates[weekend])), len(np.unique(dates[~weekend]))) >= MIN_READINGS else 1
         slots = slots_per_day(interval)
-        observed = np.isfinite(raw)
-        values = np.where(observed, raw, 0.0).astype(np.float64)
-        sums, counts = np.zeros((kinds, slots, raw.shape[1])), np.zeros((kinds, slots, raw.shape[1]))
-        cell = (
-            weekend.astype(np.int64) if kinds == 2 else np.zeros(len(raw), np.int64),
-            time_slot(timestamps, interval),
-        )
-        np.add.at(sums, cell, values)
-        np.add.at(counts, cell, observed)
-        overall = values.sum() / max(observed.sum(), 1)
-        vd_mean = np.where(observed.any(0), values.sum(0) / np.maximum(observed.sum(0), 1), overall)  # [N]
+        cell = (weekend if kinds == 2 else np.zeros(len(timestamps), bool)) * slots + time_slot(timestamps, interval)
+        sums = counts = None
+        first = 0
+        for raw in blocks:
+            observed = np.isfinite(raw)
+            if sums is None:
+                sums, counts = np.zeros((kinds * slots, raw.shape[1])), np.zeros((kinds * slots, raw.shape[1]))
+            add_by_cell(sums, cell[first : first + len(raw)], np.where(observed, raw, 0.0).astype(np.float64))
+            add_by_cell(counts, cell[first : first + len(raw)], observed.astype(np.float64))
+            first += len(raw)
+        sums, counts = sums.reshape(kinds, slots, -1), counts.reshape(kinds, slots, -1)
+        overall = sums.sum() / max(counts.sum(), 1)
+        vd_sums, vd_counts = sums.sum((0, 1)), counts.sum((0, 1))
+        vd_mean = np.where(vd_counts > 0, vd_sums / np.maximum(vd_counts, 1), overall)  # [N]
         all_days = mean_or(sums.sum(0), counts.sum(0), vd_mean)  # [S, N]
         return cls(mean_or(sums, counts, all_days), interval, holidays)
 
@@ -71,14 +83,26 @@ class Profile:
 
     def at(self, timestamps: np.ndarray) -> np.ndarray:
         """The profile ``[T, N]`` at the steps ``timestamps`` (float64, the data's units)."""
-        kind = weekend_days(timestamps, self.holidays).astype(np.int64) if self.split else 0
-        return self.table[kind, time_slot(timestamps, self.interval)]
+        kind, slot = self.cells(timestamps).T
+        return self.table[kind, slot]
+
+    def cells(self, timestamps: np.ndarray) -> np.ndarray:
+        """``[T, 2]`` int64: the kind of day and the slot of ``table`` that each of ``timestamps`` falls in."""
+        kind = weekend_days(timestamps, self.holidays) if self.split else np.zeros(len(timestamps), bool)
+        return np.stack([kind.astype(np.int64), time_slot(timestamps, self.interval)], 1)
 
 
 def weekend_days(timestamps: np.ndarray, holidays: str = "") -> np.ndarray:
     """bool per step: a Saturday, a Sunday or (with a ``holidays`` region) a public holiday, on the local date."""
     weekend = day_index(timestamps) >= 5
     return weekend | holiday_days(timestamps, holidays) if holidays else weekend
+
+
+def add_by_cell(sums: np.ndarray, cell: np.ndarray, values: np.ndarray) -> None:
+    """``sums[c] += values[t]`` for every step t of cell ``c = cell[t]`` (``values [t, N]``), one sum per cell."""
+    order = np.argsort(cell, kind="stable")
+    firsts = np.flatnonzero(np.diff(cell[order], prepend=-1))
+    sums[cell[order][firsts]] += np.add.reduceat(values[order], firsts, axis=0)
 
 
 def mean_or(sums: np.ndarray, counts: np.ndarray, fallback: np.ndarray) -> np.ndarray:

@@ -1,10 +1,14 @@
 """Chronological splits, z-scoring from the training part, and windows cut by index arithmetic.
 
-The whole series is normalised once (``Series``); each split is only an array of window start indices into
-it, and a batch of windows is one gather, ``series[starts[:, None] + arange(L)]``.
+Each split is only an array of window start indices into the series (``Series``), and a batch of windows is one
+gather of its readings, ``readings[starts[:, None] + arange(L + H)]``, z-scored then: the readings can stay on
+disk (``[data] store = "disk"``) and memory holds no copy of the series.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Iterable
 
 import attrs
 import numpy as np
@@ -13,7 +17,8 @@ import torch
 from core.api import DatasetSpec, Windows
 from core.calendar import calendar_columns
 from core.data.config import DataConfig
-from core.data.dataset import TrafficData
+from core.data.dataset import BLOCK_VALUES, TrafficData, time_blocks, time_jumps
+from core.data.disk import DiskReadings
 from core.data.profile import Profile
 from core.errors import DataError
 from core.sequence import real_steps
@@ -30,13 +35,20 @@ class Normaliser:
     names: tuple[str, ...]  # the F features, in the order of ``mean`` and ``std``
 
     @classmethod
-    def fit(cls, features: np.ndarray, names: tuple[str, ...], source: str) -> Normaliser:
-        observed = np.isfinite(features).reshape(-1, features.shape[-1]).any(0)
-        if not observed.all():
-            missing = [n for n, ok in zip(names, observed) if not ok]
+    def fit(cls, blocks: Iterable[np.ndarray], names: tuple[str, ...], source: str) -> Normaliser:
+        """From the training part's readings, given as consecutive blocks [t, N, F] (``time_blocks``)."""
+        count, total, squares = (np.zeros(len(names)) for _ in range(3))
+        for block in blocks:
+            observed = np.isfinite(block)
+            values = np.where(observed, block, 0.0).astype(np.float64)
+            count += observed.sum((0, 1))
+            total += values.sum((0, 1))
+            squares += (values**2).sum((0, 1))
+        if not (count > 0).all():
+            missing = [n for n, seen in zip(names, count) if not seen]
             raise DataError(f"{source}: feature(s) {', '.join(missing)} are NaN everywhere in the training part")
-        mean = np.nanmean(features, axis=(0, 1))
-        std = np.nanstd(features, axis=(0, 1))
+        mean = total / count
+        std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
         return cls(mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32), tuple(names))
 
     def select(self, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -57,49 +69,101 @@ class Normaliser:
 
 @attrs.frozen(eq=False)
 class Series:
-    """The whole series, normalised once and shared by every split."""
+    """The whole series, cut into windows a batch at a time: ``cut`` reads the windows' steps from ``readings`` (in
+    memory or left on disk) and z-scores them then, so that nothing the size of the series is held beside them.
 
-    values: torch.Tensor  # [T, N, F]
-    observed: torch.Tensor  # [T, N, F]
-    covariates: torch.Tensor  # [T, K]
-    target: torch.Tensor  # [T, N]
-    target_mask: torch.Tensor  # [T, N]
-    target_raw: torch.Tensor  # [T, N] original units, NaN where missing
+    ``inputs`` and ``target_index`` pick the readings' features; ``mean``/``std`` (of the inputs) and
+    ``target_mean``/``target_std`` are the training part's ``Normaliser``. ``covariates``, ``stretch`` and
+    ``profile_cell`` cover the series' ``steps``: the readings' T steps and any ``blank`` steps after them (a
+    forecast's future), which read as missing.
+    """
+
+    readings: np.ndarray | DiskReadings  # float32 [T, N, F_file], NaN = missing
+    inputs: np.ndarray  # int64 [F] the input features, indices into the readings' features
+    target_index: int
+    mean: torch.Tensor  # [F]
+    std: torch.Tensor  # [F]
+    target_mean: torch.Tensor  # []
+    target_std: torch.Tensor  # []
+    covariates: torch.Tensor  # [S, K]
+    stretch: torch.Tensor  # [S] which regular stretch (between time jumps) each step is in
     history: int
     horizon: int
-    stretch: torch.Tensor  # [T] which regular stretch (between time jumps) each step is in
-    since_gap: torch.Tensor | None = None  # [T, N] steps since the VD's last long gap; None = fixed windows
-    min_history: int = 0
     covariate_names: tuple[str, ...] = ()  # the K covariates, in order (``calendar_columns``)
-    profile: torch.Tensor | None = None  # [T, N] the target's historical profile in the data's units; None = none
+    profile: torch.Tensor | None = None  # [D, slots, N] the target's historical profile table (``Profile``), data units
+    profile_cell: torch.Tensor | None = None  # [S, 2] each step's kind of day and slot in ``profile``
+    profile_input: bool = False  # the profile (z-scored) is one more input feature
+    min_history: int = 0  # > 0: variable-length histories (``lengths``)
+    gap_steps: int = 12
+    kept: np.ndarray | None = None  # bool [T, N, F] the inputs not hidden (``[data] hide_inputs``); None: all
+
+    @property
+    def steps(self) -> int:
+        return len(self.stretch)
 
     def cut(self, starts: torch.Tensor) -> Windows:
         past = starts[:, None] + torch.arange(self.history)
         future = starts[:, None] + self.history + torch.arange(self.horizon)
+        rows = self.read(torch.cat([past, future], 1))  # [B, L + H, N, F_file]
+        inputs = rows[:, : self.history][..., self.inputs]
+        observed = inputs.isfinite()
+        if self.kept is not None:
+            observed &= torch.from_numpy(self.kept[past.numpy()])
+        values = (inputs - self.mean) / self.std
+        if self.profile_input:
+            values = torch.cat([values, self.z_target(self.profile_at(past))[..., None]], -1)
+            observed = torch.cat([observed, torch.ones_like(observed[..., :1])], -1)
         lengths = self.lengths(starts)
-        observed = self.observed[past]
         if lengths is not None:  # a VD's history starts after its last long gap; an inactive VD is not forecast
             observed = observed & real_steps(lengths, self.history)[..., None]
+        target = rows[:, self.history :, :, self.target_index]
+        target_mask = target.isfinite()
         return Windows(
-            values=self.values[past] * observed,
+            values=values.where(observed, 0.0),
             observed=observed,
             covariates=self.covariates[past],
-            target=self.target[future],
-            target_mask=self.target_mask[future]
-            if lengths is None
-            else self.target_mask[future] & (lengths > 0)[:, None],
+            target=self.z_target(target).where(target_mask, 0.0),
+            target_mask=target_mask if lengths is None else target_mask & (lengths > 0)[:, None],
             start=starts,
             future_covariates=self.covariates[future],
             lengths=lengths,
-            target_profile=None if self.profile is None else self.profile[future],
+            target_profile=None if self.profile is None else self.profile_at(future),
         )
+
+    def read(self, steps: torch.Tensor) -> torch.Tensor:
+        """The readings at ``steps`` (any shape) ``[*steps.shape, N, F_file]``; a blank step reads as missing."""
+        steps = steps.numpy()
+        last = len(self.readings) - 1
+        rows = np.asarray(self.readings[np.minimum(steps, last)], np.float32)
+        if steps.size and steps.max() > last:
+            rows[steps > last] = np.nan
+        return torch.from_numpy(rows)
+
+    def target_at(self, steps: torch.Tensor) -> torch.Tensor:
+        """The target in the data's units at ``steps`` ``[*steps.shape, N]``, NaN where missing."""
+        return self.read(steps)[..., self.target_index]
+
+    def profile_at(self, steps: torch.Tensor) -> torch.Tensor:
+        """The target's historical profile at ``steps`` ``[*steps.shape, N]``, in the data's units."""
+        kind, slot = self.profile_cell[steps].unbind(-1)
+        return self.profile[kind, slot]
+
+    def z_target(self, values: torch.Tensor) -> torch.Tensor:
+        return (values - self.target_mean) / self.target_std
 
     def lengths(self, starts: torch.Tensor) -> torch.Tensor | None:
         """[B, N] each VD's history in the windows starting at ``starts``: at most ``history`` steps back to its
-        last long gap, 0 (inactive) when shorter than ``min_history``."""
-        if self.since_gap is None:
+        last run of ``gap_steps`` steps with no input reading (the series' start counts as a reading), 0
+        (inactive) when shorter than ``min_history``; None for fixed windows (``min_history = 0``)."""
+        if not self.min_history:
             return None
-        lengths = self.since_gap[starts + self.history - 1].clamp(max=self.history)
+        span = self.history + self.gap_steps - 1  # the history and the steps a gap ending in it may start at
+        steps = starts[:, None] + self.history - span + torch.arange(span)
+        missing = ~self.read(steps.clamp(min=0))[..., self.inputs].isfinite().any(-1) & (steps >= 0)[..., None]
+        total = torch.nn.functional.pad(missing.cumsum(1), (0, 0, 1, 0))  # [B, span + 1, N]
+        gap_ends = total[:, self.gap_steps :] - total[:, : -self.gap_steps] == self.gap_steps  # [B, history, N]
+        last_gap_end = (gap_ends * torch.arange(1, self.history + 1)[:, None]).amax(1)  # 0: none in the history
+        lengths = self.history - last_gap_end
         return lengths.where(lengths >= self.min_history, 0)
 
     def window_starts(self, first: int, last: int, stride: int = 1) -> torch.Tensor:
@@ -107,7 +171,11 @@ class Series:
         that span a time jump."""
         starts = torch.arange(first, last + 1, stride)
         starts = starts[~self.spans_jump(starts)]
-        return starts if self.since_gap is None else starts[(self.lengths(starts) > 0).any(1)]
+        if not self.min_history:
+            return starts
+        per_block = max(1, BLOCK_VALUES // ((self.history + self.gap_steps) * math.prod(self.readings.shape[1:])))
+        active = [(self.lengths(block) > 0).any(1) for block in starts.split(per_block)]
+        return starts[torch.cat(active)] if active else starts
 
     def spans_jump(self, starts: torch.Tensor) -> torch.Tensor:
         """[B] bool: the window (history and horizon) starting at each of ``starts`` crosses a time jump."""
@@ -194,19 +262,21 @@ def prepare(data: TrafficData, cfg: DataConfig = DataConfig(), seed: int = 0) ->
                 f"a window needs {window} (history {cfg.history} + horizon {cfg.horizon})"
             )
 
-    blank = np.isnan(data.features).all(axis=(0, 2))
-    if blank.any():
-        names = [vd for vd, b in zip(data.vd_ids, blank) if b]
+    seen = np.zeros(len(data.vd_ids), bool)
+    for _, block in time_blocks(data.features):
+        seen |= np.isfinite(block).any(axis=(0, 2))
+    if not seen.all():
+        names = [vd for vd, ok in zip(data.vd_ids, seen) if not ok]
         raise DataError(
             f"{data.source}: VD(s) {', '.join(names[:5])} have no reading at all (every feature NaN at every step); "
             "remove them from the file"
         )
-    normaliser = Normaliser.fit(data.features[:val_start], data.feature_names, data.source)
-    train_target = data.features[:val_start, :, target_index]
-    profile = Profile.fit(train_target, data.timestamps[:val_start], data.interval, cfg.holidays)
+    normaliser = Normaliser.fit(
+        (block for _, block in time_blocks(data.features, val_start)), data.feature_names, data.source
+    )
+    targets = (block[..., target_index] for _, block in time_blocks(data.features, val_start))
+    profile = Profile.fit_blocks(targets, data.timestamps[:val_start], data.interval, cfg.holidays)
     series = build_series(data, normaliser, cfg, tuple(features), seed, profile)
-    if not series.target_mask[:val_start].any():
-        raise DataError(f"{data.source}: the target '{cfg.target}' is NaN everywhere in the training part")
     strides = {"train": cfg.train_stride, "val": 1, "test": 1}
     splits, across_jumps = {}, 0
     for part, (lo, hi) in bounds.items():
@@ -231,67 +301,54 @@ def build_series(
     features: tuple[str, ...],
     seed: int = 0,
     profile: Profile | None = None,
+    blank: int = 0,
 ) -> Series:
-    """The whole series z-scored with ``normaliser`` and ``profile`` (never re-fitted here): the inputs
-    ``features`` (then the profile, with ``cfg.profile_input``), the target, their masks, covariates and the
-    target's profile, as ``cfg`` says (see ``prepare``)."""
-    jumps = data.time_jumps()
+    """The series of ``data`` z-scored with ``normaliser`` and ``profile`` (never re-fitted here): the inputs
+    ``features`` (then the profile, with ``cfg.profile_input``), the target, covariates and the target's profile,
+    as ``cfg`` says (see ``prepare``), followed by ``blank`` missing steps (the future of the latest windows)."""
+    timestamps = np.concatenate([data.timestamps, data.timestamps[-1] + data.interval * np.arange(1, blank + 1)])
+    jumps = time_jumps(timestamps)
     if len(jumps) and cfg.irregular_steps == "refuse":
         first = int(jumps[0])
-        found = int(data.timestamps[first] - data.timestamps[first - 1])
+        found = int(timestamps[first] - timestamps[first - 1])
         raise DataError(
             f"{data.source}: irregular time step at step {first}: {found} s after the previous step, "
             f"expected {data.interval} s "
             f'({len(jumps)} irregular step(s); [data] irregular_steps = "split" cuts windows only between them)'
         )
-    raw = data.features[:, :, [data.feature_index(name, "data.features") for name in features]]
-    observed = np.isfinite(raw)
-    since_gap = steps_since_gap(~observed.any(-1), cfg.gap_steps) if cfg.min_history else None
-    if cfg.hide_inputs:
-        observed &= np.random.default_rng(seed).random(observed.shape) >= cfg.hide_inputs
+    if cfg.profile_input and profile is None:
+        raise DataError(f"{data.source}: [data] profile_input needs the historical profile of the training part")
+    inputs = np.array([data.feature_index(name, "data.features") for name in features], np.int64)
+    shape = (data.num_steps, len(data.vd_ids), len(inputs))
+    kept = np.random.default_rng(seed).random(shape) >= cfg.hide_inputs if cfg.hide_inputs else None
     mean, std = normaliser.select(features)
-    values = np.where(observed, (raw - mean) / std, 0.0).astype(np.float32)
-    target_raw = data.features[:, :, data.feature_index(cfg.target)]
-    target_mask = np.isfinite(target_raw)
     (target_mean,), (target_std,) = normaliser.select((cfg.target,))
-    target_z = np.where(target_mask, (target_raw - target_mean) / target_std, 0.0).astype(np.float32)
-    target_profile = None if profile is None else profile.at(data.timestamps).astype(np.float32)  # [T, N]
-    if cfg.profile_input:
-        if target_profile is None:
-            raise DataError(f"{data.source}: [data] profile_input needs the historical profile of the training part")
-        values = np.concatenate([values, ((target_profile - target_mean) / target_std)[..., None]], -1)
-        observed = np.concatenate([observed, np.ones_like(observed[..., :1])], -1)
-    stretch = np.zeros(data.num_steps, np.int64)
+    stretch = np.zeros(len(timestamps), np.int64)
     stretch[jumps] = 1
-    calendar = calendar_columns(data.timestamps, cfg.time_of_day, cfg.weekend, cfg.day_of_week, cfg.holidays)
-    covariates = np.array(list(calendar.values()), np.float32).reshape(len(calendar), data.num_steps).T.copy()  # [T, K]
+    calendar = calendar_columns(timestamps, cfg.time_of_day, cfg.weekend, cfg.day_of_week, cfg.holidays)
+    covariates = np.array(list(calendar.values()), np.float32).reshape(len(calendar), len(timestamps)).T.copy()
     return Series(
-        values=torch.from_numpy(values),
-        observed=torch.from_numpy(observed),
+        readings=data.features,
+        inputs=inputs,
+        target_index=data.feature_index(cfg.target),
+        mean=torch.from_numpy(mean),
+        std=torch.from_numpy(std),
+        target_mean=torch.tensor(target_mean),
+        target_std=torch.tensor(target_std),
         covariates=torch.from_numpy(covariates),
-        target=torch.from_numpy(target_z),
-        target_mask=torch.from_numpy(target_mask),
-        target_raw=torch.from_numpy(target_raw.astype(np.float32)),
+        stretch=torch.from_numpy(stretch.cumsum()),
         history=cfg.history,
         horizon=cfg.horizon,
-        since_gap=None if since_gap is None else torch.from_numpy(since_gap),
-        min_history=cfg.min_history,
-        stretch=torch.from_numpy(stretch.cumsum()),
         covariate_names=tuple(calendar),
-        profile=None if target_profile is None else torch.from_numpy(target_profile),
+        profile=None if profile is None else torch.from_numpy(profile.table.astype(np.float32)),
+        profile_cell=None if profile is None else torch.from_numpy(profile.cells(timestamps)),
+        profile_input=cfg.profile_input,
+        min_history=cfg.min_history,
+        gap_steps=cfg.gap_steps,
+        kept=kept,
     )
 
 
 def profile_name(target: str) -> str:
     """The input feature that ``[data] profile_input`` adds: the target's historical profile."""
     return f"{target}_profile"
-
-
-def steps_since_gap(missing: np.ndarray, gap_steps: int) -> np.ndarray:
-    """[T, N] how many steps (up to and including t) each VD has been reporting since its last run of at least
-    ``gap_steps`` missing steps (or since the start); 0 inside such a gap."""
-    t = np.arange(len(missing))[:, None]
-    last_seen = np.maximum.accumulate(np.where(missing, -1, t), axis=0)  # last step with a reading
-    in_gap = t - last_seen >= gap_steps  # [T, N]
-    gap_end = np.maximum.accumulate(np.where(in_gap, t, -1), axis=0)
-    return (t - gap_end).astype(np.int64)

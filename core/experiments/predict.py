@@ -67,12 +67,12 @@ def predict(run_dir: Path, data_path: Path, out: Path, latest: bool = False) -> 
     checkpoint = load_checkpoint(run_dir / "best_model.pt", CHECKPOINT_KEYS)
     normaliser = trained_normaliser(checkpoint, run_dir / "best_model.pt")
     data = match_model(
-        read_hdf5(data_path),
+        read_hdf5(data_path, recipe.data.store),
         tuple(checkpoint["vd_ids"]),
         (*data_features(checkpoint), checkpoint["target"]),
         subset=bool(recipe.data.vds),
     )
-    series = model_series(recipe, checkpoint, normaliser, with_blank_future(data, recipe.data.horizon))
+    series = model_series(recipe, checkpoint, normaliser, data)
     last = data.num_steps - recipe.data.history
     starts = series.window_starts(last if latest else 0, last)
     if not len(starts):
@@ -154,21 +154,13 @@ def listing(vds: list[str], what: str, shown: int = 5) -> str:
     return f"{len(vds)} {what}" + (f" ({', '.join(vds[:shown])}{more})" if vds else "")
 
 
-def with_blank_future(data: TrafficData, steps: int) -> TrafficData:
-    """``data`` followed by ``steps`` missing readings, so that the last windows have a (masked) future."""
-    blank = np.full((steps, *data.features.shape[1:]), np.nan, np.float32)
-    future = data.timestamps[-1] + data.interval * np.arange(1, steps + 1)
-    return attrs.evolve(
-        data, features=np.concatenate([data.features, blank]), timestamps=np.concatenate([data.timestamps, future])
-    )
-
-
 def model_series(recipe: Recipe, checkpoint: dict, normaliser: Normaliser, data: TrafficData) -> Series:
     """The series cut as the run cut its own (features, target, normaliser, window settings), from every observed
-    reading: ``hide_inputs`` is a training experiment and is not applied to the data forecast."""
+    reading (``hide_inputs`` is a training experiment and is not applied to the data forecast), followed by a
+    horizon of missing steps, so that the last windows have a (masked) future."""
     cfg = attrs.evolve(recipe.data, target=checkpoint["target"], hide_inputs=0.0)
     profile = Profile.from_dict(checkpoint["profile"]) if "profile" in checkpoint else None  # none before 2026-12
-    return build_series(data, normaliser, cfg, data_features(checkpoint), profile=profile)
+    return build_series(data, normaliser, cfg, data_features(checkpoint), profile=profile, blank=cfg.horizon)
 
 
 def data_features(checkpoint: dict) -> tuple[str, ...]:

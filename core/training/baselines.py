@@ -9,12 +9,13 @@ import numpy as np
 import torch
 
 from core import calendar
+from core.data.dataset import time_blocks
 from core.data.windows import Prepared
 
 
 class Baselines:
-    """``last_value``: the last observed target of each VD, held for the horizon (never from before a time
-    jump: the VD's mean then).
+    """``last_value``: each VD's last observed target in the window's history, held for the horizon (the VD's
+    training mean where the history has none).
     ``historical_average``: the target's historical profile (``core.data.profile``: the training part's mean per
     VD and time-of-day slot, weekdays and weekends apart where it holds enough of both).
     ``seasonal_naive``: the reading at the same time one week earlier (the profile where that reading is missing
@@ -30,94 +31,92 @@ class Baselines:
     NAMES = ("last_value", "historical_average", "seasonal_naive")
 
     def __init__(self, prepared: Prepared, levels: tuple[float, ...] = ()):
-        series = prepared.series
-        raw = series.target_raw.numpy()  # [T, N]
-        steps, n = raw.shape
+        series = self.series = prepared.series
         self.history, self.horizon = series.history, series.horizon
-        observed = np.isfinite(raw)
-        stretch_start = np.diff(series.stretch.numpy(), prepend=-1) != 0  # [T] the first step after a time jump
-        last_seen = np.maximum.accumulate(
-            np.where(observed | stretch_start[:, None], np.arange(steps)[:, None], 0), axis=0
-        )
-        train = slice(0, prepared.boundaries[0])
-        vd_mean = np.nanmean(raw[train], 0)
-        filled = raw[last_seen, np.arange(n)]
-        self.last = torch.from_numpy(np.where(np.isfinite(filled), filled, vd_mean).astype(np.float32))
-
+        train = prepared.boundaries[0]
+        total, count = 0.0, 0
+        for _, block in time_blocks(series.readings, train):
+            target = block[..., series.target_index]
+            total, count = total + np.nansum(target, 0, dtype=np.float64), count + np.isfinite(target).sum(0)
+        self.vd_mean = torch.from_numpy((total / np.maximum(count, 1)).astype(np.float32))  # [N]
         timestamps = prepared.data.timestamps
-        self.profile = series.profile  # [T, N] the training part's profile at every step, the data's units
-        profile = self.profile.numpy()
-        week_ago = week_earlier(raw, timestamps)
-        self.seasonal = seasonal(timestamps, prepared.data.interval, prepared.boundaries[0])
+        self.week_ago = torch.from_numpy(week_earlier(timestamps))
+        self.seasonal = seasonal(timestamps, prepared.data.interval, train)
         self.names = self.NAMES if self.seasonal else self.NAMES[:2]
-        self.week_ago = torch.from_numpy(np.where(np.isfinite(week_ago), week_ago, profile).astype(np.float32))
-        slots_per_day = calendar.slots_per_day(prepared.data.interval)
-        self.slot = torch.from_numpy(calendar.time_slot(timestamps, prepared.data.interval)).long()
         if levels:
-            self.residual_quantiles, self.hour, self.hour_quantiles = self.quantile_tables(
-                raw[train], self.last[train].numpy(), levels, slots_per_day
-            )
-        if levels and self.seasonal:
-            residuals = raw[train] - week_ago[train]
-            self.seasonal_quantiles = torch.from_numpy(np.nanquantile(residuals, levels).astype(np.float32))
+            self.quantile_tables(prepared, levels)
 
-    def quantile_tables(
-        self, raw: np.ndarray, last: np.ndarray, levels: tuple[float, ...], slots_per_day: int
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """From the training part's readings ``raw [T, N]`` and last values ``last [T, N]``: the residuals'
-        quantiles ``[H, L]``, the hour of every step ``[T_all]`` and the quantiles per hour and VD ``[24, N, L]``."""
-        residuals = np.stack(
-            [np.nanquantile(raw[h:] - last[:-h], levels) for h in range(1, self.horizon + 1)]
-        )  # raw[t + h] - last[t]
-        hour = self.slot * 24 // slots_per_day
-        train_hour = hour[: len(raw)].numpy()
+    def quantile_tables(self, prepared: Prepared, levels: tuple[float, ...]) -> None:
+        """From the training part (read into memory): the last value's residuals' quantiles ``[H, L]`` over its
+        windows, the hour of every step ``[T]``, the quantiles per hour and VD ``[24, N, L]`` and the seasonal
+        naive forecast's residuals' quantiles ``[L]``."""
+        series, train = self.series, prepared.boundaries[0]
+        starts = torch.arange(train - self.history - self.horizon + 1)
+        starts = starts[~series.spans_jump(starts)]
+        raw = series.target_at(torch.arange(train)).numpy()  # [T_train, N]
+        future = (starts[:, None] + self.history + torch.arange(self.horizon)).numpy()
+        points = self.predict(starts)
+        residuals = raw[future] - points["last_value"].numpy()  # [W, H, N]
+        self.residual_quantiles = torch.from_numpy(
+            np.nanquantile(residuals.transpose(1, 0, 2).reshape(self.horizon, -1), levels, axis=1).T.astype(np.float32)
+        )
+        self.hour = (
+            torch.from_numpy(calendar.time_slot(prepared.data.timestamps, prepared.data.interval))
+            * 24
+            // (calendar.slots_per_day(prepared.data.interval))
+        )
+        train_hour = self.hour[:train].numpy()
         overall = np.nanquantile(raw, levels, axis=0)  # [L, N]
         with warnings.catch_warnings():  # an hour no VD was ever observed in: all-NaN, replaced below
             warnings.simplefilter("ignore", RuntimeWarning)
             per_hour = np.stack([np.nanquantile(raw[train_hour == b], levels, axis=0) for b in range(24)])
         per_hour = np.where(np.isfinite(per_hour), per_hour, overall)  # [24, L, N]
-        return (
-            torch.from_numpy(residuals.astype(np.float32)),
-            hour,
-            torch.from_numpy(per_hour.transpose(0, 2, 1).astype(np.float32)),
-        )
-
-    def windows(self, start: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """For the windows starting at ``start``: each VD's last value ``[B, N]`` and the steps forecast ``[B, H]``."""
-        return self.last[start + self.history - 1], start[:, None] + self.history + torch.arange(self.horizon)
+        self.hour_quantiles = torch.from_numpy(per_hour.transpose(0, 2, 1).astype(np.float32))
+        if self.seasonal:
+            residuals = raw[future] - points["seasonal_naive"].numpy()
+            self.seasonal_quantiles = torch.from_numpy(np.nanquantile(residuals, levels).astype(np.float32))
 
     def predict(self, start: torch.Tensor) -> dict[str, torch.Tensor]:
         """Forecasts ``[B, H, N]`` in the data's units for the windows starting at ``start`` (``seasonal_naive``
         only where the data spans two weeks)."""
-        last, future = self.windows(start)
+        history = self.series.target_at(start[:, None] + torch.arange(self.history))  # [B, L, N]
+        future = start[:, None] + self.history + torch.arange(self.horizon)
+        profile = self.series.profile_at(future)
         forecasts = {
-            "last_value": last[:, None].expand(-1, self.horizon, -1),
-            "historical_average": self.profile[future],
+            "last_value": last_observed(history, self.vd_mean)[:, None].expand(-1, self.horizon, -1),
+            "historical_average": profile,
         }
         if self.seasonal:
-            forecasts["seasonal_naive"] = self.week_ago[future]
+            earlier = self.week_ago[future]
+            reading = self.series.target_at(earlier.clamp(min=0))
+            forecasts["seasonal_naive"] = reading.where((earlier >= 0)[..., None] & reading.isfinite(), profile)
         return forecasts
 
-    def quantiles(self, start: torch.Tensor) -> dict[str, torch.Tensor]:
+    def quantiles(self, start: torch.Tensor, forecasts: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Quantiles ``[B, H, N, L]`` at the ``levels`` given at construction, for the windows starting at
-        ``start``."""
-        last, future = self.windows(start)
+        ``start`` whose point ``forecasts`` (``predict``) are given."""
+        future = start[:, None] + self.history + torch.arange(self.horizon)
         quantiles = {
-            "last_value": last[:, None, :, None] + self.residual_quantiles[None, :, None],
+            "last_value": forecasts["last_value"][..., None] + self.residual_quantiles[None, :, None],
             "historical_average": self.hour_quantiles[self.hour[future]],
         }
         if self.seasonal:
-            quantiles["seasonal_naive"] = self.week_ago[future][..., None] + self.seasonal_quantiles
+            quantiles["seasonal_naive"] = forecasts["seasonal_naive"][..., None] + self.seasonal_quantiles
         return quantiles
 
 
-def week_earlier(raw: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
-    """``[T, N]`` the reading of each VD exactly one week before each step (NaN where the file has no such step or
-    the reading is missing)."""
+def last_observed(history: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+    """``[B, N]``: each VD's last observed reading in ``history [B, L, N]`` (NaN: missing), else ``fallback [N]``."""
+    position = torch.where(history.isfinite(), torch.arange(history.shape[1])[:, None], -1).amax(1)  # [B, N]
+    last = history.gather(1, position.clamp(min=0)[:, None]).squeeze(1)
+    return last.where(position >= 0, fallback)
+
+
+def week_earlier(timestamps: np.ndarray) -> np.ndarray:
+    """``[T]`` int64: the step exactly one week before each step, -1 where the file has none."""
     before = timestamps - calendar.WEEK_S
     index = np.searchsorted(timestamps, before).clip(max=len(timestamps) - 1)
-    found = timestamps[index] == before
-    return np.where(found[:, None], raw[index], np.nan)
+    return np.where(timestamps[index] == before, index, -1)
 
 
 def seasonal(timestamps: np.ndarray, interval: int, train_steps: int) -> bool:

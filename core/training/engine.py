@@ -137,8 +137,9 @@ class Engine:
             metrics["model"].update(forecast.point, truth, batch.target_mask, forecast.quantiles)
             if baselines:
                 start = batch.start.cpu()
-                spreads = baselines.quantiles(start) if levels else {}
-                for name, point in baselines.predict(start).items():
+                points = baselines.predict(start)
+                spreads = baselines.quantiles(start, points) if levels else {}
+                for name, point in points.items():
                     spread = spreads[name].to(self.device) if spreads else None
                     metrics[name].update(point.to(self.device), truth, batch.target_mask, spread)
         return {"loss": loss_sum / max(count, 1), **{name: m.compute() for name, m in metrics.items()}}, metrics

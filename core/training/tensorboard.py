@@ -101,7 +101,7 @@ class RunLogger:
         """The ``forecast [H, N]`` of the window at ``start`` of ``series`` beside its history and truth, for the
         ``count`` VDs whose target varies most in the window; with a distribution's ``quantiles [H, N, L]`` at
         ``levels``, its two widest central intervals shaded around it."""
-        window = series.target_raw[start : start + series.history + series.horizon]  # [T + H, N]
+        window = series.target_at(torch.arange(start, start + series.history + series.horizon))  # [T + H, N]
         observed = window.isfinite()
         spread = window.where(observed, -math.inf).amax(0) - window.where(observed, math.inf).amin(0)  # -inf if all NaN
         chosen = spread.argsort(descending=True)[:count].numpy()
