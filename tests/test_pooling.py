@@ -8,7 +8,7 @@ import torch
 
 from core.api import require_positions
 from core.errors import DataError
-from core.model.neighbours import NeighbourLists
+from core.model.neighbours import EdgeSum, NeighbourLists, sparse_mean
 from plugins.pooling.none import NoPooling
 from plugins.pooling.radius import RadiusConfig, RadiusPooling
 from tests.conftest import make_spec
@@ -206,3 +206,27 @@ def test_every_strategy_gets_the_same_gradient_every_time(strategy):
         gradients.append({name: p.grad.clone() for name, p in named.items() if p.grad is not None})
     for name, first in gradients[0].items():
         assert all(torch.equal(first, later[name]) for later in gradients[1:]), name
+
+
+def test_sparse_mean_values_and_gradients_match_a_gather_over_the_lists(monkeypatch):
+    """Repeated edges, zero terms and absent VDs; the edge terms' gradient is gathered in chunks of a few rows."""
+    monkeypatch.setattr(EdgeSum, "CHUNK_ELEMENTS", 2 * 3 * 4 * 5)  # 5 rows a chunk: three chunks for 13 VDs
+    g = torch.Generator().manual_seed(0)
+    index = torch.randint(13, (13, 3), generator=g)
+    index[0] = torch.tensor([4, 4, 0])  # an edge twice, and the VD itself
+    terms = torch.rand(13, 3, generator=g).where(torch.rand(13, 3, generator=g) > 0.2, 0.0).requires_grad_()
+    values = torch.randn(2, 13, 4, generator=g, requires_grad=True)
+    node_mask = torch.rand(2, 13, generator=g) > 0.3
+    means, total = sparse_mean(index, terms, values, node_mask)
+    present = node_mask[:, index].float()  # [B, N, K]
+    weights = terms * present
+    expected_total = weights.sum(-1)
+    expected = (weights[..., None] * values[:, index]).sum(2) / expected_total.where(expected_total > 0, 1.0)[..., None]
+    torch.testing.assert_close(means, expected)
+    torch.testing.assert_close(total, expected_total.where(expected_total > 0, 1.0))
+    upstream = torch.randn(2, 13, 4, generator=g)
+    got = torch.autograd.grad((means * upstream).sum(), (terms, values))
+    want = torch.autograd.grad((expected * upstream).sum(), (terms, values))
+    for name, a, b in zip(("terms", "values"), got, want):
+        torch.testing.assert_close(a, b, msg=lambda m, name=name: f"gradient of {name}: {m}")
+    assert got[0].abs().sum() > 0 and got[1][~node_mask].abs().max() == 0  # absent VDs get no gradient
