@@ -4,6 +4,8 @@
     python bench/scale.py --sizes 50,100 --steps 2000 --batches 2 --val-batches 2    # a smoke run
     python bench/scale.py --sizes 8600 --steps 105120 --interval 300 --contiguous --set 'data.store="disk"' \
         --poolings none                                        # CA's year at 5 minutes, its readings left on disk
+    python bench/scale.py --sizes 8600 --batches 200 --set 'trainer.precision="bf16-mixed"' --nvidia-smi
+                                                               # on a CUDA machine: GPU busy % and CUDA peak memory
 
 For each size, LargeST's three files are written at that size (``bench/largest_file.py``: 5-minute flow, a road
 network, the sensors' metadata) and imported as a user would (``python -m core.data import-largest --resample 900``),
@@ -14,19 +16,25 @@ the trainer's epoch, with windows per second), ``validate`` (``--val-batches`` b
 through the engine's metrics) and ``forecast`` (``core.predict --latest``'s function on the run's
 ``best_model.pt``: the latest window of the file). Prints a table, then per stage and pooling the time and the
 memory per VD at the largest size over those at the smallest: 1.00 is linear growth, the target is <= 1.3.
+With ``--nvidia-smi`` (on a CUDA machine) ``nvidia-smi`` samples the GPU every 200 ms meanwhile, and a second
+table gives, per size and pooling, how busy the GPU was on average over the training stage and CUDA's peak
+allocated memory.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import math
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -44,8 +52,13 @@ def main() -> None:
         return
     sizes = [int(size) for size in args.sizes.split(",")]
     with tempfile.TemporaryDirectory(dir=args.workdir) as folder:
-        rows = measure(Path(folder), sizes, args)
+        log = Path(folder) / "nvidia-smi.csv"
+        with sampling_gpu(log) if args.nvidia_smi else contextlib.nullcontext():
+            rows = measure(Path(folder), sizes, args)
+        samples = gpu_samples(log.read_text()) if args.nvidia_smi else None
     print(table(rows, args))
+    if samples is not None:
+        print(gpu_table(rows, samples))
     for size in sizes:
         print(f"the series of {size} VDs: {args.steps * size * 4 / 2**20:,.0f} MB of float32 readings")
     print(ratios(rows, sizes))
@@ -62,6 +75,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--val-batches", type=int, default=20, help="validation batches timed")
     parser.add_argument("--batch-size", type=int, default=32, help="windows per training and validation batch")
     parser.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE", help="recipe overrides")
+    parser.add_argument("--nvidia-smi", action="store_true", help="sample the GPU's use while training (CUDA)")
     parser.add_argument("--workdir", help="where the generated files go (default: the system's temporary folder)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)  # import FOLDER | run FILE POOLING
     return parser
@@ -113,8 +127,13 @@ class Stages:
         self.started = time.perf_counter()
 
     def done(self, stage: str, **extra: float) -> None:
+        import torch
+
         seconds = time.perf_counter() - self.started
         self.results[stage] = {"seconds": seconds, "peak_mb": max(0.0, peak_rss_mb() - self.baseline), **extra}
+        self.results[stage]["ended"] = time.time()  # the wall clock, to match nvidia-smi's samples
+        if torch.cuda.is_available():
+            self.results[stage]["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
         self.started = time.perf_counter()
 
 
@@ -261,6 +280,39 @@ def growth(rows: list[dict], sizes: list[int]) -> list[dict]:
         time_, memory = (per_vd_ratio(a[key], small, b[key], large) for key in ("seconds", "peak_mb"))
         found.append({"pooling": pooling, "stage": stage, "time": time_, "memory": memory})
     return found
+
+
+@contextlib.contextmanager
+def sampling_gpu(log: Path):
+    """``nvidia-smi`` writing the GPU's utilisation to ``log`` every 200 ms while the block runs."""
+    query = ["nvidia-smi", "--query-gpu=timestamp,utilization.gpu", "--format=csv,noheader,nounits", "-lms", "200"]
+    with open(log, "w") as out:
+        sampler = subprocess.Popen(query, stdout=out)
+        try:
+            yield
+        finally:
+            sampler.terminate()
+            sampler.wait()
+
+
+def gpu_samples(text: str) -> list[tuple[float, float]]:
+    """``(wall-clock seconds, GPU busy %)`` from ``nvidia-smi``'s CSV lines (its timestamps are local time)."""
+    samples = []
+    for line in text.splitlines():
+        stamp, busy = (field.strip() for field in line.split(",")[:2])
+        samples.append((datetime.strptime(stamp, "%Y/%m/%d %H:%M:%S.%f").timestamp(), float(busy)))
+    return samples
+
+
+def gpu_table(rows: list[dict], samples: list[tuple[float, float]]) -> str:
+    """Per size and pooling: the GPU's mean busy % over the training stage, its samples, CUDA's peak memory."""
+    lines = ["\nGPU (nvidia-smi every 200 ms)", "| VDs | pooling | train: GPU busy % | samples | CUDA peak MB |"]
+    lines.append("|---|---|---|---|---|")
+    for row in (row for row in rows if row["stage"] == "train"):
+        busy = [value for at, value in samples if row["ended"] - row["seconds"] <= at <= row["ended"]]
+        mean = f"{statistics.mean(busy):.0f}" if busy else "-"
+        lines.append(f"| {row['vds']} | {row['pooling']} | {mean} | {len(busy)} | {row.get('cuda_peak_mb', 0):.0f} |")
+    return "\n".join(lines)
 
 
 def per_vd_ratio(small_value: float, small: int, large_value: float, large: int) -> float:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.scale import STAGES, growth, ratios
+from bench.scale import STAGES, gpu_samples, gpu_table, growth, ratios
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,6 +37,21 @@ def test_growth_is_the_per_vd_value_at_the_largest_size_over_the_smallest():
     assert found == {"pooling": "none", "stage": "train", "time": 1.0, "memory": 2.0}
     assert "| none | train | 1.00 | 2.00 | NO |" in ratios(rows, [100, 400, 200])
     assert "no growth ratios" in ratios(rows[:1], [100])
+
+
+def test_gpu_table_averages_the_samples_taken_while_each_run_trained():
+    log = "2026/12/07 10:00:00.000, 10\n2026/12/07 10:00:01.000, 90\n2026/12/07 10:00:02.000, 70\n"
+    log += "2026/12/07 10:00:03.500, 0\n2026/12/07 10:00:05.000, 40\n"
+    samples = gpu_samples(log)
+    start = samples[0][0]
+    assert [busy for _, busy in samples] == [10, 90, 70, 0, 40] and samples[3][0] - start == pytest.approx(3.5)
+    rows = [  # training from 1 s to 3 s, then from 4.5 s to 6 s, after the clock of the first sample
+        {"vds": 716, "pooling": "none", "stage": "train", "seconds": 2.0, "ended": start + 3, "cuda_peak_mb": 812.4},
+        {"vds": 716, "pooling": "none", "stage": "validate", "seconds": 9.0, "ended": start + 9},
+        {"vds": 8600, "pooling": "none", "stage": "train", "seconds": 1.5, "ended": start + 6},
+    ]
+    found = rows_of(gpu_table(rows, samples), 5)
+    assert found == [["716", "none", "80", "2", "812"], ["8600", "none", "40", "1", "0"]]
 
 
 @pytest.mark.slow
