@@ -11,7 +11,7 @@ import numpy as np
 
 from core.data import TrafficData, importers, read_hdf5, road_graph, write_hdf5
 from core.data.dataset import FeatureCounts, Layout, regular_interval, time_blocks, time_jumps
-from core.data.hdf5 import read_layout, write_hdf5_stream
+from core.data.hdf5 import open_readings, write_hdf5_stream
 from core.data.largest import FEATURE, NETWORKS, import_largest
 from core.data.resample import parse_how, resample
 from core.data.synthetic import generate
@@ -155,9 +155,8 @@ def command(args: argparse.Namespace) -> int:
 
 def repacked(source: str, out: str, contiguous: bool) -> tuple[Layout, FeatureCounts]:
     """``source`` written again to ``out``, a block of steps at a time, with its readings laid out as asked."""
-    layout, f = read_layout(source)
-    with f:
-        dataset, counts = f["data/features"], FeatureCounts.of(np.zeros((0, *layout.shape[1:]), np.float32))
+    with open_readings(source) as (layout, dataset):
+        counts = FeatureCounts.of(np.zeros((0, *layout.shape[1:]), np.float32))
 
         def blocks() -> Iterator[np.ndarray]:
             for _, block in time_blocks(dataset):  # an h5py dataset reads the steps sliced

@@ -35,21 +35,22 @@ def read_hdf5(path: str | Path, store: str = "memory") -> TrafficData:
     """The file's series; ``store = "disk"`` leaves its readings on disk (``DiskReadings``), which needs them
     stored contiguous and uncompressed (``write_hdf5(..., contiguous=True)``, ``python -m core.data repack``)."""
     with _open(path) as (f, path):
-        layout = read_layout_of(f, path)
+        layout = _read_layout(f, path)
         dataset = f["data/features"]
         features = np.asarray(dataset, dtype=np.float32) if store == "memory" else _on_disk(dataset, path)
     return TrafficData(features, **attrs.asdict(layout, recurse=False))
 
 
-def read_layout(path: str | Path) -> tuple[Layout, h5py.File]:
-    """The file's ``Layout`` and the open file, whose ``data/features`` can then be read a block at a time (the
-    caller closes it)."""
-    with _open(path, close=False) as (f, path):
-        return read_layout_of(f, path), f
+@contextmanager
+def open_readings(path: str | Path) -> Iterator[tuple[Layout, h5py.Dataset]]:
+    """The file's ``Layout`` and its ``data/features``, open while the block runs, to be read a block of steps
+    at a time."""
+    with _open(path) as (f, path):
+        yield _read_layout(f, path), f["data/features"]
 
 
 @contextmanager
-def _open(path: str | Path, close: bool = True) -> Iterator[tuple[h5py.File, Path]]:
+def _open(path: str | Path) -> Iterator[tuple[h5py.File, Path]]:
     path = Path(path)
     if path.is_dir():
         raise DataError(f"{path}: is a folder, not an HDF5 data file")
@@ -62,16 +63,12 @@ def _open(path: str | Path, close: bool = True) -> Iterator[tuple[h5py.File, Pat
     try:
         yield f, path
     except OSError as error:
-        f.close()
         raise DataError(f"{path}: not a readable HDF5 file: {error}") from None
-    except BaseException:
-        f.close()
-        raise
-    if close:
+    finally:
         f.close()
 
 
-def read_layout_of(f: h5py.File, path: Path) -> Layout:
+def _read_layout(f: h5py.File, path: Path) -> Layout:
     """All of the open file ``f`` but its readings."""
     dataset = _require(f, path, "data/features", "float32 [T, N, F]")
     if dataset.ndim != 3:
