@@ -7,3 +7,10 @@ shares (``errors``, ``io``); above them the command lines (``run``, ``plugins``,
 ``python -m core.data`` too). The layers, who may import whom, are declared once, in ``setup.cfg``'s
 ``[importlinter]`` contracts, and checked by ``lint-imports`` in CI.
 """
+
+import os
+
+# PyTorch backs each CPU tensor of 2 MB or more with transparent huge pages when this is set before its first such
+# tensor: a large network's step allocates tensors of tens of MB, whose 4 KB pages the kernel otherwise faults in
+# one at a time (docs/performance.md, "Scale"). ``THP_MEM_ALLOC_ENABLE=0`` in the environment keeps PyTorch's default.
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 import subprocess
 import sys
@@ -89,3 +90,24 @@ def test_tax_bench_prints_framework_over_bare(tmp_path):
     assert float(ratio) == pytest.approx(float(framework) / float(bare), rel=0.02)
     assert within == ("yes" if float(ratio) <= 1.10 else "NO")
     assert re.search(r"target: framework / bare <= 1\.1", out)
+
+
+TENSOR_OF_4_MB = "import core, os, torch; print(os.environ['THP_MEM_ALLOC_ENABLE'], torch.empty(4 << 20).data_ptr())"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PyTorch's huge pages are Linux's")
+@pytest.mark.parametrize(("given", "seen"), [(None, "1"), ("1", "1"), ("0", "0")])
+def test_importing_core_puts_large_cpu_tensors_on_huge_pages_unless_the_environment_says_no(given, seen):
+    """``import core`` turns PyTorch's ``THP_MEM_ALLOC_ENABLE`` on, and a value in the environment wins; with it on,
+    PyTorch places a tensor of 2 MB or more at the start of a page, to advise the kernel to back it with huge
+    pages (glibc's own allocator puts it 64 bytes in)."""
+    env = {name: value for name, value in os.environ.items() if name != "THP_MEM_ALLOC_ENABLE"}
+    if given is not None:
+        env["THP_MEM_ALLOC_ENABLE"] = given
+    command = [sys.executable, "-c", TENSOR_OF_4_MB]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    value, address = done.stdout.split()
+    assert value == seen
+    if seen == "1":
+        assert int(address) % os.sysconf("SC_PAGESIZE") == 0
