@@ -102,10 +102,11 @@ class Series:
         return len(self.stretch)
 
     def cut(self, starts: torch.Tensor) -> Windows:
-        past = starts[:, None] + torch.arange(self.history)
-        future = starts[:, None] + self.history + torch.arange(self.horizon)
-        rows = self.read(torch.cat([past, future], 1))  # [B, L + H, N, F_file]
-        inputs = rows[:, : self.history][..., self.inputs]
+        lead = self.gap_steps - 1 if self.min_history else 0  # read for ``lengths``: where a gap may start
+        steps = starts[:, None] - lead + torch.arange(lead + self.history + self.horizon)
+        rows = self.read(steps.clamp(min=0))  # [B, lead + L + H, N, F_file]
+        past, future = steps[:, lead : lead + self.history], steps[:, lead + self.history :]
+        inputs = rows[:, lead : lead + self.history][..., self.inputs]
         observed = inputs.isfinite()
         if self.kept is not None:
             observed &= torch.from_numpy(self.kept[past.numpy()])
@@ -113,10 +114,10 @@ class Series:
         if self.profile_input:
             values = torch.cat([values, self.z_target(self.profile_at(past))[..., None]], -1)
             observed = torch.cat([observed, torch.ones_like(observed[..., :1])], -1)
-        lengths = self.lengths(starts)
+        lengths = self._lengths_in(rows[:, : lead + self.history], steps[:, : lead + self.history])
         if lengths is not None:  # a VD's history starts after its last long gap; an inactive VD is not forecast
             observed = observed & real_steps(lengths, self.history)[..., None]
-        target = rows[:, self.history :, :, self.target_index]
+        target = rows[:, lead + self.history :, :, self.target_index]
         target_mask = target.isfinite()
         return Windows(
             values=values.where(observed, 0.0),
@@ -159,7 +160,14 @@ class Series:
             return None
         span = self.history + self.gap_steps - 1  # the history and the steps a gap ending in it may start at
         steps = starts[:, None] + self.history - span + torch.arange(span)
-        missing = ~self.read(steps.clamp(min=0))[..., self.inputs].isfinite().any(-1) & (steps >= 0)[..., None]
+        return self._lengths_in(self.read(steps.clamp(min=0)), steps)
+
+    def _lengths_in(self, rows: torch.Tensor, steps: torch.Tensor) -> torch.Tensor | None:
+        """``lengths`` from the readings ``rows [B, gap_steps - 1 + L, N, F_file]`` at ``steps [B, gap_steps - 1 +
+        L]`` (each window's history and the steps before it; those before the series' start are ignored)."""
+        if not self.min_history:
+            return None
+        missing = ~rows[..., self.inputs].isfinite().any(-1) & (steps >= 0)[..., None]
         total = torch.nn.functional.pad(missing.cumsum(1), (0, 0, 1, 0))  # [B, span + 1, N]
         gap_ends = total[:, self.gap_steps :] - total[:, : -self.gap_steps] == self.gap_steps  # [B, history, N]
         last_gap_end = (gap_ends * torch.arange(1, self.history + 1)[:, None]).amax(1)  # 0: none in the history
