@@ -208,8 +208,11 @@ def test_every_strategy_gets_the_same_gradient_every_time(strategy):
         assert all(torch.equal(first, later[name]) for later in gradients[1:]), name
 
 
-def test_sparse_mean_values_and_gradients_match_a_gather_over_the_lists(monkeypatch):
-    """Repeated edges, zero terms and absent VDs; the edge terms' gradient is gathered in chunks of a few rows."""
+@pytest.mark.parametrize("dense", [True, False], ids=["dense", "gathered"])
+def test_sparse_mean_values_and_gradients_match_a_gather_over_the_lists(monkeypatch, dense):
+    """Repeated edges, zero terms and absent VDs; the edge terms' gradient by a dense product or gathered in chunks
+    of a few rows."""
+    monkeypatch.setattr(EdgeSum, "DENSE_UP_TO", 13 if dense else 0)
     monkeypatch.setattr(EdgeSum, "CHUNK_ELEMENTS", 2 * 3 * 4 * 5)  # 5 rows a chunk: three chunks for 13 VDs
     g = torch.Generator().manual_seed(0)
     index = torch.randint(13, (13, 3), generator=g)
