@@ -142,6 +142,26 @@ def test_latest_is_one_window_ending_at_the_last_step(run_dir, small_h5, small_d
     np.testing.assert_allclose(latest["forecast"], every["forecast"][-1:], atol=1e-5, rtol=1e-5, equal_nan=True)
 
 
+def test_latest_reads_only_the_last_steps_its_window_needs(run_dir, small_h5, small_data, tmp_path):
+    """Readings and a time jump before the latest window's steps (its history, and with min_history the steps a
+    gap ending in it may start at) change nothing in its forecast: they are never read (a forecast of every
+    window refuses the jump)."""
+    data = tomllib.loads((run_dir / "recipe.toml").read_text())["data"]
+    needed = data["history"] + (data["gap_steps"] - 1 if data["min_history"] else 0)
+    before = slice(0, small_data.num_steps - needed)
+    features, timestamps = small_data.features.copy(), small_data.timestamps.copy()
+    features[before] = 1e4
+    timestamps[before] -= 3600  # a step an hour too long where the needed steps begin
+    changed = write_hdf5(attrs.evolve(small_data, features=features, timestamps=timestamps), tmp_path / "changed.h5")
+    for path in (small_h5, changed):
+        out = tmp_path / f"{path.stem}.out.h5"
+        assert main([str(run_dir), "--data", str(path), "--latest", "--out", str(out)]) == 0
+    original, edited = read(tmp_path / "small.out.h5"), read(tmp_path / "changed.out.h5")
+    np.testing.assert_array_equal(edited["forecast"], original["forecast"])
+    np.testing.assert_array_equal(edited["issued_at"], original["issued_at"])
+    assert main([str(run_dir), "--data", str(changed), "--out", str(tmp_path / "every.h5")]) != 0
+
+
 def test_uses_the_runs_normaliser_and_the_models_vd_order(run_dir, small_data, tmp_path):
     """A tail of the file with its VDs reversed gives the full file's forecasts: nothing is re-fitted on it."""
     tail = 400

@@ -31,13 +31,22 @@ from core.graph import RoadGraph
 from core.io import atomic_write
 
 
-def read_hdf5(path: str | Path, store: str = "memory") -> TrafficData:
+def read_hdf5(path: str | Path, store: str = "memory", last_steps: int | None = None) -> TrafficData:
     """The file's series; ``store = "disk"`` leaves its readings on disk (``DiskReadings``), which needs them
-    stored contiguous and uncompressed (``write_hdf5(..., contiguous=True)``, ``python -m core.data repack``)."""
+    stored contiguous and uncompressed (``write_hdf5(..., contiguous=True)``, ``python -m core.data repack``).
+    ``last_steps``: only the file's last steps, read into memory whatever the store (a forecast of its latest
+    window)."""
     with _open(path) as (f, path):
         layout = _read_layout(f, path)
         dataset = f["data/features"]
-        features = np.asarray(dataset, dtype=np.float32) if store == "memory" else _on_disk(dataset, path)
+        if last_steps is not None:
+            tail = slice(max(0, dataset.shape[0] - last_steps), None)
+            layout = attrs.evolve(layout, timestamps=layout.timestamps[tail])
+            features = np.asarray(dataset[tail], dtype=np.float32)
+        elif store == "memory":
+            features = np.asarray(dataset, dtype=np.float32)
+        else:
+            features = _on_disk(dataset, path)
     return TrafficData(features, **attrs.asdict(layout, recurse=False))
 
 

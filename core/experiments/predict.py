@@ -66,8 +66,9 @@ def predict(run_dir: Path, data_path: Path, out: Path, latest: bool = False) -> 
     recipe, registry = load_recipe(run_dir / "recipe.toml")
     checkpoint = load_checkpoint(run_dir / "best_model.pt", CHECKPOINT_KEYS)
     normaliser = trained_normaliser(checkpoint, run_dir / "best_model.pt")
+    window = recipe.data.history + (recipe.data.gap_steps - 1 if recipe.data.min_history else 0)  # what `cut` reads
     data = match_model(
-        read_hdf5(data_path, recipe.data.store),
+        read_hdf5(data_path, recipe.data.store, last_steps=window if latest else None),
         tuple(checkpoint["vd_ids"]),
         (*data_features(checkpoint), checkpoint["target"]),
         subset=bool(recipe.data.vds),
