@@ -15,6 +15,7 @@ from core.data import TrafficData, read_hdf5, write_hdf5
 from core.data.__main__ import main as data_cli
 from core.data.config import DataConfig
 from core.data.geo import project_to_metres
+from core.data.hdf5 import describe_hdf5
 from core.data.importers import import_pandas_h5, import_per_detector, import_wide_csv, read_vd_attributes
 from core.data.resample import parse_how, resample
 from core.data.synthetic import generate
@@ -75,6 +76,26 @@ def test_vds_without_positions_read_as_nan(small_h5, tmp_path):
         del f["metadata/vd_info/VD-N1-03"]
     data = read_hdf5(path)
     assert np.isnan(data.latlon[3]).all() and np.isfinite(np.delete(data.latlon, 3, 0)).all()
+
+
+def test_a_file_offers_positions_if_any_vd_has_one(small_h5, small_data, tmp_path):
+    """Only the last VD located (and one with a NaN longitude, which counts as none): positions are offered to
+    the recipe's checks, the others read as NaN; without any, none are."""
+    path = tmp_path / "one.h5"
+    path.write_bytes(small_h5.read_bytes())
+    *others, last = small_data.vd_ids
+    with h5py.File(path, "a") as f:
+        for vd in others:
+            del f[f"metadata/vd_info/{vd}"].attrs["position_lat"]
+        f[f"metadata/vd_info/{others[0]}"].attrs["position_lat"] = 25.0
+        f[f"metadata/vd_info/{others[0]}"].attrs["position_lon"] = np.nan
+    assert "positions" in describe_hdf5(path)
+    latlon = read_hdf5(path).latlon
+    np.testing.assert_array_equal(latlon[-1], small_data.latlon[-1])
+    assert np.isnan(latlon[:-1]).all()
+    with h5py.File(path, "a") as f:
+        del f[f"metadata/vd_info/{last}"].attrs["position_lon"]
+    assert "positions" not in describe_hdf5(path) and read_hdf5(path).latlon is None
 
 
 def test_data_checks_name_the_problem(small_data):

@@ -88,9 +88,9 @@ def _read_layout(f: h5py.File, path: Path) -> Layout:
         vd_ids,
         names,
         _timestamps(f, path, dataset.shape[0]),
-        _positions(f, vd_ids),
+        _positions(info := _vd_info(f, vd_ids)),
         source=str(path),
-        vd_attributes=_attributes(f, vd_ids),
+        vd_attributes=_attributes(info),
     )
     check_layout(layout, dataset.shape)
     return attrs.evolve(layout, road_graph=_road_graph(f, path, len(vd_ids)))
@@ -119,10 +119,11 @@ def describe_hdf5(path: str | Path) -> set[str] | None:
         with h5py.File(path, "r") as f:
             vd_ids = _strings(f["metadata/vdids"])
             offered = {"road_graph"} if "metadata/road_graph" in f else set()
-            latlon = _positions(f, vd_ids)
+            info = f["metadata/vd_info"] if "metadata/vd_info" in f else {}
+            located = any(_position(info[vd].attrs) is not None for vd in vd_ids if vd in info)  # stops at the first
     except (OSError, KeyError):
         return None
-    return offered | ({"positions"} if latlon is not None else set())  # a VD without one: named when built
+    return offered | ({"positions"} if located else set())  # a VD without one: named when built
 
 
 def write_hdf5(data: TrafficData, path: str | Path, contiguous: bool = False) -> Path:
@@ -221,16 +222,29 @@ def _timestamps(f: h5py.File, path: Path, steps: int) -> np.ndarray:
     raise DataError(f"{path}: missing dataset 'metadata/timestamps_epoch' or 'metadata/timestamps' ({steps} times)")
 
 
-def _positions(f: h5py.File, vd_ids: tuple[str, ...]) -> np.ndarray | None:
+def _vd_info(f: h5py.File, vd_ids: tuple[str, ...]) -> list[dict] | None:
+    """Each VD's attributes in ``metadata/vd_info/<vdid>`` (``{}`` where it has no group), each group read once;
+    None for a file without ``metadata/vd_info``."""
     if "metadata/vd_info" not in f:
         return None
     info = f["metadata/vd_info"]
-    latlon = np.full((len(vd_ids), 2), np.nan)
-    for i, vd in enumerate(vd_ids):
-        attrs = info[vd].attrs if vd in info else {}
-        if "position_lat" in attrs and "position_lon" in attrs:
-            latlon[i] = float(attrs["position_lat"]), float(attrs["position_lon"])
-    return latlon if np.isfinite(latlon).any() else None  # no position at all: a file without positions
+    return [dict(info[vd].attrs) if vd in info else {} for vd in vd_ids]
+
+
+def _position(attributes) -> tuple[float, float] | None:
+    """A VD's (lat, lon) from its attributes, None where it has no finite one."""
+    if "position_lat" not in attributes or "position_lon" not in attributes:
+        return None
+    latlon = float(attributes["position_lat"]), float(attributes["position_lon"])
+    return latlon if np.isfinite(latlon).all() else None
+
+
+def _positions(per_vd: list[dict] | None) -> np.ndarray | None:
+    """[N, 2] lat, lon (NaN where a VD has none); None where no VD has one."""
+    latlon = [_position(attributes) for attributes in per_vd or ()]
+    if not any(position is not None for position in latlon):
+        return None  # no position at all: a file without positions
+    return np.array([position or (np.nan, np.nan) for position in latlon])
 
 
 def _road_graph(f: h5py.File, path: Path, num_vds: int) -> RoadGraph | None:
@@ -253,12 +267,10 @@ def _road_graph(f: h5py.File, path: Path, num_vds: int) -> RoadGraph | None:
         raise DataError(f"{path}: {str(error).replace('road graph:', 'metadata/road_graph:', 1)}") from None
 
 
-def _attributes(f: h5py.File, vd_ids: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+def _attributes(per_vd: list[dict] | None) -> dict[str, tuple[str, ...]]:
     """Every string attribute of ``metadata/vd_info/<vdid>``: ``{name: value per VD ("" where absent)}``."""
-    if "metadata/vd_info" not in f:
+    if per_vd is None:
         return {}
-    info = f["metadata/vd_info"]
-    per_vd = [dict(info[vd].attrs) if vd in info else {} for vd in vd_ids]
     names = sorted({k for attrs in per_vd for k, v in attrs.items() if isinstance(v, (str, bytes))})
     text = lambda v: v.decode() if isinstance(v, bytes) else str(v)  # noqa: E731
     return {name: tuple(text(attrs.get(name, "")) for attrs in per_vd) for name in names}
