@@ -102,7 +102,7 @@ class Series:
         return len(self.stretch)
 
     def cut(self, starts: torch.Tensor) -> Windows:
-        lead = self.gap_steps - 1 if self.min_history else 0  # read for ``lengths``: where a gap may start
+        lead = gap_lead(self.min_history, self.gap_steps)
         steps = starts[:, None] - lead + torch.arange(lead + self.history + self.horizon)
         rows = self.read(steps.clamp(min=0))  # [B, lead + L + H, N, F_file]
         past, future = steps[:, lead : lead + self.history], steps[:, lead + self.history :]
@@ -158,7 +158,7 @@ class Series:
         (inactive) when shorter than ``min_history``; None for fixed windows (``min_history = 0``)."""
         if not self.min_history:
             return None
-        span = self.history + self.gap_steps - 1  # the history and the steps a gap ending in it may start at
+        span = self.history + gap_lead(self.min_history, self.gap_steps)
         steps = starts[:, None] + self.history - span + torch.arange(span)
         return self._lengths_in(self.read(steps.clamp(min=0)), steps)
 
@@ -188,6 +188,12 @@ class Series:
     def spans_jump(self, starts: torch.Tensor) -> torch.Tensor:
         """[B] bool: the window (history and horizon) starting at each of ``starts`` crosses a time jump."""
         return self.stretch[starts] != self.stretch[starts + self.history + self.horizon - 1]
+
+
+def gap_lead(min_history: int, gap_steps: int) -> int:
+    """The steps before a window's history that cutting it reads: with variable-length histories
+    (``min_history > 0``) those where a gap ending in the history may start (``gap_steps - 1``), else none."""
+    return gap_steps - 1 if min_history else 0
 
 
 class WindowDataset(torch.utils.data.Dataset):

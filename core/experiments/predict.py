@@ -29,7 +29,7 @@ from core.api import Collator
 from core.data.dataset import TrafficData
 from core.data.hdf5 import read_hdf5
 from core.data.profile import Profile
-from core.data.windows import Normaliser, Series, WindowDataset, build_series, dataset_spec, profile_name
+from core.data.windows import Normaliser, Series, WindowDataset, build_series, dataset_spec, gap_lead, profile_name
 from core.errors import DataError, TrainingError, run_cli
 from core.io import atomic_write, load_checkpoint
 from core.model import build_forecaster
@@ -66,7 +66,7 @@ def predict(run_dir: Path, data_path: Path, out: Path, latest: bool = False) -> 
     recipe, registry = load_recipe(run_dir / "recipe.toml")
     checkpoint = load_checkpoint(run_dir / "best_model.pt", CHECKPOINT_KEYS)
     normaliser = trained_normaliser(checkpoint, run_dir / "best_model.pt")
-    window = recipe.data.history + (recipe.data.gap_steps - 1 if recipe.data.min_history else 0)  # what `cut` reads
+    window = recipe.data.history + gap_lead(recipe.data.min_history, recipe.data.gap_steps)  # the steps cut reads
     data = match_model(
         read_hdf5(data_path, recipe.data.store, last_steps=window if latest else None),
         tuple(checkpoint["vd_ids"]),
