@@ -213,7 +213,8 @@ def test_sparse_mean_values_and_gradients_match_a_gather_over_the_lists(monkeypa
     """Repeated edges, zero terms and absent VDs; the edge terms' gradient by a dense product or gathered in chunks
     of a few rows."""
     monkeypatch.setattr(EdgeSum, "DENSE_UP_TO", 13 if dense else 0)
-    monkeypatch.setattr(EdgeSum, "CHUNK_ELEMENTS", 2 * 3 * 4 * 5)  # 5 rows a chunk: three chunks for 13 VDs
+    if not dense:
+        monkeypatch.setattr(EdgeSum, "CHUNK_ELEMENTS", 2 * 3 * 4 * 5)  # 5 rows a chunk: three chunks for 13 VDs
     g = torch.Generator().manual_seed(0)
     index = torch.randint(13, (13, 3), generator=g)
     index[0] = torch.tensor([4, 4, 0])  # an edge twice, and the VD itself

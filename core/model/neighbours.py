@@ -216,7 +216,7 @@ class EdgeSum(torch.autograd.Function):
     sparse [N, N] matrix of the edges, and its gradients in O(N·K·D). (``torch.sparse.mm``'s own gradient for the
     sparse matrix's values is the dense [N, D] x [D, N] product: quadratic in N, 6 s a batch at 8,600 VDs.)"""
 
-    CHUNK_ELEMENTS = 2**22  # the gradient of ``w`` gathers ``x`` for this many elements at a time
+    CHUNK_ELEMENTS = 2**22  # the gradient of ``w`` holds this many elements at a time (a gather's chunk, [N, N])
     DENSE_UP_TO = 64  # VDs per edge of a row (N / K) up to which the gradient of ``w`` is one dense [N, N] product
 
     @staticmethod
@@ -237,10 +237,11 @@ class EdgeSum(torch.autograd.Function):
 
 def edge_products(index: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
     """``[N, K]``: ``<left_i, right_index[i, k]>`` for each edge, from ``left``, ``right`` [N, D]. On a small network
-    (N ≤ ``EdgeSum.DENSE_UP_TO`` · K) the dense [N, N] product gathered at the edges, which is cheaper there
-    (2x at 207 VDs); beyond it ``right`` gathered along the edges, a chunk of rows at a time: O(N·K·D)."""
+    (N ≤ ``EdgeSum.DENSE_UP_TO`` · K, and N² ≤ ``EdgeSum.CHUNK_ELEMENTS`` so that its memory is a chunk's) the dense
+    [N, N] product gathered at the edges, which is cheaper there (2x at 207 VDs); beyond it ``right`` gathered along
+    the edges, a chunk of rows at a time: O(N·K·D)."""
     n, k = index.shape
-    if n <= EdgeSum.DENSE_UP_TO * k:
+    if n <= EdgeSum.DENSE_UP_TO * k and n * n <= EdgeSum.CHUNK_ELEMENTS:
         return (left @ right.T).gather(1, index)
     rows = max(1, EdgeSum.CHUNK_ELEMENTS // max(1, k * right.shape[1]))
     parts = zip(index.split(rows), left.split(rows))
